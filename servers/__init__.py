@@ -1,0 +1,1 @@
+"""Servers: sans-I/O services run by interchangeable concurrency models."""

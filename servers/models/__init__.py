@@ -1,0 +1,1 @@
+"""Concurrency models: one module each, all behind the contract in ``base``."""

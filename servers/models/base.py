@@ -1,0 +1,156 @@
+"""The contract every concurrency model keeps, and the few things they all share.
+
+A model is built from a :class:`~servers.config.ServerConfig` and a
+:class:`~servers.services.Service`; ``bind()`` opens its socket(s) and returns
+the address it got, ``serve_forever()`` runs until a :class:`Shutdown` is raised
+in it (the signal handlers of ``testbed serve`` raise one), and ``close()``
+stops accepting, drops what is in flight and reaps every thread and process the
+model started, within the grace period it is given.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from servers.config import ServerConfig
+from servers.services import Service
+
+log = logging.getLogger("testbed.server")
+
+#: accept() errors that mean "out of descriptors or memory for now", not "broken".
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+RECV_SIZE = 64 * 1024
+MAX_DATAGRAM = 65535
+
+
+class Shutdown(BaseException):
+    """Raised (by a signal handler) to stop a model; a BaseException so handlers don't eat it."""
+
+
+class Model(ABC):
+    """One way of organising concurrency, serving any service over TCP (and UDP if ``udp``)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    udp: ClassVar[bool] = True
+
+    def __init__(self, config: ServerConfig, service: Service) -> None:
+        self.config = config
+        self.service = service
+        self.cost = config.cost
+        self.stopping = threading.Event()  # cuts delays short when the server stops
+        self.rejected = 0  # connections turned away by --max-connections
+        self._exhausted = False  # inside a burst of EMFILE on accept
+        self.owner_pid = os.getpid()  # forked children must not run the parent's shutdown
+
+    @abstractmethod
+    def bind(self) -> tuple[str, int]:
+        """Open the listening socket(s); return the (host, port) actually bound."""
+
+    @abstractmethod
+    def serve_forever(self) -> None:
+        """Serve until a Shutdown is raised in the calling thread."""
+
+    @abstractmethod
+    def close(self, grace: float = 3.0) -> None:
+        """Stop: close the listener, drop in-flight work, reap everything started."""
+
+    # -- shared by the models -------------------------------------------------
+
+    def accept_failed(self, exc: OSError) -> bool:
+        """Log the first EMFILE-like accept failure of a burst; True if it was one."""
+        if exc.errno not in EXHAUSTED:
+            return False
+        if not self._exhausted:
+            self._exhausted = True
+            log.warning("accept failed (%s): pausing accepts until descriptors are free",
+                        os.strerror(exc.errno or 0))
+        return True
+
+    def accept_succeeded(self) -> None:
+        if self._exhausted:
+            self._exhausted = False
+            log.warning("accepting again")
+
+    def over_limit(self, open_connections: int, peer: str) -> bool:
+        """True (and logged, and counted) when --max-connections turns this client away."""
+        limit = self.config.max_connections
+        if limit and open_connections >= limit:
+            self.rejected += 1
+            log.warning("client %s rejected: %d connections open (--max-connections %d)",
+                        peer, open_connections, limit)
+            return True
+        return False
+
+
+def make_listener(config: ServerConfig) -> socket.socket:
+    """A bound (and, for TCP, listening) socket for the models that don't use socketserver."""
+    kind = socket.SOCK_DGRAM if config.udp else socket.SOCK_STREAM
+    sock = socket.socket(config.family, kind)
+    try:
+        if not config.udp:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
+        if not config.udp:
+            sock.listen(config.backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def peer_name(address: tuple) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def reap_children(pids: set[int], grace: float) -> None:
+    """SIGTERM the given children, wait up to ``grace`` seconds, SIGKILL the rest, reap all."""
+    for pid in list(pids):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while pids:
+        for pid in list(pids):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                pids.discard(pid)
+        if not pids:
+            break
+        if time.monotonic() >= deadline:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for pid in list(pids):
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+            pids.clear()
+            break
+        time.sleep(0.02)
+
+
+def join_threads(grace: float) -> None:
+    """Wait up to ``grace`` seconds for every other thread of this process to end."""
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or not thread.is_alive():
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))

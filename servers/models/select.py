@@ -1,0 +1,293 @@
+"""``select``: one thread multiplexing non-blocking sockets with ``selectors`` (epoll on Linux).
+
+No thread or process per client. A ``--delay`` is a timer in the loop, so other
+clients are served while one waits; ``--work-ms`` is CPU and blocks the loop,
+which is what it is there to show. Replies are sent at once when the socket
+takes them and buffered otherwise; a client whose unsent replies pass
+``HIGH_WATER`` is no longer read until it reads (backpressure), so a client
+that sends but never reads cannot grow the server's memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import selectors
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+
+from servers.models.base import RECV_SIZE, Model, log, make_listener, peer_name
+from servers.services import Session
+
+HIGH_WATER = 1024 * 1024  # stop reading a client owed more than this
+ACCEPTS_PER_WAKEUP = 64
+DATAGRAMS_PER_WAKEUP = 64
+EXHAUSTED_PAUSE = 0.1  # seconds without accepting after EMFILE
+
+
+class Connection:
+    """One client's state in the loop: framing, unsent bytes, replies waiting for their delay."""
+
+    __slots__ = ("sock", "peer", "session", "out", "delayed", "delayed_bytes", "ready_at",
+                 "eof", "events", "last_read", "received", "requests")
+
+    def __init__(self, sock: socket.socket, peer: str, session: Session, now: float) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.session = session
+        self.out = bytearray()  # ready to send
+        self.delayed: deque[tuple[float, bytes]] = deque()  # (due, reply), in order
+        self.delayed_bytes = 0
+        self.ready_at = 0.0  # when the last delayed reply is due: later ones queue behind it
+        self.eof = False
+        self.events = 0
+        self.last_read = now
+        self.received = 0
+        self.requests = 0
+
+    @property
+    def owed(self) -> int:
+        return len(self.out) + self.delayed_bytes
+
+
+class SelectModel(Model):
+    name = "select"
+    description = "selectors event loop in one thread: non-blocking sockets, timers for delays"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.selector = selectors.DefaultSelector()
+        self.listener: socket.socket | None = None
+        self.connections: dict[socket.socket, Connection] = {}
+        self.timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+
+    # -- contract -----------------------------------------------------------
+
+    def bind(self) -> tuple[str, int]:
+        self.listener = make_listener(self.config)
+        self.listener.setblocking(False)
+        self._listen()
+        host, port = self.listener.getsockname()[:2]
+        return host, port
+
+    def serve_forever(self) -> None:
+        idle = self.config.idle_timeout
+        sweep_every = min(idle / 4, 0.25) if idle else 0.0
+        next_sweep = time.monotonic() + sweep_every
+        select, timers = self.selector.select, self.timers
+        while True:
+            timeout = None
+            if timers:
+                timeout = max(0.0, timers[0][0] - time.monotonic())
+            if idle:
+                wait = max(0.0, next_sweep - time.monotonic())
+                timeout = wait if timeout is None else min(timeout, wait)
+            for key, mask in select(timeout):
+                key.data(key.fileobj, mask)
+            if timers:
+                self._run_timers()
+            if idle and time.monotonic() >= next_sweep:
+                self._close_idle(idle)
+                next_sweep = time.monotonic() + sweep_every
+
+    def close(self, grace: float = 3.0) -> None:
+        self.stopping.set()
+        for conn in list(self.connections.values()):
+            self._drop(conn)
+        if self.listener is not None:
+            try:
+                self.selector.unregister(self.listener)
+            except (KeyError, ValueError):
+                pass
+            self.listener.close()
+        self.selector.close()
+
+    # -- timers -------------------------------------------------------------
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self.timers, (when, next(self._seq), callback))
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            _, _, callback = heapq.heappop(timers)
+            callback()
+
+    # -- listening ----------------------------------------------------------
+
+    def _listen(self) -> None:
+        handler = self._on_datagrams if self.config.udp else self._on_accept
+        self.selector.register(self.listener, selectors.EVENT_READ, handler)
+
+    def _on_accept(self, listener: socket.socket, mask: int) -> None:
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                sock, address = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if self.accept_failed(exc):
+                    # Stop watching the listener for a moment instead of spinning on it.
+                    self.selector.unregister(listener)
+                    self.call_at(time.monotonic() + EXHAUSTED_PAUSE, self._listen)
+                    return
+                log.info("accept failed: %s", exc.strerror or exc)
+                return
+            self.accept_succeeded()
+            peer = peer_name(address)
+            if self.over_limit(len(self.connections), peer):
+                sock.close()
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(sock, peer, self.service.session(), time.monotonic())
+            self.connections[sock] = conn
+            self._watch(conn, selectors.EVENT_READ)
+            log.info("client %s connected", peer)
+
+    # -- one connection -----------------------------------------------------
+
+    def _watch(self, conn: Connection, events: int) -> None:
+        if events == conn.events:
+            return
+        if not conn.events:
+            self.selector.register(conn.sock, events, self._on_ready)
+        elif not events:
+            self.selector.unregister(conn.sock)
+        else:
+            self.selector.modify(conn.sock, events, self._on_ready)
+        conn.events = events
+
+    def _on_ready(self, sock: socket.socket, mask: int) -> None:
+        conn = self.connections.get(sock)
+        if conn is None:
+            return
+        try:
+            if mask & selectors.EVENT_READ:
+                self._read(conn)
+            if mask & selectors.EVENT_WRITE or conn.out:
+                self._flush(conn)
+        except ConnectionError as exc:
+            self._drop(conn, "connection reset" if isinstance(exc, ConnectionResetError)
+                       else "stopped reading (broken pipe)")
+            return
+        except OSError as exc:
+            self._drop(conn, exc.strerror or str(exc))
+            return
+        self._settle(conn)
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        conn.last_read = time.monotonic()
+        if data:
+            conn.received += len(data)
+            reply, done = conn.session.feed(data)
+        else:
+            conn.eof = True
+            reply, done = conn.session.close()
+        if done:
+            conn.requests += done
+            self.cost.burn(done)  # CPU work blocks the loop: that is the point
+        self._owe(conn, reply, done)
+
+    def _owe(self, conn: Connection, reply: bytes, done: int) -> None:
+        """Queue a reply: at once, or after the delay of the ``done`` requests it ends."""
+        delay = self.cost.delay * done
+        if not delay and not conn.delayed:
+            conn.out += reply
+            return
+        due = max(time.monotonic(), conn.ready_at) + delay
+        conn.ready_at = due
+        conn.delayed.append((due, reply))
+        conn.delayed_bytes += len(reply)
+        if delay:
+            self.call_at(due, lambda: self._release(conn))
+
+    def _release(self, conn: Connection) -> None:
+        """A delay ran out: move the replies now due to the send buffer."""
+        if self.connections.get(conn.sock) is not conn:
+            return
+        now = time.monotonic()
+        while conn.delayed and conn.delayed[0][0] <= now:
+            _, reply = conn.delayed.popleft()
+            conn.delayed_bytes -= len(reply)
+            conn.out += reply
+        try:
+            self._flush(conn)
+        except OSError as exc:
+            self._drop(conn, exc.strerror or str(exc))
+            return
+        self._settle(conn)
+
+    def _flush(self, conn: Connection) -> None:
+        out = conn.out
+        while out:
+            try:
+                sent = conn.sock.send(out)
+            except BlockingIOError:
+                return
+            del out[:sent]
+
+    def _settle(self, conn: Connection) -> None:
+        """Decide what to wait for next on this connection, or close it when all is sent."""
+        if conn.eof and not conn.owed:
+            self._finish(conn)
+            return
+        events = 0
+        if not conn.eof and conn.owed < HIGH_WATER:
+            events |= selectors.EVENT_READ
+        if conn.out:
+            events |= selectors.EVENT_WRITE
+        self._watch(conn, events)
+
+    def _close_idle(self, idle: float) -> None:
+        limit = time.monotonic() - idle
+        for conn in list(self.connections.values()):
+            if conn.last_read < limit and not conn.owed and not conn.eof:
+                self._drop(conn, f"idle for {idle:g}s: closing")
+
+    def _finish(self, conn: Connection) -> None:
+        log.info("client %s disconnected: %d bytes, %d requests", conn.peer, conn.received,
+                 conn.requests)
+        self._drop(conn)
+
+    def _drop(self, conn: Connection, reason: str | None = None) -> None:
+        if reason:
+            log.info("client %s: %s after %d bytes", conn.peer, reason, conn.received)
+        self.connections.pop(conn.sock, None)
+        self._watch(conn, 0)
+        conn.sock.close()
+
+    # -- UDP ----------------------------------------------------------------
+
+    def _on_datagrams(self, sock: socket.socket, mask: int) -> None:
+        for _ in range(DATAGRAMS_PER_WAKEUP):
+            try:
+                data, address = sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable from an earlier reply
+                log.info("receive failed: %s", exc.strerror or exc)
+                continue
+            peer = peer_name(address)
+            log.info("client %s sent %d bytes", peer, len(data))
+            reply = self.service.datagram(data)
+            self.cost.burn(1)
+            if self.cost.delay:
+                self.call_at(time.monotonic() + self.cost.delay,
+                             lambda r=reply, a=address, p=peer: self._send_datagram(r, a, p))
+            else:
+                self._send_datagram(reply, address, peer)
+
+    def _send_datagram(self, reply: bytes, address: tuple, peer: str) -> None:
+        try:
+            self.listener.sendto(reply, address)
+        except OSError as exc:
+            log.info("client %s: reply lost: %s", peer, exc.strerror or exc)

@@ -1,0 +1,14 @@
+"""``sequential``: socketserver.TCPServer / UDPServer, one client at a time, as in the course."""
+
+from __future__ import annotations
+
+import socketserver
+
+from servers.models.socketserver_base import SocketServerModel
+
+
+class SequentialModel(SocketServerModel):
+    name = "sequential"
+    description = "socketserver.TCPServer/UDPServer: one client at a time, the others wait"
+    tcp_class = socketserver.TCPServer
+    udp_class = socketserver.UDPServer

@@ -1,0 +1,44 @@
+"""The one place that maps names to models and services.
+
+``testbed models`` prints it, ``testbed serve`` looks names up in it and the
+comparison iterates it. Adding a model is one module in ``servers/models/``
+and one line here; adding a service is one line in ``SERVICES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from servers.models.base import Model
+from servers.services import ECHO, UPPER, Service
+
+#: name -> "module:class", imported on first use so a broken model can't break the others
+MODELS: dict[str, str] = {
+    "sequential": "servers.models.sequential:SequentialModel",
+    "forking": "servers.models.forking:ForkingModel",
+    "threading": "servers.models.threading:ThreadingModel",
+    "select": "servers.models.select:SelectModel",
+}
+
+SERVICES: dict[str, Service] = {service.name: service for service in (ECHO, UPPER)}
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def get_model(name: str) -> type[Model]:
+    try:
+        target = MODELS[name]
+    except KeyError:
+        raise LookupError(f"unknown model {name!r} (choose from {', '.join(MODELS)})") from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_service(name: str) -> Service:
+    try:
+        return SERVICES[name]
+    except KeyError:
+        raise LookupError(
+            f"unknown service {name!r} (choose from {', '.join(SERVICES)})") from None

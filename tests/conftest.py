@@ -1,0 +1,52 @@
+"""Fixtures shared by the suite: servers on port 0, always reaped; real third-party tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from servers import registry
+from testbed.processes import ServerProcess, start_server
+
+MODELS = registry.model_names()
+UDP_MODELS = [name for name in MODELS if registry.get_model(name).udp]
+SERVICES = list(registry.SERVICES)
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def serve() -> Iterator[StartServer]:
+    """Start ``testbed serve`` processes; every one is stopped and reaped at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(model: str, service: str = "echo", *options: str, udp: bool = False,
+              env: dict[str, str] | None = None) -> ServerProcess:
+        args = ["--model", model, "--service", service, *options]
+        if udp:
+            args.append("--udp")
+        proc = start_server(args, env=env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.cleanup()
+
+
+def require_tool(name: str) -> str:
+    """The path of a real third-party tool; skip without it, fail if CI requires it."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed"
+    if os.environ.get("TESTBED_REQUIRE_INTEROP") == "1":
+        pytest.fail(f"{message} (TESTBED_REQUIRE_INTEROP=1)")
+    pytest.skip(message)
+
+
+def no_traceback(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
