@@ -18,6 +18,10 @@ MODELS: dict[str, str] = {
     "forking": "servers.models.forking:ForkingModel",
     "threading": "servers.models.threading:ThreadingModel",
     "select": "servers.models.select:SelectModel",
+    "asyncio": "servers.models.asyncio:AsyncioModel",
+    "prefork": "servers.models.prefork:PreforkModel",
+    "threadpool": "servers.models.threadpool:ThreadPoolModel",
+    "reuseport": "servers.models.reuseport:ReuseportModel",
 }
 
 SERVICES: dict[str, Service] = {service.name: service for service in (ECHO, UPPER)}

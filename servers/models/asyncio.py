@@ -1,0 +1,243 @@
+"""``asyncio``: asyncio streams (``asyncio.start_server``), what most Python users pick today.
+
+One thread, one event loop, a coroutine per connection reading with
+``reader.read`` and answering with ``writer.write`` + ``await writer.drain()``
+(backpressure: a client that does not read its replies stops being read once
+the transport's buffer is full). A ``--delay`` is ``await asyncio.sleep``, so
+other clients are served meanwhile; ``--work-ms`` burns CPU in the coroutine
+and blocks the loop, on purpose. ``--loop uvloop`` runs the same code on
+libuv when uvloop is installed (``pip install 'testbed[uvloop]'``).
+
+Signals: the ``Shutdown`` that ``testbed serve``'s handler raises cannot be
+trusted to leave a running loop: raised inside a task it becomes that task's
+exception, inside a callback it goes to the loop's exception handler, and the
+server would keep running. So while the loop runs, SIGTERM and SIGINT go
+through ``loop.add_signal_handler``, which stops the loop; ``serve_forever``
+then raises ``Shutdown`` itself and ``close()`` cancels the tasks, aborts the
+transports and closes the loop.
+
+UDP: an ``asyncio.DatagramProtocol``; a delayed reply is a ``call_later``; an empty
+reply goes out on the socket itself (the transport would drop it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from typing import Any
+
+from servers.models.base import RECV_SIZE, Model, Shutdown, log, make_listener, peer_name
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A fresh loop of the kind ``--loop`` names; OSError (one clear line) if it is missing."""
+    if kind == "uvloop":
+        try:
+            import uvloop  # an optional extra
+        except ImportError:
+            raise OSError("--loop uvloop needs uvloop, which is not installed "
+                          "(pip install 'testbed[uvloop]')") from None
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+class AsyncioModel(Model):
+    name = "asyncio"
+    description = "asyncio streams (start_server): a coroutine per connection; --loop uvloop for libuv"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: asyncio.Server | None = None
+        self.datagrams: asyncio.DatagramTransport | None = None
+        self.writers: set[asyncio.StreamWriter] = set()  # every open connection's transport
+        self.tasks: set[asyncio.Task] = set()
+
+    # -- contract -------------------------------------------------------------
+
+    def bind(self) -> tuple[str, int]:
+        self.loop = loop = new_event_loop(self.config.loop)
+        loop.set_exception_handler(self._on_loop_error)
+        sock = make_listener(self.config)
+        host, port = sock.getsockname()[:2]
+        try:
+            if self.config.udp:
+                self.datagrams, _ = loop.run_until_complete(loop.create_datagram_endpoint(
+                    lambda: Datagrams(self, sock), sock=sock))
+            else:
+                self.server = loop.run_until_complete(asyncio.start_server(
+                    self._accepted, sock=sock, limit=RECV_SIZE))
+        except BaseException:
+            sock.close()
+            raise
+        return host, port
+
+    def serve_forever(self) -> None:
+        loop = self.loop
+        assert loop is not None
+        caught: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            caught.append(signum)
+            loop.stop()
+
+        previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
+        for signum in SIGNALS:
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            loop.run_forever()
+        finally:
+            # Hand the signals back to testbed serve's handlers, with no gap in between.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+            try:
+                for signum, handler in previous.items():
+                    loop.remove_signal_handler(signum)
+                    signal.signal(signum, handler)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if caught:
+            raise Shutdown(signal.Signals(caught[0]).name)
+
+    def close(self, grace: float = 3.0) -> None:
+        self.stopping.set()
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.run_until_complete(self._stop(grace))
+        finally:
+            loop.close()
+
+    async def _stop(self, grace: float) -> None:
+        """Stop listening, cancel every client's task, abort what is left, let them close."""
+        if self.server is not None:
+            self.server.close()
+        if self.datagrams is not None:
+            self.datagrams.abort()
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for writer in list(self.writers):
+            writer.transport.abort()
+        self.writers.clear()
+        # Transports close their sockets in callbacks of the next loop iterations.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await asyncio.get_running_loop().shutdown_asyncgens()
+
+    # -- TCP ------------------------------------------------------------------
+
+    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Called as each connection is made: count it, then give it a task."""
+        self.accept_succeeded()
+        address = writer.get_extra_info("peername")
+        peer = peer_name(address) if address else "(gone)"
+        if self.over_limit(len(self.writers), peer):
+            writer.transport.abort()
+            return
+        self.writers.add(writer)
+        task = asyncio.get_running_loop().create_task(self._client(reader, writer, peer))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      peer: str) -> None:
+        """Pump one connection through the service until the client is done."""
+        session = self.service.session()
+        cost = self.cost
+        idle = self.config.idle_timeout
+        received = requests = 0
+        log.info("client %s connected", peer)
+        try:
+            while True:
+                if idle:
+                    data = await asyncio.wait_for(reader.read(RECV_SIZE), idle)
+                else:
+                    data = await reader.read(RECV_SIZE)
+                if data:
+                    received += len(data)
+                    reply, done = session.feed(data)
+                else:
+                    reply, done = session.close()
+                if done:
+                    requests += done
+                    cost.burn(done)  # CPU work blocks the loop: that is the point
+                    if cost.delay:
+                        await asyncio.sleep(cost.delay * done)
+                if reply:
+                    writer.write(reply)
+                    await writer.drain()  # backpressure: wait while the client does not read
+                if not data:
+                    break
+        except TimeoutError:
+            log.info("client %s idle for %gs: closing", peer, idle)
+        except ConnectionError as exc:
+            reason = ("connection reset" if isinstance(exc, ConnectionResetError)
+                      else "stopped reading (broken pipe)"
+                      if isinstance(exc, BrokenPipeError) else exc.strerror or type(exc).__name__)
+            log.info("client %s: %s after %d bytes", peer, reason, received)
+        except OSError as exc:
+            log.info("client %s: %s", peer, exc.strerror or exc)
+        except Exception as exc:  # noqa: BLE001 - a bug in one client must not stop the loop
+            log.error("client %s: unexpected %s: %s", peer, type(exc).__name__, exc)
+        else:
+            log.info("client %s disconnected: %d bytes, %d requests", peer, received, requests)
+            writer.close()  # graceful: what is buffered is still sent, then FIN
+        finally:
+            self.writers.discard(writer)
+            if not writer.transport.is_closing():
+                writer.transport.abort()  # failed or cancelled: drop it now
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The loop's errors as one log line each, never a traceback; EMFILE as the others log it."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and self.accept_failed(exc):
+            return  # asyncio itself pauses accepting for a second
+        detail = f": {type(exc).__name__}: {exc}" if exc else ""
+        log.error("event loop: %s%s", context.get("message", "error"), detail)
+
+
+class Datagrams(asyncio.DatagramProtocol):
+    """UDP: each datagram is a request, answered to its sender (after the delay, if any)."""
+
+    def __init__(self, model: AsyncioModel, sock: socket.socket) -> None:
+        self.model = model
+        self.sock = sock
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        model = self.model
+        peer = peer_name(addr)
+        log.info("client %s sent %d bytes", peer, len(data))
+        reply = model.service.datagram(data)
+        model.cost.burn(1)
+        if model.cost.delay:
+            asyncio.get_running_loop().call_later(model.cost.delay, self.send, reply, addr)
+        else:
+            self.send(reply, addr)
+
+    def send(self, reply: bytes, addr: tuple) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if reply:
+            self.transport.sendto(reply, addr)
+            return
+        # asyncio's transport silently drops an empty datagram (CPython 3.11): answer the
+        # zero-length request on the socket itself, as every other model does.
+        try:
+            self.sock.sendto(reply, addr)
+        except OSError as exc:
+            log.info("client %s: reply lost: %s", peer_name(addr), exc.strerror or exc)
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
+        log.info("receive failed: %s", getattr(exc, "strerror", None) or exc)
+

@@ -1,0 +1,164 @@
+"""``threadpool``: a fixed pool of W threads fed from a bounded queue of accepted connections.
+
+The main thread accepts; each connection goes to a free worker thread, or
+waits in the queue when all W are busy, or, when ``--queue`` connections
+already wait, is closed at once and counted (``rejected: queue full``). So
+the server shows queueing instead of unbounded thread growth, and what a full
+queue does to clients. A connection holds its thread until the client is
+done: with persistent connections, W clients at a time are served.
+
+UDP: datagrams go through the same pool and the same queue; when it is full
+the datagram is dropped (and logged), which is what UDP allows.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+
+from servers.models.base import MAX_DATAGRAM, Model, join_threads, log, make_listener, peer_name
+from servers.models.blocking import serve_connection, serve_datagram
+
+DEFAULT_WORKERS = 8
+DEFAULT_QUEUE = 16
+
+#: what a worker takes: a connection (socket, peer), a datagram (data, address, peer) or None
+Job = tuple | None
+
+
+class ThreadPoolModel(Model):
+    name = "threadpool"
+    description = "a fixed pool of --workers threads fed by a bounded --queue; turns clients away when full"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.workers = self.config.workers or DEFAULT_WORKERS
+        self.capacity = self.config.queue or DEFAULT_QUEUE
+        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.admitted = 0  # being served + waiting in the queue
+        self.queue_full = 0  # turned away because the queue was full
+        self.live: set[socket.socket] = set()  # client sockets, to wake their threads on close
+        self.threads: list[threading.Thread] = []
+        self.listener: socket.socket | None = None
+
+    # -- contract -------------------------------------------------------------
+
+    def bind(self) -> tuple[str, int]:
+        self.listener = make_listener(self.config)
+        host, port = self.listener.getsockname()[:2]
+        return host, port
+
+    def serve_forever(self) -> None:
+        target = self._datagram_worker if self.config.udp else self._connection_worker
+        for i in range(self.workers):
+            thread = threading.Thread(target=target, name=f"pool-{i}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        if self.config.udp:
+            self._receive()
+        else:
+            self._accept()
+
+    def close(self, grace: float = 3.0) -> None:
+        self.stopping.set()
+        if self.listener is not None:
+            self.listener.close()
+        with self.lock:
+            live = list(self.live)
+        for sock in live:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a worker blocked in recv or send
+            except OSError:
+                pass
+        for _ in self.threads:
+            self.jobs.put(None)
+        join_threads(grace)
+
+    # -- admission: one lock, so "busy + waiting" is exact --------------------
+
+    def _admit(self, peer: str, what: str) -> bool:
+        """Count a new job in, or say why not (the queue is full, or --max-connections)."""
+        with self.lock:
+            admitted = self.admitted
+            if what == "client" and self.over_limit(admitted, peer):
+                return False
+            waiting = admitted - self.workers
+            if waiting >= self.capacity:
+                self.queue_full += 1
+                log.warning("%s %s rejected: queue full (%d waiting)", what, peer, waiting)
+                return False
+            self.admitted = admitted + 1
+        if waiting >= 0:
+            log.info("%s %s queued: all %d workers busy (%d waiting)", what, peer, self.workers,
+                     waiting + 1)
+        return True
+
+    def _done(self) -> None:
+        with self.lock:
+            self.admitted -= 1
+
+    # -- TCP ------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        listener = self.listener
+        assert listener is not None
+        while True:
+            try:
+                sock, address = listener.accept()
+            except OSError as exc:
+                if self.accept_failed(exc):
+                    time.sleep(0.05)  # out of descriptors: let some close
+                elif not self.stopping.is_set():
+                    log.info("accept failed: %s", exc.strerror or exc)
+                continue
+            self.accept_succeeded()
+            peer = peer_name(address)
+            if not self._admit(peer, "client"):
+                sock.close()
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.lock:
+                self.live.add(sock)
+            self.jobs.put((sock, peer))
+
+    def _connection_worker(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            sock, peer = job
+            try:
+                if not self.stopping.is_set():
+                    serve_connection(self, sock, peer)
+            except Exception as exc:  # noqa: BLE001 - a bug must not shrink the pool
+                log.error("client %s: unexpected %s: %s", peer, type(exc).__name__, exc)
+            finally:
+                with self.lock:
+                    self.live.discard(sock)
+                sock.close()
+                self._done()
+
+    # -- UDP ------------------------------------------------------------------
+
+    def _receive(self) -> None:
+        listener = self.listener
+        assert listener is not None
+        while True:
+            try:
+                data, address = listener.recvfrom(MAX_DATAGRAM)
+            except OSError as exc:  # e.g. ICMP port unreachable from an earlier reply
+                log.info("receive failed: %s", exc.strerror or exc)
+                continue
+            peer = peer_name(address)
+            if self._admit(peer, "datagram from"):
+                self.jobs.put((data, address, peer))
+
+    def _datagram_worker(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            data, address, peer = job
+            try:
+                serve_datagram(self, data, self.listener, address, peer)
+            except Exception as exc:  # noqa: BLE001 - a bug must not shrink the pool
+                log.error("client %s: unexpected %s: %s", peer, type(exc).__name__, exc)
+            finally:
+                self._done()
