@@ -1,0 +1,71 @@
+"""The words around the figures: when, where and how a comparison was measured."""
+
+from __future__ import annotations
+
+from testbed.reporting.data import Results
+
+
+def duration(seconds: float | None) -> str:
+    """``2 min 16 s``, ``48 s``."""
+    if seconds is None:
+        return "unknown"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _num(value: object, unit: str) -> str:
+    return f"{value:g} {unit}" if isinstance(value, int | float) else "?"
+
+
+def facts(results: Results) -> list[tuple[str, str]]:
+    """(label, text) pairs for the head of a report."""
+    meta = results.metadata
+    machine = meta.get("machine") or {}
+    versions = meta.get("versions") or {}
+    cores = machine.get("cores")
+    where = (f"{machine.get('hostname', 'unknown host')} ({machine.get('cpu_model', 'unknown CPU')}"
+             f"{f', {cores} cores' if cores else ''}), {machine.get('platform', 'unknown OS')}")
+    software = ", ".join(f"{name} {version}" for name, version in
+                         (("Python", machine.get("python")), ("locust", versions.get("locust")),
+                          ("testbed", versions.get("testbed"))) if version)
+    workers = meta.get("workers")
+    pinned = ", pinned to cores" if meta.get("pin") else ""
+    method = (f"{meta.get('preset', '?')} preset; each step: {_num(meta.get('warmup_s'), 's')} "
+              f"warm-up (not recorded), then a {_num(meta.get('window_s'), 's')} measured window; "
+              f"{workers if workers is not None else '?'} locust worker process(es){pinned}; "
+              "every model on a freshly started server, one model at a time")
+    rows = [
+        ("Date", str(meta.get("date", "unknown"))),
+        ("Machine", where),
+        ("Software", software or "unknown"),
+        ("Command", str(meta.get("command_line", "unknown"))),
+        ("Method", method),
+        ("Duration", duration(meta.get("duration_s"))),
+    ]
+    if meta.get("interrupted"):
+        rows.append(("Interrupted", "the run was stopped early; only the runs done are shown"))
+    return rows
+
+
+def scenario_facts(results: Results, name: str) -> list[tuple[str, str]]:
+    for scenario in results.scenarios:
+        if scenario.name == name:
+            return [("Server", f"testbed serve --model M {scenario.server_options}".strip()),
+                    ("Load", scenario.load)]
+    return []
+
+
+def glossary(generator_marker: str) -> list[str]:
+    """What each column means, for the foot of a report."""
+    return [
+        "req/s: replies received and verified per second of the measured window.",
+        "p50/p95/p99/max ms: round-trip time of an exchange as the client saw it.",
+        "served %: the share of attempts that got the right reply; the others are counted "
+        "by failure class (refused, reset, connect_timeout, io_timeout, closed_early, "
+        "mismatch, unreachable, other).",
+        "CPU s: CPU time of the server's whole process tree during the window; CPU µs/req: "
+        "that time divided by the requests served.",
+        "RSS MiB, threads, procs, fds: peaks over the server's process tree.",
+        f"{generator_marker} generator-bound: the load generator was near its own measured "
+        "ceiling, so the figure is a floor for the server, not its limit.",
+    ]

@@ -1,0 +1,129 @@
+"""PNG plots with matplotlib (Agg, no display): per scenario, a figure against the user count.
+
+Three plots per scenario, one line per model: throughput (req/s), p99 latency
+(ms) and the share of attempts served (%). Crashed runs keep the points they
+measured, drawn dashed and labelled "(crashed)"; generator-bound points are
+circled. Figures are built with ``matplotlib.figure.Figure`` directly, so no
+global pyplot state or GUI backend is involved.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from matplotlib.figure import Figure  # noqa: E402 - after choosing the backend
+from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
+
+from testbed.reporting.data import Results, ScenarioInfo  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Kind:
+    key: str  # Step.value() key
+    slug: str  # file name part
+    label: str  # y axis label, with its unit
+    title: str
+    log_if_ratio: float | None  # log y axis when max/min reaches this
+
+
+KINDS = (
+    Kind("rps", "throughput", "throughput (requests/s)", "throughput", None),
+    Kind("p99_ms", "p99", "p99 latency (ms)", "p99 latency", 20.0),
+    Kind("served_pct", "served", "attempts served (%)", "share of attempts served", None),
+)
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+@dataclass(frozen=True)
+class Plot:
+    scenario: str
+    kind: str
+    title: str
+    filename: str
+    png: bytes
+
+
+def _footer(results: Results) -> str:
+    meta = results.metadata
+    machine = meta.get("machine") or {}
+    cores = machine.get("cores")
+    where = machine.get("hostname", "unknown host") + (f", {cores} cores" if cores else "")
+    return f"testbed compare, {meta.get('date', 'undated')}, {where}"
+
+
+def _figure(results: Results, scenario: ScenarioInfo, kind: Kind) -> Figure:
+    figure = Figure(figsize=(7.0, 4.2), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    values: list[float] = []
+    bound_drawn = False
+    for index, run in enumerate(results.runs_for(scenario.name)):
+        points = [(step.users, step.value(kind.key)) for step in sorted(run.steps,
+                                                                         key=lambda s: s.users)]
+        points = [(users, value) for users, value in points if value is not None]
+        label = f"{run.model} (crashed)" if run.crashed else run.model
+        if not points:
+            axes.plot([], [], label=f"{label}: no data")
+            continue
+        xs, ys = zip(*points, strict=True)
+        values += ys
+        axes.plot(xs, ys, marker=MARKERS[index % len(MARKERS)], linewidth=1.8,
+                  linestyle="--" if run.crashed else "-", label=label)
+        if kind.key == "rps":
+            bound = [(step.users, step.rps) for step in run.steps
+                     if step.generator_bound and step.rps is not None]
+            if bound:
+                bx, by = zip(*bound, strict=True)
+                axes.scatter(bx, by, s=160, facecolors="none", edgecolors="grey", linewidths=1.2,
+                             label=None if bound_drawn else "generator-bound", zorder=3)
+                bound_drawn = True
+    steps = sorted(set(scenario.steps))
+    if len(steps) > 1 and steps[0] > 0 and steps[-1] / steps[0] >= 10:
+        axes.set_xscale("log")
+    axes.set_xticks(steps)
+    axes.xaxis.set_major_formatter(ScalarFormatter())
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    positive = [value for value in values if value > 0]
+    if kind.log_if_ratio and positive and max(positive) / min(positive) >= kind.log_if_ratio:
+        axes.set_yscale("log")
+        axes.yaxis.set_major_formatter(ScalarFormatter())
+    elif kind.key == "served_pct":
+        axes.set_ylim(0, 105)
+    else:
+        axes.set_ylim(bottom=0)
+    axes.set_xlabel("concurrent users")
+    axes.set_ylabel(kind.label)
+    axes.set_title(f"{scenario.name}: {kind.title} against users\n{scenario.title}", fontsize=11)
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(fontsize=8, loc="best")
+    figure.text(0.005, 0.005, _footer(results), ha="left", va="bottom", fontsize=7, color="grey")
+    return figure
+
+
+def render(results: Results) -> list[Plot]:
+    """Every plot of every scenario, as PNG bytes (no file written)."""
+    plots = []
+    for scenario in results.scenarios:
+        for kind in KINDS:
+            figure = _figure(results, scenario, kind)
+            buffer = io.BytesIO()
+            # No "Software" text chunk: the PNG then carries no URL either.
+            figure.savefig(buffer, format="png", metadata={"Software": None})
+            plots.append(Plot(scenario.name, kind.slug, f"{scenario.name}: {kind.title}",
+                              f"{scenario.name}-{kind.slug}.png", buffer.getvalue()))
+    return plots
+
+
+def write(plots: list[Plot], directory: Path) -> list[Path]:
+    paths = []
+    for plot in plots:
+        path = directory / plot.filename
+        path.write_bytes(plot.png)
+        paths.append(path)
+    return paths

@@ -1,0 +1,243 @@
+"""The report's tables, built once from the results and rendered as text, Markdown or HTML.
+
+Two tables per scenario: the summary at its highest user count (one row per
+model, the best value of each column marked) and every step (one row per
+model and user count). Numbers are formatted here and only here, so the
+terminal, report.md and report.html always show the same figures.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from testbed.reporting.data import Results, Run, ScenarioInfo, Step
+
+BEST = "*"  # marks the best value of a column in the terminal
+GENERATOR_BOUND = "†"  # marks a throughput limited by the load generator
+MISSING = "–"
+
+
+def _decimals(value: float, thresholds: tuple[tuple[float, int], ...], last: int) -> int:
+    for limit, decimals in thresholds:
+        if abs(value) >= limit:
+            return decimals
+    return last
+
+
+def fmt(kind: str, value: float | None) -> str:
+    """One figure as every output shows it; ``–`` when it was not measured."""
+    if value is None:
+        return MISSING
+    if kind in ("rps", "ms"):
+        return f"{value:.{_decimals(value, ((100, 0), (10, 1)), 2)}f}"
+    if kind == "pct":
+        for decimals in (1, 2, 3, 4):  # never show 100.0 for an attempt that failed
+            text = f"{value:.{decimals}f}"
+            if value >= 100 or float(text) < 100:
+                return text
+        return text
+    if kind == "cpu_s":
+        return f"{value:.2f}"
+    if kind == "us":
+        return f"{value:.{_decimals(value, ((100, 0),), 1)}f}"
+    if kind == "mib":
+        return f"{value:.1f}"
+    return f"{value:.0f}"  # counts
+
+
+def human_ms(ms: float | None) -> str:
+    """A latency for a sentence: ``4.9 s``, ``105 ms``, ``0.21 ms``."""
+    if ms is None:
+        return "unmeasured"
+    if ms >= 1000:
+        return f"{ms / 1000:.{1 if ms < 10000 else 0}f} s"
+    return f"{fmt('ms', ms)} ms"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # a Step.value() key, or "model" / "users" / "status"
+    header: str
+    kind: str = "count"
+    better: str | None = None  # "high", "low" or None (not ranked)
+    numeric: bool = True
+
+
+@dataclass
+class Entry:
+    text: str
+    value: float | None = None
+    best: bool = False
+    generator_bound: bool = False
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[Column]
+    rows: list[list[Entry]]
+    notes: list[str] = field(default_factory=list)
+    crashed_rows: set[int] = field(default_factory=set)
+
+
+MODEL = Column("model", "model", numeric=False)
+USERS = Column("users", "users")
+STATUS = Column("status", "status", numeric=False)
+
+
+def _failure_columns(classes: list[str]) -> list[Column]:
+    if not classes:
+        return [Column("failed", "failures", better="low")]
+    return [Column(f"failures:{kind}", kind, better="low") for kind in classes]
+
+
+def summary_columns(failure_classes: list[str]) -> list[Column]:
+    """The columns of a scenario's summary table (the issue's list, in reading order)."""
+    return [
+        MODEL,
+        Column("rps", "req/s", "rps", "high"),
+        Column("p50_ms", "p50 ms", "ms", "low"),
+        Column("p99_ms", "p99 ms", "ms", "low"),
+        Column("served_pct", "served %", "pct", "high"),
+        *_failure_columns(failure_classes),
+        Column("cpu_s", "CPU s", "cpu_s", "low"),
+        Column("cpu_us_per_request", "CPU µs/req", "us", "low"),
+        Column("peak_rss_mib", "RSS MiB", "mib", "low"),
+        Column("peak_threads", "threads", "count", "low"),
+        Column("peak_processes", "procs", "count", "low"),
+    ]
+
+
+def step_columns(failure_classes: list[str]) -> list[Column]:
+    """Every figure of every step, for the per-step table."""
+    return [
+        MODEL, USERS,
+        Column("rps", "req/s", "rps"),
+        Column("p50_ms", "p50 ms", "ms"),
+        Column("p95_ms", "p95 ms", "ms"),
+        Column("p99_ms", "p99 ms", "ms"),
+        Column("max_ms", "max ms", "ms"),
+        Column("requests", "attempts"),
+        Column("served_pct", "served %", "pct"),
+        *_failure_columns(failure_classes),
+        Column("cpu_s", "CPU s", "cpu_s"),
+        Column("cpu_us_per_request", "CPU µs/req", "us"),
+        Column("peak_rss_mib", "RSS MiB", "mib"),
+        Column("peak_threads", "threads"),
+        Column("peak_processes", "procs"),
+        Column("peak_fds", "fds"),
+        STATUS,
+    ]
+
+
+def _entry(column: Column, step: Step | None) -> Entry:
+    value = None if step is None else step.value(column.key)
+    entry = Entry(fmt(column.kind, value), value)
+    if column.key == "rps" and step is not None and step.generator_bound:
+        entry.generator_bound = True
+    return entry
+
+
+def _mark_best(table: Table) -> None:
+    """Mark the best shown value of each ranked column, unless every row shows the same."""
+    for index, column in enumerate(table.columns):
+        if column.better is None:
+            continue
+        shown = {row: float(table.rows[row][index].text) for row in range(len(table.rows))
+                 if row not in table.crashed_rows and table.rows[row][index].value is not None}
+        if len(shown) < 2 or len(set(shown.values())) < 2:
+            continue
+        best = (max if column.better == "high" else min)(shown.values())
+        for row, value in shown.items():
+            table.rows[row][index].best = value == best
+
+
+def crash_note(run: Run) -> str:
+    error = (run.error or "no error recorded").strip().splitlines()
+    return f"{run.model} crashed: {error[0] if error else 'no error recorded'}"
+
+
+def _generator_note(cells: list[str]) -> str:
+    return (f"{GENERATOR_BOUND} generator-bound: within 20% of the load generator's measured "
+            f"ceiling, so the figure measures locust rather than the server ({', '.join(cells)})")
+
+
+def summary_table(results: Results, scenario: ScenarioInfo) -> Table:
+    """One row per model at the scenario's highest user count, best values marked."""
+    top = scenario.top
+    columns = summary_columns(results.failure_classes(scenario.name, top))
+    table = Table(f"{scenario.name} at {top} users", columns, [])
+    bound: list[str] = []
+    for run in results.runs_for(scenario.name):
+        step = run.at(top)
+        if run.crashed:
+            table.crashed_rows.add(len(table.rows))
+            table.rows.append([Entry(run.model), Entry("crashed"),
+                               *(Entry(MISSING) for _ in columns[2:])])
+            table.notes.append(crash_note(run))
+            continue
+        table.rows.append([Entry(run.model), *(_entry(column, step) for column in columns[1:])])
+        if step is not None and step.generator_bound:
+            bound.append(run.model)
+    _mark_best(table)
+    table.notes.insert(0, f"{BEST} best in its column (highest req/s and served %, lowest "
+                          "otherwise); unmarked when every model shows the same")
+    if bound:
+        table.notes.insert(1, _generator_note(bound))
+    return table
+
+
+def step_table(results: Results, scenario: ScenarioInfo) -> Table:
+    """One row per model and user count; crashed runs keep the steps they measured."""
+    columns = step_columns(results.failure_classes(scenario.name))
+    table = Table(f"{scenario.name}, every step", columns, [])
+    bound: list[str] = []
+    for run in results.runs_for(scenario.name):
+        users = sorted(set(scenario.steps) | {step.users for step in run.steps})
+        for count in users:
+            step = run.at(count)
+            status = "crashed" if run.crashed else ("ok" if step is not None else "not measured")
+            row = [Entry(run.model), Entry(str(count), float(count)),
+                   *(_entry(column, step) for column in columns[2:-1]), Entry(status)]
+            if run.crashed:
+                table.crashed_rows.add(len(table.rows))
+            table.rows.append(row)
+            if step is not None and step.generator_bound:
+                bound.append(f"{run.model} at {count} users")
+    if bound:
+        table.notes.append(_generator_note(bound))
+    return table
+
+
+def display_width(text: str) -> int:
+    return sum(0 if unicodedata.combining(ch) else 1 for ch in text)
+
+
+def cell_text(entry: Entry, best_marker: str = BEST) -> str:
+    """An entry as plain text: its figure, then the generator-bound and best markers."""
+    text = entry.text
+    if entry.generator_bound:
+        text += GENERATOR_BOUND
+    if entry.best:
+        text += best_marker
+    return text
+
+
+def render_text(table: Table) -> str:
+    """An aligned plain-text table (numbers right-aligned) with its notes below it."""
+    grid = [[column.header for column in table.columns]]
+    grid += [[cell_text(entry) for entry in row] for row in table.rows]
+    widths = [max(display_width(line[i]) for line in grid) for i in range(len(table.columns))]
+
+    def line(cells: list[str]) -> str:
+        parts = []
+        for cell, width, column in zip(cells, widths, table.columns, strict=True):
+            pad = " " * (width - display_width(cell))
+            parts.append(pad + cell if column.numeric else cell + pad)
+        return "  ".join(parts).rstrip()
+
+    out = [table.title, line(grid[0]), "  ".join("-" * width for width in widths)]
+    out += [line(row) for row in grid[1:]]
+    out += [f"  {note}" for note in table.notes]
+    return "\n".join(out)
