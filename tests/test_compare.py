@@ -1,0 +1,142 @@
+"""`testbed compare` as a user meets it: bad input first, then a real, tiny comparison.
+
+The end-to-end test runs real servers and real locust processes (two models,
+two scenarios, steps cut to 1 and 4 users, 1 s windows) and checks that every
+file is written and that report.md shows exactly the figures of results.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from testbed.compare import build_parser as compare_parser
+from testbed.compare import duration, make_plan
+from testbed.scenarios import FULL, QUICK, scenario_names
+from tests.conftest import MODELS, no_traceback
+from tests.test_report import check_markdown_matches_json, md_table, scenario_section
+
+
+def compare(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "testbed", "compare", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--models", "select,nope"], ["unknown model 'nope'", *MODELS]),
+    (["--scenarios", "fast,bogus"], ["unknown scenario 'bogus'", *scenario_names()]),
+    (["--run-time", "soon"], ["--run-time", "soon"]),
+    (["--steps", "0,5"], ["--steps"]),
+    (["--workers", "0"], ["--workers"]),
+])
+def test_bad_input_is_one_line_and_status_2(tmp_path, args, words):
+    result = compare(*args, "--out", str(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0]
+    no_traceback(result.stderr)
+    assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
+
+
+def test_results_that_cannot_be_written_are_a_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = compare("--models", "select", "--scenarios", "fast", "--out", str(blocker / "out"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"testbed compare: error: cannot write results in {blocker}")
+    no_traceback(result.stderr)
+
+
+def test_list_shows_models_scenarios_and_an_estimate():
+    result = compare("--list")
+    assert result.returncode == 0, result.stderr
+    for name in [*MODELS, *scenario_names()]:
+        assert name in result.stdout
+    assert "about " in result.stdout
+
+
+def test_plan_runs_every_model_through_every_scenario_one_at_a_time():
+    plan = make_plan(compare_parser().parse_args([]))
+    assert [(run.scenario.name, run.model) for run in plan.runs] == [
+        (scenario, model) for scenario in scenario_names() for model in MODELS]
+    assert plan.timing == QUICK.timing
+    full = make_plan(compare_parser().parse_args(["--full", "--run-time", "3s", "--steps",
+                                                  "4,1", "--models", "select"]))
+    assert full.timing.window == 3 and full.timing.warmup == FULL.timing.warmup
+    assert all(run.scenario.steps == (1, 4) for run in full.runs)
+
+
+def test_quick_preset_fits_its_budget():
+    """4 models in under 4 minutes, 8 in under 5, at a few seconds of fixed cost per run."""
+    per_model = sum(len(s.steps) * (QUICK.timing.warmup + QUICK.timing.window)
+                    + 3.0 for s in QUICK.scenarios)
+    assert per_model * 8 < 300
+    assert duration("1.5s") == 1.5 and duration("1m") == 60 and duration("2") == 2
+
+
+def test_scenarios_are_those_of_the_issue():
+    fast, slow, cpu, denial = (QUICK.get(name) for name in ("fast", "slow-io", "cpu", "denial"))
+    assert (fast.mode, fast.payload_size, fast.steps) == ("persistent", 64, (1, 10, 50))
+    assert "--delay 0.1" in slow.server_summary() and slow.steps == (1, 10, 50)
+    assert "--work-ms 5" in cpu.server_summary() and cpu.steps == (1, 10)
+    assert denial.mode == "connect" and denial.metric == "served_share"
+    assert "--backlog 1" in denial.server_summary() and "--delay 0.5" in denial.server_summary()
+    assert denial.connect_timeout <= 2 and denial.io_timeout <= 2  # every attempt bounded
+    assert fast.server_options("select")[:2] == ["--model", "select"]
+
+
+needs_load = pytest.mark.skipif(importlib.util.find_spec("testbed.load") is None,
+                                reason="testbed/load.py is not there yet")
+
+
+@needs_load
+def test_tiny_comparison_writes_every_file_and_report_matches_json(tmp_path):
+    started = time.monotonic()
+    result = compare("--models", "select,threading", "--scenarios", "fast,slow-io",
+                     "--steps", "1,4", "--run-time", "1", "--warmup", "0.5", "--workers", "1",
+                     "--out", str(tmp_path), timeout=120)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    no_traceback(result.stderr)
+    [out] = list(tmp_path.iterdir())
+    assert out.name.startswith("compare-")
+    names = {path.name for path in out.iterdir()}
+    assert {"results.json", "results.csv", "report.md", "report.html"} <= names
+    assert {f"{s}-{k}.png" for s in ("fast", "slow-io")
+            for k in ("throughput", "p99", "served")} <= names
+
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert doc["metadata"]["models"] == ["select", "threading"]
+    assert doc["metadata"]["machine"]["cores"] >= 1 and doc["metadata"]["versions"]["locust"]
+    assert [(r["scenario"], r["model"], r["status"]) for r in doc["runs"]] == [
+        ("fast", "select", "ok"), ("fast", "threading", "ok"),
+        ("slow-io", "select", "ok"), ("slow-io", "threading", "ok")]
+    for record in doc["runs"]:
+        steps = record["summary"]["steps"]
+        assert [s["users"] for s in steps] == [1, 4]
+        assert all(s["served"] > 0 for s in steps)
+
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert check_markdown_matches_json(text, doc) > 50
+    assert {row["model"] for row in md_table(scenario_section(text, "slow-io"),
+                                             "### At 4 users")} == {"select", "threading"}
+    rows = list(csv.DictReader((out / "results.csv").open(encoding="utf-8")))
+    assert len(rows) == 2 * 2 * 2
+    assert all(row["generator_bound"] in ("true", "false") and row["cpu_us_per_request"]
+               for row in rows)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "http://" not in page and "https://" not in page
+    # the terminal: a table per scenario and its verdict
+    assert "fast at 4 users" in result.stdout and "slow-io at 4 users" in result.stdout
+    assert result.stdout.count("=> ") == 2
+    assert took < 90

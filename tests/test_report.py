@@ -1,0 +1,351 @@
+"""The comparison report, rebuilt from crafted results.json files whose winners we choose.
+
+Nothing here runs a server: the data are written by hand (in the shape
+``testbed compare`` writes), so each test knows exactly which figures and
+which verdict the report must show.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testbed.report import write_report
+from testbed.reporting.data import parse
+from testbed.reporting.sentences import verdict
+from testbed.reporting.tables import fmt
+from testbed.scenarios import QUICK
+from tests.conftest import no_traceback
+
+FAILURE_CLASSES = ("refused", "reset", "connect_timeout", "io_timeout", "closed_early",
+                   "mismatch", "unreachable", "other")
+
+
+# -- crafted data --------------------------------------------------------------------------
+
+
+def step(users: int, rps: float, p99: float, *, share: float = 1.0, window: float = 2.0,
+         failures: dict[str, int] | None = None, cpu_s: float = 0.4,
+         generator_bound: bool = False) -> dict[str, Any]:
+    """A step record as testbed.load.run_load returns it."""
+    served = rps * window
+    counts = dict.fromkeys(FAILURE_CLASSES, 0) | (failures or {})
+    requests = served + sum(counts.values())
+    if share < 1.0 and not failures:
+        counts["io_timeout"] = round(served / share - served)
+        requests = served + counts["io_timeout"]
+    return {
+        "users": users, "window_s": window, "requests": requests, "served": served,
+        "served_share": served / requests if requests else 0.0, "failures": counts,
+        "rps": rps, "p50_ms": p99 / 2.5, "p95_ms": p99 / 1.3, "p99_ms": p99, "max_ms": p99 * 1.7,
+        "server": {"cpu_s": cpu_s, "cpu_us_per_request": cpu_s * 1e6 / served if served else None,
+                   "peak_rss_mib": 21.25 + users / 10, "peak_threads": users + 1,
+                   "peak_processes": 1, "peak_fds": users + 4},
+        "generator_bound": generator_bound,
+    }
+
+
+def summary(steps: list[dict], *, complete: bool = True, error: str | None = None) -> dict:
+    return {"run_id": "crafted", "complete": complete, "error": error, "steps": steps,
+            "warmup_s": 0.5, "generator_ceiling_rps": 5000.0}
+
+
+def run(model: str, scenario: str, steps: list[dict], **kwargs: Any) -> dict[str, Any]:
+    record = summary(steps, **kwargs)
+    crashed = not record["complete"] or bool(record["error"])
+    return {"model": model, "scenario": scenario, "status": "crashed" if crashed else "ok",
+            "error": record["error"], "duration_s": 5.0, "summary": record}
+
+
+def document(runs: list[dict], scenarios: list[str] | None = None) -> dict[str, Any]:
+    chosen = [QUICK.get(name) for name in (scenarios or QUICK.names())]
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    return {
+        "format": "testbed-compare/1",
+        "metadata": {"date": "2026-11-22 16:36", "duration_s": 93.4, "preset": "quick",
+                     "warmup_s": 0.5, "window_s": 2.0, "workers": 1, "pin": False,
+                     "command_line": "testbed compare --models " + ",".join(models),
+                     "machine": {"hostname": "bench", "cpu_model": "Crafted CPU", "cores": 2,
+                                 "platform": "Linux", "python": "3.11.2"},
+                     "versions": {"testbed": "0.1.0", "locust": "2.47.0"},
+                     "models": models, "scenarios": [s.name for s in chosen]},
+        "scenarios": [s.as_dict() for s in chosen],
+        "runs": runs,
+    }
+
+
+def slow_io_runs(slow: str = "sequential", quick: str = "threading") -> list[dict]:
+    """slow-io where ``quick`` scales with the users and ``slow`` stays flat at 10 req/s."""
+    return [
+        run(slow, "slow-io", [step(1, 9.8, 104), step(10, 9.9, 1000, share=0.1),
+                              step(50, 9.7, 4900, share=0.02)]),
+        run(quick, "slow-io", [step(1, 9.6, 106), step(10, 95.0, 110), step(50, 470.0, 130)]),
+    ]
+
+
+def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+# -- reading report.md back ----------------------------------------------------------------
+
+
+def md_table(text: str, heading: str) -> list[dict[str, str]]:
+    """The first Markdown table after the line ``heading``, as dicts keyed by header."""
+    lines = text.splitlines()
+    start = lines.index(heading)
+    rows: list[list[str]] = []
+    for line in lines[start + 1:]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+        elif rows:
+            break
+    header, body = rows[0], rows[2:]
+    return [dict(zip(header, row, strict=True)) for row in body]
+
+
+def scenario_section(text: str, scenario: str) -> str:
+    """report.md from the scenario's heading up to the next scenario's."""
+    start = re.search(rf"^## {re.escape(scenario)}: .*$", text, re.M)
+    assert start, f"no section for {scenario}"
+    end = re.search(r"^## ", text[start.end():], re.M)
+    return text[start.start(): start.end() + end.start() if end else len(text)]
+
+
+def number(text: str) -> tuple[float, float]:
+    """A shown figure and the tolerance its printed precision implies."""
+    bare = text.replace("**", "").replace("†", "")
+    decimals = len(bare.partition(".")[2])
+    return float(bare), 0.5 * 10 ** -decimals + 1e-9
+
+
+def json_figure(step_record: dict[str, Any], header: str) -> float | None:
+    """The results.json figure behind a report column, read without the report's code."""
+    server = step_record["server"]
+    direct = {"req/s": "rps", "p50 ms": "p50_ms", "p95 ms": "p95_ms", "p99 ms": "p99_ms",
+              "max ms": "max_ms", "attempts": "requests"}
+    if header in direct:
+        return step_record[direct[header]]
+    if header == "served %":
+        return step_record["served_share"] * 100
+    if header in step_record["failures"]:
+        return step_record["failures"][header]
+    if header == "failures":
+        return sum(step_record["failures"].values())
+    return {"CPU s": server.get("cpu_s"), "CPU µs/req": server.get("cpu_us_per_request"),
+            "RSS MiB": server.get("peak_rss_mib"), "threads": server.get("peak_threads"),
+            "procs": server.get("peak_processes"), "fds": server.get("peak_fds")}.get(header)
+
+
+def check_markdown_matches_json(report_md: str, doc: dict[str, Any]) -> int:
+    """Every figure of every summary and step table equals results.json; returns how many."""
+    checked = 0
+    for scenario in doc["scenarios"]:
+        section = scenario_section(report_md, scenario["name"])
+        top = max(scenario["steps"])
+        tables = [(f"### At {top} users", None), ("### Every step", "users")]
+        for heading, users_column in tables:
+            for row in md_table(section, heading):
+                record = next(r for r in doc["runs"] if r["model"] == row["model"]
+                              and r["scenario"] == scenario["name"])
+                if record["status"] != "ok":
+                    continue
+                users = int(row[users_column]) if users_column else top
+                step_record = next(s for s in record["summary"]["steps"] if s["users"] == users)
+                for header, shown in row.items():
+                    if header in ("model", "users", "status"):
+                        continue
+                    expected = json_figure(step_record, header)
+                    assert expected is not None or shown == "–", (header, shown)
+                    if expected is None:
+                        continue
+                    value, tolerance = number(shown)
+                    assert abs(value - expected) <= tolerance, (scenario["name"], row["model"],
+                                                                users, header, shown, expected)
+                    checked += 1
+    return checked
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+
+def test_report_files_and_markdown_figures_equal_json(tmp_path):
+    runs = slow_io_runs() + [
+        run("sequential", "fast", [step(1, 2100, 0.9), step(10, 2050, 450, share=0.11),
+                                   step(50, 2010, 990, share=0.02)]),
+        run("threading", "fast", [step(1, 1900, 0.8), step(10, 3900, 4.1),
+                                  step(50, 4000.4, 18.37, generator_bound=True)]),
+    ]
+    doc = document(runs, ["fast", "slow-io"])
+    written = write_report(write(tmp_path, doc))
+    for path in written.files:
+        assert path.exists() and path.stat().st_size > 0, path
+    assert {p.name for p in written.plots} == {f"{s}-{k}.png" for s in ("fast", "slow-io")
+                                               for k in ("throughput", "p99", "served")}
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written.plots)
+    text = written.markdown.read_text(encoding="utf-8")
+    assert check_markdown_matches_json(text, doc) > 100
+    # the generator-bound cell is flagged in the table and named in its note
+    top = md_table(scenario_section(text, "fast"), "### At 50 users")
+    assert next(r for r in top if r["model"] == "threading")["req/s"].endswith("†**")
+    assert "measures locust rather than the server (threading)" in text
+    rows = list(csv.DictReader(written.csv.open(encoding="utf-8")))
+    assert len(rows) == 2 * 2 * 3  # model x scenario x step
+    bound = [r for r in rows if r["generator_bound"] == "true"]
+    assert [(r["model"], r["scenario"], r["users"]) for r in bound] == [("threading", "fast",
+                                                                          "50")]
+    assert all(r["cpu_us_per_request"] for r in rows)
+
+
+def test_best_value_of_each_column_is_marked(tmp_path):
+    written = write_report(write(tmp_path, document(slow_io_runs(), ["slow-io"])))
+    rows = {row["model"]: row for row in md_table(written.markdown.read_text(encoding="utf-8"),
+                                                  "### At 50 users")}
+    assert rows["threading"]["req/s"] == "**470**"
+    assert rows["threading"]["p99 ms"] == "**130**"
+    assert rows["threading"]["served %"] == "**100.0**"
+    assert rows["sequential"]["req/s"] == "9.70"
+    assert not rows["sequential"]["procs"].startswith("**")  # equal everywhere: unmarked
+
+
+def test_sentence_names_winner_and_loser_and_swaps_with_the_data():
+    results = parse(document(slow_io_runs("sequential", "threading"), ["slow-io"]))
+    sentence = verdict(results, results.scenarios[0])
+    assert sentence.startswith("slow-io, 50 users: threading won with 470 req/s")
+    assert "sequential came last with 9.70 req/s" in sentence
+    assert "stayed flat from 1 to 50 users" in sentence  # the why, read off the data
+    assert "p99 4.9 s" in sentence
+
+    swapped = parse(document(slow_io_runs("threading", "sequential"), ["slow-io"]))
+    sentence = verdict(swapped, swapped.scenarios[0])
+    assert sentence.startswith("slow-io, 50 users: sequential won with 470 req/s")
+    assert "threading came last with 9.70 req/s" in sentence
+
+
+def test_denial_sentence_ranks_by_share_served_and_names_failure_classes():
+    def denial(model: str, share: float, fails: dict[str, int]) -> dict:
+        return run(model, "denial", [step(5, 9.0, 600), step(20, 9.0, 1200),
+                                     step(50, 9.5 if share < 1 else 80.0, 1500, share=share,
+                                          failures=fails)])
+
+    doc = document([denial("select", 1.0, {}),
+                    denial("sequential", 0.2, {"connect_timeout": 61, "io_timeout": 15})],
+                   ["denial"])
+    results = parse(doc)
+    sentence = verdict(results, results.scenarios[0])
+    assert sentence.startswith("denial, 50 users: select won with 100.0% of attempts served")
+    assert "sequential came last with 20.0% of attempts served" in sentence
+    assert "connect_timeout (61) and io_timeout (15)" in sentence
+
+
+def test_close_figures_are_not_called_a_win():
+    doc = document([run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20)]),
+                    run("threading", "fast", [step(1, 990, 1), step(50, 3900, 22)])], ["fast"])
+    results = parse(doc)
+    sentence = verdict(results, results.scenarios[0])
+    assert "no clear winner" in sentence and "won with" not in sentence
+
+
+def test_html_is_one_self_contained_file(tmp_path):
+    runs = slow_io_runs()
+    runs[0] = run("sequential", "slow-io", runs[0]["summary"]["steps"][:1], complete=False,
+                  error="server died; see https://example.invalid/log and <script>")
+    written = write_report(write(tmp_path, document(runs, ["slow-io"])))
+    page = written.html.read_text(encoding="utf-8")
+    assert "http://" not in page.lower() and "https://" not in page.lower()
+    references = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]+)""", page, re.I)
+    assert references, "the plots should be embedded"
+    assert all(ref.startswith("data:image/png;base64,") for ref in references), references
+    assert len(references) == len(written.plots)
+    assert not re.search(r"<link\b|@import|url\(", page, re.I)
+    assert "<script>" not in page  # recorded text is escaped
+    assert "crashed" in page
+
+
+def test_crashed_cell_is_shown_as_crashed_in_markdown_and_csv(tmp_path):
+    runs = slow_io_runs() + [run("forking", "slow-io", [step(1, 9.5, 105)], complete=False,
+                                 error="server exited with status -9 in the middle of the run")]
+    doc = document(runs, ["slow-io"])
+    written = write_report(write(tmp_path, doc))
+    text = written.markdown.read_text(encoding="utf-8")
+    top = {row["model"]: row for row in md_table(text, "### At 50 users")}
+    assert top["forking"]["req/s"] == "crashed"
+    assert "forking crashed: server exited with status -9" in text
+    steps = [row for row in md_table(text, "### Every step") if row["model"] == "forking"]
+    assert [row["status"] for row in steps] == ["crashed"] * 3
+    assert steps[0]["req/s"] == "9.50" and steps[2]["req/s"] == "–"
+    rows = [r for r in csv.DictReader(written.csv.open(encoding="utf-8"))
+            if r["model"] == "forking"]
+    assert [(r["users"], r["status"]) for r in rows] == [("1", "crashed"), ("10", "crashed"),
+                                                         ("50", "crashed")]
+    assert all("status -9" in r["error"] for r in rows)
+    assert rows[2]["rps"] == ""
+    assert "forking crashed during the run" in verdict(parse(doc), parse(doc).scenarios[0])
+    assert check_markdown_matches_json(text, doc) > 0
+
+
+def test_a_run_that_raised_has_no_summary_and_still_shows(tmp_path):
+    runs = slow_io_runs() + [{"model": "forking", "scenario": "slow-io", "status": "crashed",
+                              "error": "StartError: printed no ready line in 15s",
+                              "duration_s": 15.0, "summary": None}]
+    written = write_report(write(tmp_path, document(runs, ["slow-io"])))
+    text = written.markdown.read_text(encoding="utf-8")
+    assert "forking crashed: StartError: printed no ready line" in text
+
+
+def test_share_served_never_rounds_up_to_100():
+    assert fmt("pct", 99.96) == "99.96"
+    assert fmt("pct", 100.0) == "100.0"
+    assert fmt("pct", 12.345) == "12.3"
+
+
+def test_report_command_rebuilds_from_json_alone(tmp_path):
+    doc = document(slow_io_runs(), ["slow-io"])
+    source = tmp_path / "a"
+    source.mkdir()
+    path = write(source, doc)
+    result = subprocess.run([sys.executable, "-m", "testbed", "report", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "slow-io at 50 users" in result.stdout
+    assert "threading won with 470 req/s" in result.stdout
+    produced = sorted(p.name for p in source.iterdir())
+    assert produced == sorted(["results.json", "report.md", "report.html", "results.csv",
+                               "slow-io-throughput.png", "slow-io-p99.png",
+                               "slow-io-served.png"])
+    first = (source / "report.md").read_text(encoding="utf-8")
+    again = copy.deepcopy(doc)
+    (source / "report.md").unlink()
+    write_report(write(source, again))
+    assert (source / "report.md").read_text(encoding="utf-8") == first
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (None, ["no such file"]),
+    ("{not json", ["not valid JSON"]),
+    ('{"format": "something else"}', ["not a comparison's results"]),
+    ('{"format": "testbed-compare/1", "runs": [{"scenario": "x"}]}', ["malformed"]),
+])
+def test_report_command_bad_input_is_one_line(tmp_path, content, words):
+    path = tmp_path / "results.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "testbed", "report", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("testbed report: error:")
+    for word in words:
+        assert word in lines[0]
+    no_traceback(result.stderr)
