@@ -28,6 +28,9 @@ log = logging.getLogger("testbed.server")
 #: accept() errors that mean "out of descriptors or memory for now", not "broken".
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
+#: an EMFILE burst is over once accepts have succeeded this long without one failing
+BURST_QUIET = 1.0
+
 RECV_SIZE = 64 * 1024
 MAX_DATAGRAM = 65535
 
@@ -42,6 +45,9 @@ class Model(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     udp: ClassVar[bool] = True
+    #: False for a model that serves one client at a time: while it serves one, every
+    #: other client waits, so denial under slowloris or a non-reader is its expected result.
+    concurrent: ClassVar[bool] = True
 
     def __init__(self, config: ServerConfig, service: Service) -> None:
         self.config = config
@@ -50,6 +56,8 @@ class Model(ABC):
         self.stopping = threading.Event()  # cuts delays short when the server stops
         self.rejected = 0  # connections turned away by --max-connections
         self._exhausted = False  # inside a burst of EMFILE on accept
+        self._exhausted_at = 0.0  # when accept last failed for want of descriptors
+        self._failed_accepts = 0  # accepts that failed in the current burst
         self.owner_pid = os.getpid()  # forked children must not run the parent's shutdown
 
     @abstractmethod
@@ -70,6 +78,8 @@ class Model(ABC):
         """Log the first EMFILE-like accept failure of a burst; True if it was one."""
         if exc.errno not in EXHAUSTED:
             return False
+        self._exhausted_at = time.monotonic()
+        self._failed_accepts += 1
         if not self._exhausted:
             self._exhausted = True
             log.warning("accept failed (%s): pausing accepts until descriptors are free",
@@ -77,9 +87,16 @@ class Model(ABC):
         return True
 
     def accept_succeeded(self) -> None:
-        if self._exhausted:
+        """End the burst once accepts have gone BURST_QUIET seconds without failing.
+
+        While a queue of clients drains, each freed descriptor lets one accept through
+        before the next fails: that is still the same burst, not a new one to log.
+        """
+        if self._exhausted and time.monotonic() - self._exhausted_at >= BURST_QUIET:
             self._exhausted = False
-            log.warning("accepting again")
+            log.warning("accepting again (%d accepts failed for want of descriptors)",
+                        self._failed_accepts)
+            self._failed_accepts = 0
 
     def over_limit(self, open_connections: int, peer: str) -> bool:
         """True (and logged, and counted) when --max-connections turns this client away."""
