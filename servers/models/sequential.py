@@ -12,3 +12,4 @@ class SequentialModel(SocketServerModel):
     description = "socketserver.TCPServer/UDPServer: one client at a time, the others wait"
     tcp_class = socketserver.TCPServer
     udp_class = socketserver.UDPServer
+    concurrent = False
