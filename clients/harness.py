@@ -106,51 +106,128 @@ class Exchange:
     latency: float
 
 
+class ResolveError(ExchangeError):
+    """The name (or the address text) did not resolve: an ``unreachable`` that happened
+    before any socket existed, so callers can word it the way netcat does."""
+
+    def __init__(self, host: str, port: int | str, detail: str) -> None:
+        super().__init__("unreachable", detail)
+        self.host, self.port = host, port
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One address tried by :func:`open_connection` that failed, and at which step."""
+
+    address: tuple
+    step: str  # "bind" (the source address) or "connect"
+    error: OSError
+
+
+def resolve(host: str | None, port: int, *, family: int = socket.AF_UNSPEC, udp: bool = False,
+            numeric: bool = False, passive: bool = False) -> list[tuple]:
+    """``getaddrinfo`` for one transport; ``numeric`` forbids name lookups (netcat's ``-n``).
+
+    Raises :class:`ResolveError` (class ``unreachable``) when nothing comes back.
+    """
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    flags = (socket.AI_NUMERICHOST if numeric else 0) | (socket.AI_PASSIVE if passive else 0)
+    try:
+        infos = socket.getaddrinfo(host, port, family, kind, 0, flags)
+    except OSError as exc:
+        detail = getattr(exc, "strerror", None) or str(exc)
+        raise ResolveError(host or "", port, detail) from exc
+    if not infos:
+        raise ResolveError(host or "", port, "no address")
+    return infos
+
+
+def _bind_source(sock: socket.socket, source: tuple[str, int] | None) -> None:
+    """Bind to the source address (and port) the caller asked for, if any."""
+    if source is None:
+        return
+    if sock.type == socket.SOCK_STREAM:  # a fixed source port is reusable at once after close
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(source)
+
+
 def open_connection(host: str, port: int, *, timeout: float | None = 5.0,
                     source: tuple[str, int] | None = None,
-                    family: int = socket.AF_UNSPEC) -> socket.socket:
-    """Connect over TCP; failures become an ExchangeError (``refused``, ``connect_timeout``...)."""
-    try:
-        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-    except OSError as exc:
-        raise as_exchange_error(exc, connecting=True)
+                    family: int = socket.AF_UNSPEC, numeric: bool = False,
+                    on_error: Callable[[Attempt], None] | None = None) -> socket.socket:
+    """Connect over TCP; failures become an ExchangeError (``refused``, ``connect_timeout``...).
+
+    Every address the name resolves to is tried in turn; ``on_error`` hears about each
+    one that failed (netcat prints one line per address), the last failure is raised.
+    """
+    infos = resolve(host, port, family=family, numeric=numeric)
     last: BaseException | None = None
     for af, kind, proto, _, address in infos:
         sock = socket.socket(af, kind, proto)
+        step = "bind"
         try:
             sock.settimeout(timeout)
-            if source is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(source)
+            _bind_source(sock, source)
+            step = "connect"
             sock.connect(address)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
         except OSError as exc:
             sock.close()
             last = exc
+            if on_error is not None:
+                on_error(Attempt(address, step, exc))
     raise as_exchange_error(last or OSError("no address"), connecting=True)
 
 
 def open_datagram(host: str, port: int, *, timeout: float | None = 1.0,
                   source: tuple[str, int] | None = None,
-                  family: int = socket.AF_UNSPEC) -> socket.socket:
+                  family: int = socket.AF_UNSPEC, numeric: bool = False,
+                  on_error: Callable[[Attempt], None] | None = None) -> socket.socket:
     """A UDP socket connected to the server, so replies from others are filtered out and
-    an ICMP port unreachable shows as ``refused``."""
-    try:
-        af, kind, proto, _, address = socket.getaddrinfo(host, port, family,
-                                                         socket.SOCK_DGRAM)[0]
-    except OSError as exc:
-        raise as_exchange_error(exc, connecting=True)
+    an ICMP port unreachable shows as ``refused``. No datagram is sent here."""
+    af, kind, proto, _, address = resolve(host, port, family=family, udp=True,
+                                          numeric=numeric)[0]
     sock = socket.socket(af, kind, proto)
+    step = "bind"
     try:
         sock.settimeout(timeout)
-        if source is not None:
-            sock.bind(source)
+        _bind_source(sock, source)
+        step = "connect"
         sock.connect(address)
     except OSError as exc:
         sock.close()
+        if on_error is not None:
+            on_error(Attempt(address, step, exc))
         raise as_exchange_error(exc, connecting=True)
     return sock
+
+
+def open_listener(host: str | None, port: int, *, udp: bool = False,
+                  family: int = socket.AF_UNSPEC, numeric: bool = False,
+                  backlog: int = 5) -> socket.socket:
+    """A socket bound to ``host``:``port`` (port 0: any free one), listening if TCP.
+
+    For the listening side of ``testbed nc -l`` and for tests' small servers. Raises
+    :class:`ResolveError` if the name does not resolve and ``OSError`` if no address
+    it resolves to can be bound.
+    """
+    last: OSError | None = None
+    for af, kind, proto, _, address in resolve(host, port, family=family, udp=udp,
+                                               numeric=numeric, passive=True):
+        sock = socket.socket(af, kind, proto)
+        try:
+            if not udp:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            if not udp:
+                sock.listen(backlog)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    assert last is not None
+    raise last
 
 
 class TCPClient:
@@ -239,6 +316,7 @@ class UDPClient:
         sock = self.sock
         assert sock is not None
         expected = self.expect(payload) if self.expect is not None else None
+        _drain(sock, self.timeout)
         start = time.perf_counter()
         for _attempt in range(self.retries + 1):
             try:
@@ -264,6 +342,21 @@ class UDPClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _drain(sock: socket.socket, timeout: float | None) -> None:
+    """Drop datagrams already queued (late replies to requests that timed out), so they
+    are not taken for the reply to the next request."""
+    sock.setblocking(False)
+    try:
+        for _ in range(1024):
+            sock.recv(65536)
+    except (BlockingIOError, InterruptedError):
+        pass
+    except OSError:
+        pass  # a pending ICMP error: the next send and receive will meet it again
+    finally:
+        sock.settimeout(timeout)
 
 
 def exchange_once(host: str, port: int, payload: bytes, *, udp: bool = False,
