@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socketserver
 
 from servers.models.base import reap_children
@@ -17,8 +18,24 @@ class ForkingModel(SocketServerModel):
     def bind(self) -> tuple[str, int]:
         address = super().bind()
         # The parent closes its copy of each client socket at once; what is open is the children.
-        self.server.open_connections = lambda: len(self.server.active_children or ())
+        self.server.open_connections = self.open_connections
         return address
+
+    def open_connections(self) -> int:
+        """Live children: those that ended are reaped first, or a client arriving after the
+        others left would be turned away for connections that are already closed (socketserver
+        reaps only between requests)."""
+        children = self.server.active_children
+        if not children:
+            return 0
+        for pid in list(children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                children.discard(pid)
+        return len(children)
 
     def stop_workers(self, grace: float) -> None:
         reap_children(set(self.server.active_children or ()), grace)

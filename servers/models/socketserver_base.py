@@ -61,7 +61,7 @@ class TestbedServerMixIn:
         return len(self.live)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
-        if self.socket_type == socket.SOCK_DGRAM:
+        if self.socket_type == socket.SOCK_DGRAM or not self.model.config.max_connections:
             return True
         return not self.model.over_limit(self.open_connections(), peer_name(client_address))
 
