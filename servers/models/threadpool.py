@@ -14,15 +14,20 @@ the datagram is dropped (and logged), which is what UDP allows.
 from __future__ import annotations
 
 import queue
+import selectors
+import signal
 import socket
 import threading
 import time
 
 from servers.models.base import MAX_DATAGRAM, Model, join_threads, log, make_listener, peer_name
 from servers.models.blocking import serve_connection, serve_datagram
+from servers.models.workers import SignalWakeup
 
 DEFAULT_WORKERS = 8
 DEFAULT_QUEUE = 16
+ACCEPTS_PER_WAKEUP = 64
+SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 #: what a worker takes: a connection (socket, peer), a datagram (data, address, peer) or None
 Job = tuple | None
@@ -53,10 +58,18 @@ class ThreadPoolModel(Model):
 
     def serve_forever(self) -> None:
         target = self._datagram_worker if self.config.udp else self._connection_worker
-        for i in range(self.workers):
-            thread = threading.Thread(target=target, name=f"pool-{i}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
+        # The threads inherit a mask that blocks SIGTERM and SIGINT, so the kernel delivers
+        # them to the main thread, the only one that can run their handler; the main thread
+        # waits in a selector that includes a signal wakeup socket, so none is missed while
+        # the GIL passes between threads.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            for i in range(self.workers):
+                thread = threading.Thread(target=target, name=f"pool-{i}", daemon=True)
+                thread.start()
+                self.threads.append(thread)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if self.config.udp:
             self._receive()
         else:
@@ -105,16 +118,31 @@ class ThreadPoolModel(Model):
     def _accept(self) -> None:
         listener = self.listener
         assert listener is not None
-        while True:
+        listener.setblocking(False)
+        with SignalWakeup() as wakeup, selectors.DefaultSelector() as selector:
+            selector.register(listener, selectors.EVENT_READ)
+            selector.register(wakeup.reader, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj is wakeup.reader:
+                        wakeup.drain()  # the signal's handler raises Shutdown right after
+                    else:
+                        self._accept_some(listener)
+
+    def _accept_some(self, listener: socket.socket) -> None:
+        for _ in range(ACCEPTS_PER_WAKEUP):
             try:
                 sock, address = listener.accept()
+            except BlockingIOError:
+                return
             except OSError as exc:
                 if self.accept_failed(exc):
-                    time.sleep(0.05)  # out of descriptors: let some close
+                    time.sleep(0.05)  # out of descriptors: the listener stays readable
                 elif not self.stopping.is_set():
                     log.info("accept failed: %s", exc.strerror or exc)
-                continue
+                return
             self.accept_succeeded()
+            sock.setblocking(True)
             peer = peer_name(address)
             if not self._admit(peer, "client"):
                 sock.close()
@@ -143,9 +171,23 @@ class ThreadPoolModel(Model):
     def _receive(self) -> None:
         listener = self.listener
         assert listener is not None
-        while True:
+        listener.setblocking(False)
+        with SignalWakeup() as wakeup, selectors.DefaultSelector() as selector:
+            selector.register(listener, selectors.EVENT_READ)
+            selector.register(wakeup.reader, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj is wakeup.reader:
+                        wakeup.drain()  # the signal's handler raises Shutdown right after
+                    else:
+                        self._receive_some(listener)
+
+    def _receive_some(self, listener: socket.socket) -> None:
+        for _ in range(ACCEPTS_PER_WAKEUP):
             try:
                 data, address = listener.recvfrom(MAX_DATAGRAM)
+            except BlockingIOError:
+                return
             except OSError as exc:  # e.g. ICMP port unreachable from an earlier reply
                 log.info("receive failed: %s", exc.strerror or exc)
                 continue

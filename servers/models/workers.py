@@ -18,7 +18,9 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import select
 import signal
+import socket
 import sys
 import time
 from abc import abstractmethod
@@ -73,6 +75,62 @@ class Board:
         return sum(self.memory[:])
 
 
+class SignalWakeup:
+    """Wait for signals without a race: a socket that the C-level handler writes to.
+
+    A signal's Python handler runs between bytecodes; one that arrives just
+    before a blocking call (``accept``, ``waitpid``, ``select`` with no timeout)
+    has been "handled" at C level, so it does not interrupt the call, and the
+    Shutdown is raised only when the call returns, maybe never. With
+    ``signal.set_wakeup_fd`` every caught signal also writes a byte here, so a
+    ``select`` that includes :attr:`reader` always wakes up and the handler runs.
+    ``extra`` signals (e.g. SIGCHLD) get a no-op handler so that they wake it too.
+    """
+
+    def __init__(self, *extra: signal.Signals) -> None:
+        self.extra = extra
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+        self.previous_fd = -1
+        self.previous_handlers: dict[signal.Signals, object] = {}
+
+    def __enter__(self) -> SignalWakeup:
+        for signum in self.extra:
+            self.previous_handlers[signum] = signal.signal(signum, _ignore)
+        self.previous_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.set_wakeup_fd(self.previous_fd)
+        for signum, handler in self.previous_handlers.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self.reader.close()
+        self.writer.close()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until a signal came (or ``timeout`` passed), then empty the socket."""
+        select.select([self.reader], [], [], timeout)
+        self.drain()
+
+    def drain(self) -> None:
+        try:
+            while self.reader.recv(512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def forget(self) -> None:
+        """In a forked child: detach from the parent's wakeup socket."""
+        signal.set_wakeup_fd(-1)
+        self.reader.close()
+        self.writer.close()
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """A handler that does nothing: the signal only has to write to the wakeup socket."""
+
+
 class ProcessPoolModel(Model):
     """N worker processes forked up front, replaced when they die, reaped on close."""
 
@@ -80,6 +138,7 @@ class ProcessPoolModel(Model):
         super().__init__(*args, **kwargs)
         self.workers = self.config.workers or default_workers()
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (slot, started at)
+        self.wakeup: SignalWakeup | None = None
 
     # -- what a concrete model provides ---------------------------------------
 
@@ -94,11 +153,15 @@ class ProcessPoolModel(Model):
     # -- contract -------------------------------------------------------------
 
     def serve_forever(self) -> None:
-        for slot in range(self.workers):
-            self.spawn(slot)
-        log.info("%d worker processes started: pids %s", len(self.children),
-                 " ".join(map(str, self.children)))
-        self.supervise()
+        with SignalWakeup(signal.SIGCHLD) as wakeup:
+            self.wakeup = wakeup
+            for slot in range(self.workers):
+                self.spawn(slot)
+            log.info("%d worker processes started: pids %s", len(self.children),
+                     " ".join(map(str, self.children)))
+            while True:
+                self.replace_dead()
+                wakeup.wait()  # for SIGCHLD, or SIGTERM/SIGINT (their handler raises Shutdown)
 
     def close(self, grace: float = 3.0) -> None:
         self.stopping.set()
@@ -108,16 +171,15 @@ class ProcessPoolModel(Model):
 
     # -- supervision ----------------------------------------------------------
 
-    def supervise(self) -> None:
-        """Replace every worker that dies, until a Shutdown interrupts the wait."""
+    def replace_dead(self) -> None:
+        """Reap every worker that has died and fork a new one in its slot."""
         while True:
             try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:  # no child at all: refill every slot, gently
-                time.sleep(RESPAWN_PAUSE)
-                for slot in set(range(self.workers)) - {s for s, _ in self.children.values()}:
-                    self.spawn(slot)
-                continue
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                pid = 0
+            if not pid:
+                break
             entry = self.children.pop(pid, None)
             if entry is None:
                 continue
@@ -146,6 +208,9 @@ class ProcessPoolModel(Model):
         try:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            if self.wakeup is not None:
+                self.wakeup.forget()
             die_with_parent(parent)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             self.run_worker(slot)
