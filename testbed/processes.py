@@ -13,11 +13,13 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -187,3 +189,29 @@ def start_server(options: Sequence[str], *, ready_timeout: float = 15.0,
         raise
     proc.endpoint = Endpoint.parse(match.group(0))  # type: ignore[assignment]
     return proc
+
+
+@contextmanager
+def cpu_affinity(cpus: Iterable[int] | None) -> Iterator[None]:
+    """Processes started inside this block run on ``cpus`` (None: leave placement alone).
+
+    The affinity of the calling thread is set for the duration of the block and put
+    back after: a child inherits it at fork, and so do the threads and processes it
+    starts later, which setting it on a running pid would not reach.
+    """
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cpus))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for a child that can't announce its own)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,122 @@
+"""The parts of the load generator that need neither locust nor gevent.
+
+Shared by the locustfile, the load shape and the per-step statistics, and
+importable anywhere (the tests import it without monkey-patching their process).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+def parse_host(url: str | None, default_scheme: str = "tcp") -> tuple[str, str, int]:
+    """``tcp://127.0.0.1:9000`` -> ``("tcp", "127.0.0.1", 9000)``; ValueError if malformed."""
+    if not url:
+        raise ValueError("no host given: pass --host tcp://HOST:PORT (or udp://HOST:PORT)")
+    text = url if "://" in url else f"{default_scheme}://{url}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("tcp", "udp"):
+        raise ValueError(f"the host's scheme must be tcp:// or udp://, not {parts.scheme}://")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    if not parts.hostname or port is None:
+        raise ValueError(f"the host must look like tcp://HOST:PORT, not {url!r}")
+    return parts.scheme, parts.hostname, port
+
+
+def make_payload(size: int) -> bytes:
+    """``size`` bytes of lower-case letters ending with a newline (upper-case replies differ)."""
+    if size < 1:
+        raise ValueError(f"--payload-size must be at least 1 (the newline), not {size}")
+    body = b"abcdefghijklmnopqrstuvwxyz" * (size // 26 + 1)
+    return body[:size - 1] + b"\n"
+
+
+#: Seconds the last step's users keep running after its window closed, so every
+#: worker closes and reports that window before the master stops them.
+TAIL = 0.25
+#: The spawn rate that means "all of a step's users at once".
+AT_ONCE = 10_000.0
+
+
+def parse_steps(text: str) -> list[int]:
+    """``"1,10,50"`` -> ``[1, 10, 50]``; ValueError unless every count is a positive integer."""
+    try:
+        steps = [int(part) for part in str(text).replace(" ", "").split(",") if part]
+    except ValueError:
+        raise ValueError(f"--steps takes user counts separated by commas, not {text!r}") from None
+    if not steps or any(n <= 0 for n in steps):
+        raise ValueError(f"--steps takes positive user counts, not {text!r}")
+    return steps
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Where a moment of the run falls: step ``index``, measured or warming up."""
+
+    index: int
+    users: int
+    measured: bool
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """``steps`` user counts; each step is ``warmup`` s unrecorded, then ``window`` s measured."""
+
+    steps: tuple[int, ...]
+    window: float
+    warmup: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.steps or any(n <= 0 for n in self.steps):
+            raise ValueError("a schedule needs at least one step of one user or more")
+        if self.window <= 0 or self.warmup < 0:
+            raise ValueError("a step's window must be positive and its warm-up zero or more")
+
+    @classmethod
+    def from_options(cls, options: object) -> Schedule:
+        """The schedule given by the locustfile's options (``--steps``, ``--step-time``, ``--warmup``)."""
+        return cls(tuple(parse_steps(getattr(options, "steps", "1"))),
+                   float(getattr(options, "step_time", 30.0)),
+                   float(getattr(options, "warmup", 0.0)))
+
+    @property
+    def step_length(self) -> float:
+        return self.warmup + self.window
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the start to the end of the last window."""
+        return len(self.steps) * self.step_length
+
+    def window_bounds(self, index: int) -> tuple[float, float]:
+        """Start and end of step ``index``'s measured window, in seconds from the start."""
+        start = index * self.step_length + self.warmup
+        return start, start + self.window
+
+    def phase_at(self, elapsed: float) -> Phase | None:
+        """The phase ``elapsed`` seconds after the start; None once the last window has closed."""
+        if elapsed < 0:
+            elapsed = 0.0
+        index = int(elapsed // self.step_length)
+        if index >= len(self.steps):
+            return None
+        into = elapsed - index * self.step_length
+        return Phase(index, self.steps[index], into >= self.warmup)
+
+    def next_change(self, elapsed: float) -> float:
+        """The next moment after ``elapsed`` when the user count changes or the run ends."""
+        starts = [index * self.step_length for index in range(1, len(self.steps))]
+        return min([t for t in starts if t > elapsed] + [self.duration + TAIL])
+
+    def users_at(self, elapsed: float) -> int | None:
+        """Users the shape asks for at ``elapsed``; the last step's count during the tail; then None."""
+        phase = self.phase_at(elapsed)
+        if phase is not None:
+            return phase.users
+        if elapsed < self.duration + TAIL:
+            return self.steps[-1]
+        return None

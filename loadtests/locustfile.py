@@ -1,0 +1,257 @@
+"""Locust users over raw TCP and UDP, built on ``clients/harness.py``.
+
+Run it as any locustfile (the web UI shows the options below)::
+
+    locust -f loadtests/locustfile.py --host tcp://127.0.0.1:9000 --web-host 127.0.0.1
+    locust -f loadtests/locustfile.py --host udp://127.0.0.1:9000 --headless -u 10 -t 30s
+    locust -f loadtests/locustfile.py,loadtests/shapes.py --host tcp://127.0.0.1:9000 \\
+        --steps 1,10,50,100,200 --step-time 10 --warmup 2          # stepped load
+
+The host's scheme picks the user class: ``tcp://`` (the default) runs
+:class:`TCPUser`, ``udp://`` runs :class:`UDPUser`. Each exchange fires locust's
+``request`` event: request type ``tcp`` or ``udp``, name ``"<mode> <size>B"``,
+and on failure the harness's :class:`~clients.harness.ExchangeError`, whose
+text is its failure class (``refused``, ``connect_timeout``, ...), so locust's
+failure table groups failures by class. Traffic goes to loopback addresses
+only unless ``--allow-remote`` is given.
+
+Modes: ``persistent`` keeps one connection (one UDP socket) per user and opens
+a new one after a failure; ``connect`` opens a new connection for every
+request, as the course's attackDDoS does. Payloads are ``--payload-size``
+bytes ending with a newline (one request is one line).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import gevent
+from locust import User, events, task
+from locust.runners import MasterRunner, WorkerRunner
+
+from clients.harness import ExchangeError, TCPClient, UDPClient, as_exchange_error, exchange_once
+from clients.safety import UnsafeTarget, ensure_loopback
+from loadtests import stepstats
+from loadtests.common import make_payload, parse_host
+
+#: After a failure that took less than this (refused, reset...), a user with no think time
+#: waits out the rest before its next attempt, so a dead server is not hammered in a hot loop.
+FAILURE_PAUSE = 0.01
+#: Exchanges a user with no think time makes per task run, between returns to locust's scheduler.
+BATCH = 100
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser: Any) -> None:
+    # On the parser itself, not a group: only its add_argument knows include_in_web_ui.
+    group = parser
+    group.add_argument("--payload-size", type=int, default=64, metavar="BYTES",
+                       help="bytes per request, newline included (default 64)")
+    group.add_argument("--mode", choices=["persistent", "connect"], default="persistent",
+                       help="persistent: one connection per user; connect: one per request")
+    group.add_argument("--expect", choices=["echo", "upper"], default="echo",
+                       help="the service's answer to check replies against (default echo)")
+    group.add_argument("--think-time", type=float, default=0.0, metavar="S",
+                       help="seconds a user waits between requests (default 0)")
+    group.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
+                       help="seconds to wait for a TCP handshake (default 5)")
+    group.add_argument("--io-timeout", type=float, default=5.0, metavar="S",
+                       help="seconds to wait for a reply (default 5)")
+    group.add_argument("--allow-remote", action="store_true", default=False,
+                       help="allow a host that is not a loopback address")
+    group.add_argument("--steps", type=str, default="10", metavar="N,N,...",
+                       help="stepped load (with loadtests/shapes.py): users per step (default 10)")
+    group.add_argument("--step-time", type=float, default=30.0, metavar="S",
+                       help="stepped load: measured seconds per step, after its warm-up (default 30)")
+    group.add_argument("--warmup", type=float, default=2.0, metavar="S",
+                       help="stepped load: unrecorded seconds before each step's window (default 2)")
+    group.add_argument("--step-spawn-rate", type=float, default=0.0, metavar="R",
+                       help="stepped load: users started per second (default 0: all at once)")
+    group.add_argument("--step-stats-file", type=str, default="", metavar="PATH",
+                       include_in_web_ui=False,
+                       help="write per-window statistics of each worker to this JSON file")
+    group.add_argument("--stop-file", type=str, default="", metavar="PATH", include_in_web_ui=False,
+                       help="stepped load: end the run early once this file exists")
+
+
+def _safety_error(host: str | None, options: Any) -> str | None:
+    """Why ``host`` must not be loaded (malformed, not loopback), or None."""
+    try:
+        _, name, _ = parse_host(host)
+        ensure_loopback(name, allow_remote=bool(getattr(options, "allow_remote", False)))
+    except (ValueError, UnsafeTarget) as exc:
+        return str(exc)
+    return None
+
+
+class SocketUser(User):
+    """A user that makes verified exchanges through the harness and reports each one."""
+
+    abstract = True
+    transport = "tcp"
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        error = _safety_error(self.host, options)
+        if error:
+            raise ValueError(error)
+        _, self.address, self.port = parse_host(self.host, self.transport)
+        self.size = int(options.payload_size)
+        self.payload = make_payload(self.size)
+        self.mode = options.mode
+        self.expect = options.expect
+        self.think = float(options.think_time)
+        self.connect_timeout = float(options.connect_timeout)
+        self.io_timeout = float(options.io_timeout)
+        self.request_name = f"{self.mode} {self.size}B"
+        self.batch = BATCH if self.think <= 0 else 1
+        self._fire = self.environment.events.request.fire
+        self._ctx: object = None
+        self.client: TCPClient | UDPClient | None = None
+        self._once = self._persistent if self.mode == "persistent" else self._connect
+
+    def wait_time(self) -> float:
+        return self.think
+
+    def on_stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    @task
+    def exchange(self) -> None:
+        once = self._once
+        for _ in range(self.batch):
+            once()
+
+    def new_client(self) -> TCPClient | UDPClient:
+        raise NotImplementedError
+
+    def _persistent(self) -> None:
+        state = stepstats.STATE
+        client = self.client
+        if client is None or self._ctx is not state.ctx:
+            # A new phase began: its requests go over a connection opened within it.
+            if client is not None:
+                client.close()
+            client = self.client = self.new_client()
+            self._ctx = state.ctx
+        ctx = self._ctx
+        start = time.perf_counter()
+        try:
+            done = client.exchange(self.payload)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported with its class
+            client.close()
+            self._failed(exc, start, ctx)
+            return
+        self._fire(request_type=self.transport, name=self.request_name, response_time=done.latency * 1000.0,
+                   response_length=len(done.reply), exception=None, context=ctx)
+
+    def _connect(self) -> None:
+        ctx = stepstats.STATE.ctx
+        start = time.perf_counter()
+        try:
+            done = exchange_once(self.address, self.port, self.payload,
+                                 udp=self.transport == "udp", expect=self.expect,
+                                 connect_timeout=self.connect_timeout, io_timeout=self.io_timeout)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported with its class
+            self._failed(exc, start, ctx)
+            return
+        # The whole cycle counts here: connect, exchange and close.
+        self._fire(request_type=self.transport, name=self.request_name,
+                   response_time=(time.perf_counter() - start) * 1000.0,
+                   response_length=len(done.reply), exception=None, context=ctx)
+
+    def _failed(self, exc: Exception, start: float, ctx: object) -> None:
+        elapsed = time.perf_counter() - start
+        error = exc if isinstance(exc, ExchangeError) else as_exchange_error(exc)
+        self._fire(request_type=self.transport, name=self.request_name, response_time=elapsed * 1000.0,
+                   response_length=0, exception=error, context=ctx)
+        if self.think <= 0 and elapsed < FAILURE_PAUSE:
+            gevent.sleep(FAILURE_PAUSE - elapsed)
+
+
+class TCPUser(SocketUser):
+    """Verified exchanges over TCP, one connection per user or one per request (``--mode``)."""
+
+    transport = "tcp"
+
+    def new_client(self) -> TCPClient:
+        return TCPClient(self.address, self.port, expect=self.expect,
+                         connect_timeout=self.connect_timeout, io_timeout=self.io_timeout)
+
+
+class UDPUser(SocketUser):
+    """Verified datagram exchanges; a datagram with no answer in ``--io-timeout`` is ``io_timeout``."""
+
+    transport = "udp"
+
+    def new_client(self) -> UDPClient:
+        return UDPClient(self.address, self.port, expect=self.expect, timeout=self.io_timeout)
+
+
+USER_CLASSES: dict[str, type[SocketUser]] = {"tcp": TCPUser, "udp": UDPUser}
+
+
+def pick_user_class(environment: Any, host: str | None) -> None:
+    """Run only the user class of ``host``'s scheme (tcp:// when it has none)."""
+    try:
+        scheme = parse_host(host)[0] if host else "tcp"
+    except ValueError:
+        return  # reported when the users start
+    available = getattr(environment, "available_user_classes", None) or {}
+    chosen = [cls for cls in available.values() if getattr(cls, "transport", None) == scheme]
+    if not chosen:
+        chosen = [USER_CLASSES[scheme]]
+    environment.user_classes[:] = chosen
+
+
+@events.init.add_listener
+def on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) -> None:
+    options = environment.parsed_options
+    if not isinstance(runner, WorkerRunner):
+        if environment.host:
+            error = _safety_error(environment.host, options)
+            if error:
+                print(f"locust: error: {error}", file=sys.stderr)
+                sys.exit(2)
+        pick_user_class(environment, environment.host)
+    if not isinstance(runner, MasterRunner):
+        environment.events.request.add_listener(stepstats.on_request)
+    if runner is not None and not isinstance(runner, WorkerRunner) and \
+            getattr(options, "step_stats_file", ""):
+        collector = stepstats.Collector(options.step_stats_file)
+        runner.register_message(stepstats.MESSAGE, collector.on_message)
+        environment.events.test_start.add_listener(lambda **_: collector.reset(
+            environment.parsed_options))
+    if web_ui is not None:
+        _pick_on_swarm(environment, web_ui)
+
+
+def _pick_on_swarm(environment: Any, web_ui: Any) -> None:
+    """The web UI's host field may name another scheme: pick the class before it swarms."""
+    from flask import jsonify, request
+
+    @web_ui.app.before_request
+    def pick() -> Any:
+        if request.method == "POST" and request.path.endswith("/swarm") and request.form.get("host"):
+            host = request.form["host"]
+            error = _safety_error(host, environment.parsed_options)
+            if error:
+                return jsonify({"success": False, "message": error, "host": environment.host})
+            pick_user_class(environment, host)
+        return None
+
+
+@events.test_start.add_listener
+def on_test_start(environment: Any, **_: Any) -> None:
+    runner = environment.runner
+    if not isinstance(runner, MasterRunner):
+        stepstats.start(runner, environment.parsed_options)
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Any, **_: Any) -> None:
+    if not isinstance(environment.runner, MasterRunner):
+        stepstats.finish(environment.parsed_options)

@@ -1,0 +1,78 @@
+"""Stepped load: a schedule of user counts, each step a warm-up then a measured window.
+
+:class:`Schedule` is plain arithmetic shared by the load shape (on the locust
+master, which sets the user count) and by the per-step statistics (in every
+process that runs users, which decide what each request is counted in). A flat
+run is a schedule of one step.
+
+:class:`StepShape` is the locust ``LoadTestShape`` that walks the schedule. It
+lives in its own locustfile so that ``locust -f loadtests/locustfile.py`` alone
+stays an ordinary locust run (users and spawn rate from the command line or the
+web UI) and ``locust -f loadtests/locustfile.py,loadtests/shapes.py`` steps::
+
+    locust -f loadtests/locustfile.py,loadtests/shapes.py --host tcp://127.0.0.1:9000 \\
+        --steps 1,10,50,100,200 --step-time 10 --warmup 2 --web-host 127.0.0.1
+
+It reads the schedule from the locustfile's own options (``--steps``,
+``--step-time``, ``--warmup``, ``--step-spawn-rate``), and ends the run with
+an orderly ``runner.stop()`` one tick after the last window has closed, so
+every worker reports its last window before the master quits. A file named
+by ``--stop-file`` that appears during the run ends it early the same way
+(``testbed load`` uses it when the server under test dies).
+"""
+
+from __future__ import annotations
+
+import os
+
+import gevent
+from locust import LoadTestShape
+
+from loadtests.common import AT_ONCE, Schedule
+
+
+class StepShape(LoadTestShape):
+    """Walk the :class:`Schedule` given by ``--steps``, ``--step-time`` and ``--warmup``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._schedule: Schedule | None = None
+        self._stopped = False
+
+    def schedule(self) -> Schedule:
+        # Read once per run (on its first tick), after the web UI may have changed the options.
+        if self._schedule is None:
+            assert self.runner is not None
+            self._schedule = Schedule.from_options(self.runner.environment.parsed_options)
+        return self._schedule
+
+    def reset_time(self) -> None:
+        super().reset_time()
+        self._schedule = None
+        self._stopped = False
+
+    def _stop_requested(self) -> bool:
+        assert self.runner is not None
+        path = getattr(self.runner.environment.parsed_options, "stop_file", "")
+        return bool(path) and os.path.exists(path)
+
+    def tick(self) -> tuple[int, float] | None:
+        schedule = self.schedule()
+        now = self.get_run_time()
+        change = schedule.next_change(now)
+        if change - now < 1.0:
+            # locust ticks once a second: wait here for a change due before the next tick,
+            # so steps begin on time and the run ends just after its last window.
+            gevent.sleep(change - now)
+            now = self.get_run_time()
+        users = schedule.users_at(now)
+        if users is None or self._stop_requested():
+            if not self._stopped:
+                # stop() tells every worker to stop and waits until they have: each one
+                # reports its statistics on the way, before the master goes on to quit.
+                self._stopped = True
+                assert self.runner is not None
+                self.runner.stop()
+            return None
+        rate = float(getattr(self.runner.environment.parsed_options, "step_spawn_rate", 0.0) or 0.0)
+        return users, rate if rate > 0 else AT_ONCE

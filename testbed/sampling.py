@@ -1,0 +1,181 @@
+"""Sampling a process tree with psutil while a load runs: CPU, memory, threads, processes, fds.
+
+A :class:`Sampler` thread takes a :class:`TreeSample` of each watched tree
+(the server and whatever it forked; each locust worker) every ``interval``
+seconds, stamped with ``time.time()``, so the figures of any measured window
+can be cut out afterwards with :func:`window_figures`.
+
+CPU time of a tree, and why it counts the dead. A forking server's children
+live for one connection; once one has exited psutil can no longer see it, and
+a sampler that only summed the live processes would lose its CPU. Linux keeps
+it for us: when a parent waits for (reaps) a child, the child's user and
+system time, plus everything its own reaped children used, is added to the
+parent's ``children_user`` / ``children_system`` (``cutime``/``cstime`` in
+``/proc/PID/stat``). So the CPU of a tree at an instant is, over the processes
+alive in it, ``user + system + children_user + children_system``: each live
+process counts for itself and for every descendant it has reaped, and a child
+that has exited but is not yet reaped (a zombie) still shows its own times. The
+figure is cumulative, so a window's CPU is its value at the window's end
+minus its value at the start (each interpolated between the nearest samples).
+One race remains: a child reaped between the reading of its parent and the
+listing of the children is missed by that one sample (the next one finds it in
+its parent's ``children_*``), an error of at most one short child's CPU at
+one window edge. Threads need nothing special: a process's times include its
+threads', the exited ones too.
+
+RSS is summed over the tree's processes, so pages a forked child still shares
+with its parent count twice: it is an upper bound of the tree's memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psutil
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TreeSample:
+    """One reading of a process tree at ``t`` (seconds since the epoch)."""
+
+    t: float
+    cpu_s: float  # cumulative user+system of the tree, reaped descendants included
+    rss: int  # bytes, summed
+    threads: int
+    processes: int
+    fds: int
+
+
+def sample_tree(root: psutil.Process) -> TreeSample | None:
+    """Read the tree under ``root`` now; None once the root is gone."""
+    t = time.time()
+    try:
+        members = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    cpu = 0.0
+    rss = threads = fds = processes = 0
+    for index, proc in enumerate(members):
+        try:
+            with proc.oneshot():
+                times = proc.cpu_times()
+                cpu += times.user + times.system + times.children_user + times.children_system
+                processes += 1
+                try:
+                    rss += proc.memory_info().rss
+                    threads += proc.num_threads()
+                    fds += proc.num_fds()
+                except psutil.ZombieProcess:
+                    pass  # a dead child holds no memory, threads or descriptors
+        except psutil.Error:
+            if index == 0:
+                return None  # the root itself went away
+            # a child that exited and was reaped since the listing: its parent's
+            # children_* times will show it from the next sample on
+    return TreeSample(t, cpu, rss, threads, processes, fds)
+
+
+class Sampler:
+    """A daemon thread sampling named process trees until :meth:`stop`."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.samples: dict[str, list[TreeSample]] = {}
+        self._roots: dict[str, psutil.Process] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="testbed-sampler", daemon=True)
+
+    def watch(self, name: str, pid: int) -> None:
+        """Start sampling the tree of ``pid`` under ``name`` (ignored if it is already gone)."""
+        try:
+            root = psutil.Process(pid)
+        except psutil.Error:
+            return
+        with self._lock:
+            self._roots[name] = root
+            self.samples.setdefault(name, [])
+        self._take(name, root)
+
+    def start(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def _take(self, name: str, root: psutil.Process) -> None:
+        sample = sample_tree(root)
+        with self._lock:
+            if sample is None:
+                self._roots.pop(name, None)
+            else:
+                self.samples[name].append(sample)
+
+    def sample_now(self) -> None:
+        with self._lock:
+            roots = list(self._roots.items())
+        for name, root in roots:
+            self._take(name, root)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample_now()
+
+    def stop(self) -> None:
+        """Take a last sample of what is still alive, and end the thread."""
+        if self._thread.is_alive():
+            self._stop.set()
+            self._thread.join()
+        self.sample_now()
+
+    def series(self, name: str) -> list[TreeSample]:
+        with self._lock:
+            return list(self.samples.get(name, []))
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        with self._lock:
+            return {name: [asdict(s) for s in samples] for name, samples in self.samples.items()}
+
+
+def cpu_at(samples: Sequence[TreeSample], t: float) -> float | None:
+    """Cumulative CPU seconds at ``t``, interpolated linearly between the nearest samples."""
+    if not samples:
+        return None
+    if t <= samples[0].t:
+        return samples[0].cpu_s
+    for before, after in zip(samples, samples[1:], strict=False):
+        if before.t <= t <= after.t:
+            span = after.t - before.t
+            share = (t - before.t) / span if span > 0 else 1.0
+            return before.cpu_s + share * (after.cpu_s - before.cpu_s)
+    return samples[-1].cpu_s
+
+
+def window_figures(samples: Sequence[TreeSample], start: float, end: float) -> dict[str, Any] | None:
+    """CPU seconds used in ``[start, end]`` and the peaks sampled in it (None without samples)."""
+    if not samples:
+        return None
+    inside = [s for s in samples if start <= s.t <= end]
+    if not inside:  # a window shorter than the interval: the samples around it
+        after = [s for s in samples if s.t > end][:1]
+        before = [s for s in samples if s.t < start][-1:]
+        inside = before + after
+    cpu_start, cpu_end = cpu_at(samples, start), cpu_at(samples, end)
+    assert cpu_start is not None and cpu_end is not None
+    return {
+        "cpu_s": max(cpu_end - cpu_start, 0.0),
+        "peak_rss_mib": max(s.rss for s in inside) / MIB,
+        "peak_threads": max(s.threads for s in inside),
+        "peak_processes": max(s.processes for s in inside),
+        "peak_fds": max(s.fds for s in inside),
+        "samples": len(inside),
+    }
+
+
+def covered(samples: Sequence[TreeSample], start: float, end: float) -> bool:
+    """Whether samples exist on both sides of ``[start, end]`` (so its CPU is measured, not guessed)."""
+    return bool(samples) and samples[0].t <= start + 0.5 and samples[-1].t >= end - 0.5
