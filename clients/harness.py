@@ -25,6 +25,7 @@ import errno
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -304,6 +305,7 @@ class UDPClient:
         self.timeout, self.retries = timeout, retries
         self.source, self.family = source, family
         self.sock: socket.socket | None = None
+        self._late: deque[bytes] = deque(maxlen=32)  # replies owed to requests that timed out
 
     def connect(self) -> UDPClient:
         self.sock = open_datagram(self.host, self.port, timeout=self.timeout,
@@ -311,25 +313,46 @@ class UDPClient:
         return self
 
     def exchange(self, payload: bytes) -> Exchange:
+        """Send ``payload`` as one datagram and wait for its reply, retrying on silence.
+
+        With an expected reply, a late reply to an earlier request that timed out is
+        recognised and skipped; any other wrong datagram is kept while the timeout
+        lasts, and if nothing right came it makes the failure ``mismatch`` (silence
+        makes it ``io_timeout``). Without an expected reply any datagram is the reply.
+        """
         if self.sock is None:
             self.connect()
         sock = self.sock
         assert sock is not None
         expected = self.expect(payload) if self.expect is not None else None
         _drain(sock, self.timeout)
+        wrong: bytes | None = None
         start = time.perf_counter()
-        for _attempt in range(self.retries + 1):
-            try:
-                sock.send(payload)
-                reply = sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                raise as_exchange_error(exc)
-            latency = time.perf_counter() - start
-            if expected is not None:
-                verify(reply, expected)
-            return Exchange(reply, latency)
+        try:
+            for _attempt in range(self.retries + 1):
+                try:
+                    sock.send(payload)
+                except OSError as exc:
+                    raise as_exchange_error(exc)
+                until = time.monotonic() + self.timeout
+                while (left := until - time.monotonic()) > 0:
+                    sock.settimeout(left)
+                    try:
+                        reply = sock.recv(65536)
+                    except TimeoutError:
+                        break
+                    except OSError as exc:
+                        raise as_exchange_error(exc)
+                    if expected is None or reply == expected:
+                        return Exchange(reply, time.perf_counter() - start)
+                    if reply not in self._late:
+                        wrong = reply
+        finally:
+            sock.settimeout(self.timeout)
+        if wrong is not None and expected is not None:
+            verify(wrong, expected)
+        if expected is not None:
+            self._late.append(expected)  # its reply may still come: not a mismatch then
         raise ExchangeError("io_timeout", f"no reply after {self.retries + 1} attempt(s)")
 
     def close(self) -> None:

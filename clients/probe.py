@@ -5,9 +5,11 @@ and prints one line per request (the round-trip time, ``Request timed out``, or
 the failure class), then a summary like ping's: sent, received, lost %, and
 min/avg/max of the round-trip times.
 
-Over UDP every request is a datagram on one socket; over TCP every request is a
-line on one connection, re-opened after a failure. A reply counts when it came
-back whole (and, with ``--service``, is what that service answers).
+Over UDP every request is a datagram on one socket (late replies to requests
+that timed out are recognised and skipped); over TCP every request is a line on
+one connection, re-opened after a failure. A reply counts when it came
+back whole and is what the service (``--service``, echo by default) answers, so
+a late reply to an earlier request is never taken for the current one.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def probe(host: str, port: int, *, requests: int = 10, timeout: float = 1.0,
             try:
                 reply = client.exchange(data)
             except ExchangeError as exc:
-                client.close()  # a fresh socket for the next request
+                if not udp:
+                    client.close()  # a stream in an unknown state: a fresh one for the next
                 if exc.kind == "io_timeout":
                     print("Request timed out", file=out, flush=True)
                 else:
@@ -94,9 +97,10 @@ def build_parser(prog: str = "testbed probe") -> ArgumentParser:
     parser.add_argument("--interval", "-i", type=non_negative_float, default=0.0, metavar="S",
                         help="pause between requests, seconds (default 0: the next request "
                         "leaves when the last one is answered or timed out)")
-    parser.add_argument("--service", choices=list(EXPECTED), default=None,
-                        help="check each reply is what this service answers (default: any "
-                        "reply of the right length counts)")
+    parser.add_argument("--service", choices=[*EXPECTED, "any"], default="echo",
+                        help="what the server answers, to check each reply (default "
+                        "%(default)s); 'any': any reply of the right length counts, even a "
+                        "late one to an earlier request")
     parser.add_argument("--payload", type=payload_line, default=None, metavar="TEXT",
                         help="the line to send (default: 'probe seq=N TIME')")
     return parser
@@ -110,7 +114,8 @@ def main(argv: list[str] | None = None, prog: str = "testbed probe") -> int:
         parser.error(f"--count is at most {MAX_COUNT}")
     target = f"{_bracket(args.host)}:{args.port}"
     sent, times = probe(args.host, args.port, requests=args.requests, timeout=args.timeout,
-                        interval=args.interval, udp=args.udp, expect=args.service,
+                        interval=args.interval, udp=args.udp,
+                        expect=None if args.service == "any" else args.service,
                         payload=args.payload)
     print(summary(target, sent, times), flush=True)
     return 0 if times else 1

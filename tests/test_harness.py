@@ -234,6 +234,19 @@ def test_udp_late_reply_is_not_taken_for_the_next():
             sender.join(5)
 
 
+def test_udp_wrong_reply_is_mismatch():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(5)
+        answer = threading.Thread(target=lambda: (lambda d, p: server.sendto(d[::-1], p))(
+            *server.recvfrom(100)))
+        answer.start()
+        with UDPClient("127.0.0.1", server.getsockname()[1], timeout=0.5) as client:
+            error = failure(lambda: client.exchange(b"abc"))
+        answer.join(5)
+    assert error.kind == "mismatch"
+
+
 @pytest.mark.parametrize(("exc", "connecting", "kind"), [
     (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), False, "refused"),
     (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), False, "reset"),
