@@ -238,14 +238,18 @@ def test_reuseport_fixed_port_in_use_is_a_clear_error(serve):
 
 # -- asyncio --------------------------------------------------------------------------------
 
+LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
+    not HAVE_UVLOOP, reason="uvloop is not installed (pip install '.[uvloop]')"))]
+
 ASYNC_WARNINGS = ("Traceback", "Task was destroyed", "unclosed", "Exception ignored",
                   "never retrieved", "Event loop is closed")
 
 
-def test_asyncio_sigterm_cancels_waits_and_closes_transports(serve):
+@pytest.mark.parametrize("loop", LOOPS)
+def test_asyncio_sigterm_cancels_waits_and_closes_transports(serve, loop):
     """SIGTERM during pending delays: exit 0 at once, clients cut off, nothing left unclosed."""
     env = {**os.environ, "PYTHONWARNINGS": "always::ResourceWarning"}
-    server = serve("asyncio", "echo", "--delay", "20", env=env)
+    server = serve("asyncio", "echo", "--delay", "20", "--loop", loop, env=env)
     clients = [TCPClient(*server.address, io_timeout=10).connect() for _ in range(3)]
     for client in clients:
         client.sock.sendall(b"answer me in 20 s\n")
@@ -265,13 +269,14 @@ def test_asyncio_sigterm_cancels_waits_and_closes_transports(serve):
         assert word not in log, log
 
 
-def test_asyncio_sigterm_while_the_loop_burns_cpu(serve):
+@pytest.mark.parametrize("loop", LOOPS)
+def test_asyncio_sigterm_while_the_loop_burns_cpu(serve, loop):
     """A signal that lands inside a coroutine (here: --work-ms) still stops the server.
 
     A Shutdown raised by a plain signal handler inside a task would become that
     task's exception and be lost; the model routes signals through the loop.
     """
-    server = serve("asyncio", "echo", "--work-ms", "100", "--quiet")
+    server = serve("asyncio", "echo", "--work-ms", "100", "--loop", loop, "--quiet")
     stop = threading.Event()
 
     def busy() -> None:
@@ -330,19 +335,21 @@ def test_asyncio_uvloop_missing_is_one_clear_line():
 
 @pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop is not installed (pip install '.[uvloop]')")
 def test_asyncio_on_uvloop(serve):
-    server = serve("asyncio", "upper", "--loop", "uvloop", "--delay", "0.3")
-    with TCPClient(*server.address, expect="upper") as client:
-        client.exchange(b"on libuv\n")
-    payload = os.urandom(1024 * 1024)
+    """The same model on libuv: delays are awaited, big payloads intact, UDP, clean SIGTERM."""
+    delayed = serve("asyncio", "upper", "--loop", "uvloop", "--delay", "0.3")
+    with TCPClient(*delayed.address, expect="upper") as client:
+        assert client.exchange(b"on libuv\n").latency >= 0.25
+    server = serve("asyncio", "upper", "--loop", "uvloop")
     with TCPClient(*server.address, expect="upper", io_timeout=20) as client:
-        client.exchange(payload)
+        client.exchange(os.urandom(4 * 1024 * 1024))
     udp = serve("asyncio", "upper", "--loop", "uvloop", udp=True)
     with UDPClient(*udp.address, expect="upper", timeout=2, retries=2) as client:
         client.exchange(b"datagram on libuv")
         client.exchange(b"")
-    server.signal(signal.SIGTERM)
-    assert server.popen.wait(10) == 0
-    no_traceback(server.stderr_text())
+    for proc in (delayed, server, udp):
+        proc.signal(signal.SIGTERM)
+        assert proc.popen.wait(10) == 0
+        no_traceback(proc.stderr_text())
     with socket.socket() as probe:
         assert probe.connect_ex(server.address) != 0  # nothing listens any more
 
