@@ -14,6 +14,7 @@ import heapq
 import itertools
 import selectors
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,17 +22,36 @@ from collections.abc import Callable
 from servers.models.base import RECV_SIZE, Model, log, make_listener, peer_name
 from servers.services import Session
 
+try:
+    import fcntl
+    import termios
+
+    _OUTQ: int | None = termios.TIOCOUTQ
+except (ImportError, AttributeError):  # not a Unix with TIOCOUTQ: only sends count as progress
+    fcntl = None  # type: ignore[assignment]
+    _OUTQ = None
+
 HIGH_WATER = 1024 * 1024  # stop reading a client owed more than this
 ACCEPTS_PER_WAKEUP = 64
 DATAGRAMS_PER_WAKEUP = 64
 EXHAUSTED_PAUSE = 0.1  # seconds without accepting after EMFILE
 
 
+def kernel_send_queue(sock: socket.socket) -> int | None:
+    """Bytes sent to the kernel but not yet acknowledged by the peer (TIOCOUTQ), if known."""
+    if _OUTQ is None:
+        return None
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return None
+
+
 class Connection:
     """One client's state in the loop: framing, unsent bytes, replies waiting for their delay."""
 
     __slots__ = ("sock", "peer", "session", "out", "delayed", "delayed_bytes", "ready_at",
-                 "eof", "events", "last_read", "received", "requests")
+                 "eof", "events", "last_active", "queued", "received", "requests")
 
     def __init__(self, sock: socket.socket, peer: str, session: Session, now: float) -> None:
         self.sock = sock
@@ -43,7 +63,8 @@ class Connection:
         self.ready_at = 0.0  # when the last delayed reply is due: later ones queue behind it
         self.eof = False
         self.events = 0
-        self.last_read = now
+        self.last_active = now  # last progress either way: bytes read, sent, or a reply released
+        self.queued = -1  # bytes in the kernel's send queue when last looked (-1: not looked)
         self.received = 0
         self.requests = 0
 
@@ -185,7 +206,7 @@ class SelectModel(Model):
             data = conn.sock.recv(RECV_SIZE)
         except BlockingIOError:
             return
-        conn.last_read = time.monotonic()
+        conn.last_active = time.monotonic()
         if data:
             conn.received += len(data)
             reply, done = conn.session.feed(data)
@@ -214,7 +235,7 @@ class SelectModel(Model):
         """A delay ran out: move the replies now due to the send buffer."""
         if self.connections.get(conn.sock) is not conn:
             return
-        now = time.monotonic()
+        now = conn.last_active = time.monotonic()  # the idle clock starts once the reply is due
         while conn.delayed and conn.delayed[0][0] <= now:
             _, reply = conn.delayed.popleft()
             conn.delayed_bytes -= len(reply)
@@ -234,6 +255,7 @@ class SelectModel(Model):
             except BlockingIOError:
                 return
             del out[:sent]
+            conn.last_active = time.monotonic()
 
     def _settle(self, conn: Connection) -> None:
         """Decide what to wait for next on this connection, or close it when all is sent."""
@@ -248,9 +270,25 @@ class SelectModel(Model):
         self._watch(conn, events)
 
     def _close_idle(self, idle: float) -> None:
-        limit = time.monotonic() - idle
+        """Close what made no progress for ``idle`` seconds: a client that sends nothing, and
+        one that stopped reading its replies (as the blocking models' socket timeouts do).
+        A client waiting for its own --delay is not idle: the wait is the server's."""
+        now = time.monotonic()
+        limit = now - idle
         for conn in list(self.connections.values()):
-            if conn.last_read < limit and not conn.owed and not conn.eof:
+            if conn.out:
+                # The kernel's send queue shrinking means the client is reading, even while a
+                # send() could not go through: a full send buffer takes a third of its size
+                # drained before the socket counts as writable again.
+                queued = kernel_send_queue(conn.sock)
+                if queued is not None and queued != conn.queued:
+                    conn.queued = queued
+                    conn.last_active = now
+            if conn.last_active >= limit or conn.delayed:
+                continue
+            if conn.out:
+                self._drop(conn, f"not reading its replies for {idle:g}s: closing")
+            else:
                 self._drop(conn, f"idle for {idle:g}s: closing")
 
     def _finish(self, conn: Connection) -> None:
