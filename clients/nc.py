@@ -292,6 +292,7 @@ def pump(sock: socket.socket, stdin: Stdin, stdout_fd: int, opts: Options, *,
     """
     sock.setblocking(False)
     sock_fd = sock.fileno()
+    stdin_fd = stdin.fd if stdin.fd is not None else -1
     to_net = memoryview(b"")
     to_out = memoryview(pending)
     net_in = True  # TCP: until the peer's FIN; UDP: until an error
@@ -319,8 +320,9 @@ def pump(sock: socket.socket, stdin: Stdin, stdout_fd: int, opts: Options, *,
         if deadlines and now >= min(deadlines):
             return status
         want: dict[int, int] = {}
-        if stdin.open and net_out and not to_net:
-            want[stdin.fd] = select.POLLIN  # type: ignore[index]
+        reading_stdin = stdin.open and net_out and not to_net
+        if reading_stdin:
+            want[stdin_fd] = select.POLLIN
         if net_in and not to_out:
             want[sock_fd] = want.get(sock_fd, 0) | select.POLLIN
         if to_net:
@@ -339,10 +341,9 @@ def pump(sock: socket.socket, stdin: Stdin, stdout_fd: int, opts: Options, *,
             continue
         trouble = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
-        events = ready.get(stdin.fd, 0) if stdin.fd is not None else 0  # type: ignore[arg-type]
-        if events and stdin.open and not to_net and want.get(stdin.fd, 0) & select.POLLIN:  # type: ignore[arg-type]
+        if reading_stdin and ready.get(stdin_fd, 0):
             try:
-                data = os.read(stdin.fd, read_size)  # type: ignore[arg-type]
+                data = os.read(stdin_fd, read_size)
             except (BlockingIOError, InterruptedError):
                 data = None
             except OSError:
