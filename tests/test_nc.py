@@ -390,10 +390,22 @@ def test_bad_input_is_one_line_and_status_1(args, message):
 
 # -- scanning ----------------------------------------------------------------------------
 
+def _candidate_bases() -> list[int]:
+    """Starts of ten-port ranges outside the ephemeral range, where load tests leave
+    thousands of TIME_WAIT sockets that make bind() fail."""
+    try:
+        low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    below = list(range(max(1024, low - 12000), low - 10, 397))
+    above = list(range(high + 1, 65525, 397))
+    return below + above
+
+
 @pytest.fixture
 def ten_ports() -> Iterator[tuple[int, list[socket.socket]]]:
     """Ten consecutive ports on 127.0.0.1, all bound (so refused) and held by the test."""
-    for base in range(40000, 60000, 997):
+    for base in _candidate_bases():
         held: list[socket.socket] = []
         try:
             for port in range(base, base + 10):
