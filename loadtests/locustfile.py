@@ -219,9 +219,11 @@ def on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) 
         pick_user_class(environment, environment.host)
     if not isinstance(runner, MasterRunner):
         environment.events.request.add_listener(stepstats.on_request)
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(stepstats.FINISH, stepstats.on_finish)
     if runner is not None and not isinstance(runner, WorkerRunner) and \
             getattr(options, "step_stats_file", ""):
-        collector = stepstats.Collector(options.step_stats_file)
+        collector = stepstats.COLLECTOR = stepstats.Collector(options.step_stats_file)
         runner.register_message(stepstats.MESSAGE, collector.on_message)
         environment.events.test_start.add_listener(lambda **_: collector.reset(
             environment.parsed_options))

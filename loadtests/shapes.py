@@ -15,8 +15,8 @@ web UI) and ``locust -f loadtests/locustfile.py,loadtests/shapes.py`` steps::
 
 It reads the schedule from the locustfile's own options (``--steps``,
 ``--step-time``, ``--warmup``, ``--step-spawn-rate``), and ends the run with
-an orderly ``runner.stop()`` one tick after the last window has closed, so
-every worker reports its last window before the master quits. A file named
+an orderly stop just after the last window has closed, so every worker has
+reported its last window and its totals before the master quits. A file named
 by ``--stop-file`` that appears during the run ends it early the same way
 (``testbed load`` uses it when the server under test dies).
 """
@@ -24,11 +24,17 @@ by ``--stop-file`` that appears during the run ends it early the same way
 from __future__ import annotations
 
 import os
+import time
 
 import gevent
 from locust import LoadTestShape
+from locust.runners import MasterRunner
 
+from loadtests import stepstats
 from loadtests.common import AT_ONCE, Schedule
+
+#: Seconds the master waits for the workers' final reports at the end of a run.
+FINISH_TIMEOUT = 10.0
 
 
 class StepShape(LoadTestShape):
@@ -56,6 +62,26 @@ class StepShape(LoadTestShape):
         path = getattr(self.runner.environment.parsed_options, "stop_file", "")
         return bool(path) and os.path.exists(path)
 
+    def _finish(self) -> None:
+        """Stop every user, and have every worker's last report in before locust quits.
+
+        With workers, the master asks each one to stop its users and waits (polling
+        finely, up to :data:`FINISH_TIMEOUT`) for their final reports; locust's own
+        ``runner.stop()`` would do it too, but polls once a second. Without the
+        step statistics, or in a local run, ``runner.stop()`` is all there is to do.
+        """
+        runner = self.runner
+        assert runner is not None
+        collector = stepstats.COLLECTOR
+        if not isinstance(runner, MasterRunner) or collector is None:
+            runner.stop()
+            return
+        workers = {node.id for node in runner.clients.all}
+        runner.send_message(stepstats.FINISH)
+        deadline = time.monotonic() + FINISH_TIMEOUT
+        while not collector.finished(workers) and time.monotonic() < deadline:
+            gevent.sleep(0.02)
+
     def tick(self) -> tuple[int, float] | None:
         schedule = self.schedule()
         now = self.get_run_time()
@@ -68,11 +94,8 @@ class StepShape(LoadTestShape):
         users = schedule.users_at(now)
         if users is None or self._stop_requested():
             if not self._stopped:
-                # stop() tells every worker to stop and waits until they have: each one
-                # reports its statistics on the way, before the master goes on to quit.
                 self._stopped = True
-                assert self.runner is not None
-                self.runner.stop()
+                self._finish()
             return None
         rate = float(getattr(self.runner.environment.parsed_options, "step_spawn_rate", 0.0) or 0.0)
         return users, rate if rate > 0 else AT_ONCE

@@ -35,6 +35,8 @@ from typing import Any
 from loadtests.common import Schedule
 
 MESSAGE = "testbed_step_stats"
+#: Master -> workers: the schedule is over, stop your users and send your final report.
+FINISH = "testbed_finish"
 BUCKETS_PER_E = 100.0
 FORMAT = 1
 
@@ -81,6 +83,8 @@ class State:
 
 
 STATE = State()
+#: The master's (or local process's) collector, once the locustfile has set one up.
+COLLECTOR: Collector | None = None
 
 
 def on_request(request_type: str, name: str, response_time: float, response_length: int,
@@ -171,12 +175,23 @@ def finish(options: Any) -> None:
     _publish({"final": {"requests": STATE.total}})
 
 
+def on_finish(environment: Any = None, msg: Any = None, **_: Any) -> None:
+    """On a worker told by the master that the schedule is over: stop the users here (and
+    so send the final report, from ``test_stop``) without waiting for locust's own stop."""
+    environment.runner.stop()
+
+
 class Collector:
     """On the master (or the local process): keep every worker's reports, rewrite the JSON file."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self.data: dict[str, Any] = {}
+
+    def finished(self, workers: set[str]) -> bool:
+        """Whether every worker in ``workers`` has sent its final report."""
+        reported = self.data.get("workers", {})
+        return all((reported.get(worker) or {}).get("final") for worker in workers)
 
     def reset(self, options: Any) -> None:
         schedule = Schedule.from_options(options)

@@ -1,0 +1,273 @@
+"""``testbed load`` and ``run_load``: real servers, real locust processes, real sockets.
+
+Runs are short (a 1 s warm-up and a 2-3 s window); a run's fixed cost is locust's
+start and orderly stop, a few seconds. The default suite runs TCP persistent
+against every registered model, connect mode and UDP against one model each;
+the whole matrix is marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from clients.harness import FAILURE_CLASSES
+from servers import registry
+from testbed.load import LoadError, LoadSpec, run_load
+from tests.conftest import no_traceback
+
+MODELS = registry.model_names()
+UDP_MODELS = [name for name in MODELS if registry.get_model(name).udp]
+UDP_MODEL = "select" if "select" in UDP_MODELS else UDP_MODELS[0]
+STEP_KEYS = {"users", "window_s", "requests", "served", "served_share", "failures", "rps",
+             "p50_ms", "p95_ms", "p99_ms", "max_ms", "server", "generator_bound"}
+SERVER_KEYS = {"cpu_s", "cpu_us_per_request", "peak_rss_mib", "peak_threads", "peak_processes",
+               "peak_fds"}
+TOP_KEYS = {"run_id", "started", "model", "service", "options", "versions", "placement",
+            "warmup_s", "complete", "error", "generator_ceiling_rps", "steps", "requests", "rps",
+            "p50_ms", "p95_ms", "p99_ms", "max_ms", "failures", "server", "generator_bound"}
+
+
+@pytest.fixture(autouse=True)
+def _own_calibration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A calibration stored by the user must not change what these tests see."""
+    monkeypatch.setenv("TESTBED_CALIBRATION", str(tmp_path / "calibration.json"))
+
+
+def spec(tmp_path: Path, *server: str, **fields: Any) -> LoadSpec:
+    defaults: dict[str, Any] = dict(steps=[1], step_time=2.0, warmup=1.0, workers=1,
+                                    out_dir=tmp_path / "results")
+    defaults.update(fields)
+    return LoadSpec(server_options=[*server, "--quiet"] if server else [], **defaults)
+
+
+def check_summary(summary: dict[str, Any], out_dir: Path) -> None:
+    """summary.json on disk is the summary returned, and has every documented field."""
+    on_disk = json.loads((out_dir / summary["run_id"] / "summary.json").read_text())
+    assert on_disk == summary
+    assert TOP_KEYS <= summary.keys()
+    assert summary["versions"]["locust"] and summary["versions"]["python"]
+    for step in summary["steps"]:
+        assert STEP_KEYS <= step.keys()
+        assert set(step["failures"]) == set(FAILURE_CLASSES)
+        assert step["requests"] == step["served"] + sum(step["failures"].values())
+        if step["server"] is not None:
+            assert SERVER_KEYS <= step["server"].keys()
+    for name in ("locust_stats.csv", "locust.html", "steps.json"):
+        assert (out_dir / summary["run_id"] / name).exists(), name
+
+
+def assert_clean_run(summary: dict[str, Any]) -> None:
+    assert summary["complete"], summary["error"]
+    assert summary["error"] is None
+    step = summary["steps"][0]
+    assert step["served"] > 0
+    assert sum(step["failures"].values()) == 0, step["failures"]
+    assert step["p50_ms"] is not None and step["p50_ms"] <= step["p99_ms"] <= step["max_ms"]
+    server = step["server"]
+    assert server is not None and server["cpu_s"] > 0 and server["cpu_us_per_request"] > 0
+    assert server["peak_processes"] >= 1 and server["peak_rss_mib"] > 1
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_tcp_persistent_every_model(model: str, tmp_path: Path) -> None:
+    summary = run_load(spec(tmp_path, "--model", model, "--service", "echo"))
+    check_summary(summary, tmp_path / "results")
+    assert_clean_run(summary)
+    assert summary["model"] == model and summary["transport"] == "tcp"
+
+
+def test_tcp_connect_mode(tmp_path: Path) -> None:
+    summary = run_load(spec(tmp_path, "--model", "threading", "--service", "upper",
+                            steps=[2], mode="connect", expect="upper"))
+    check_summary(summary, tmp_path / "results")
+    assert_clean_run(summary)
+    assert summary["options"]["mode"] == "connect"
+
+
+@pytest.mark.parametrize("mode", ["persistent", "connect"])
+def test_udp(mode: str, tmp_path: Path) -> None:
+    summary = run_load(spec(tmp_path, "--model", UDP_MODEL, "--service", "echo", "--udp",
+                            udp=True, mode=mode, steps=[2]))
+    check_summary(summary, tmp_path / "results")
+    assert_clean_run(summary)
+    assert summary["transport"] == "udp"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["persistent", "connect"])
+@pytest.mark.parametrize("model", MODELS)
+def test_tcp_matrix(model: str, mode: str, tmp_path: Path) -> None:
+    summary = run_load(spec(tmp_path, "--model", model, "--service", "upper",
+                            mode=mode, expect="upper", step_time=3.0))
+    check_summary(summary, tmp_path / "results")
+    assert_clean_run(summary)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["persistent", "connect"])
+@pytest.mark.parametrize("model", UDP_MODELS)
+def test_udp_matrix(model: str, mode: str, tmp_path: Path) -> None:
+    summary = run_load(spec(tmp_path, "--model", model, "--service", "echo", "--udp",
+                            udp=True, mode=mode, step_time=3.0))
+    check_summary(summary, tmp_path / "results")
+    assert_clean_run(summary)
+
+
+def test_two_workers_add_up(tmp_path: Path) -> None:
+    summary = run_load(spec(tmp_path, "--model", "select", "--service", "echo",
+                            steps=[4, 8], workers=2))
+    check_summary(summary, tmp_path / "results")
+    assert summary["complete"], summary["error"]
+    for step in summary["steps"]:
+        per_worker = step["workers"]
+        assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker
+        assert sum(per_worker.values()) == step["requests"]
+        assert step["users_running"] == step["users"]
+    # Two independent counts of the whole run agree: the workers' own listeners
+    # (summed over workers) and locust's statistics as the master aggregated them.
+    generator = summary["generator"]
+    assert len(generator["per_worker"]) == 2
+    assert sum(generator["per_worker"].values()) == generator["requests_all_phases"]
+    assert generator["locust_requests"] == generator["requests_all_phases"]
+    assert summary["requests"] == sum(step["requests"] for step in summary["steps"])
+
+
+def test_denials_are_classed(tmp_path: Path) -> None:
+    """A server that holds one client a second, with a listen queue of one, turns the
+    others away: timeouts (or refusals), never an unexplained failure."""
+    summary = run_load(spec(tmp_path, "--model", "sequential", "--service", "echo",
+                            "--backlog", "1", "--delay", "1", steps=[30], mode="connect",
+                            step_time=3.0, connect_timeout=1.0, io_timeout=1.0))
+    check_summary(summary, tmp_path / "results")
+    failures = summary["steps"][0]["failures"]
+    assert sum(failures.values()) > 0
+    allowed = {"connect_timeout", "io_timeout", "refused"}
+    assert all(count == 0 for kind, count in failures.items() if kind not in allowed), failures
+
+
+def _children_running_servers() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.cmdline()[1:3] == ["-m", "servers"]:
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_server_killed_mid_run(tmp_path: Path) -> None:
+    messages: list[str] = []
+    result: dict[str, Any] = {}
+    load = spec(tmp_path, "--model", "threading", "--service", "echo", steps=[4],
+                step_time=20.0)
+    worker = threading.Thread(target=lambda: result.update(run_load(load, messages.append)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        pid = None
+        while time.monotonic() < deadline and not any("window" in m for m in messages):
+            time.sleep(0.05)
+        for message in messages:
+            if match := re.search(r"server pid (\d+)", message):
+                pid = int(match[1])
+        assert pid is not None, messages
+        time.sleep(1.0)  # let part of the window be measured
+        assert pid in {p.pid for p in _children_running_servers()}  # the server we started
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        worker.join(25)
+    assert not worker.is_alive()
+    assert result["complete"] is False
+    assert result["error"] == "server exited with status -9 during the run"
+    assert result["server_exit_status"] == -9
+    check_summary(result, tmp_path / "results")
+    step = result["steps"][0]  # the part of the window measured before the kill
+    assert step["complete"] is False and step["served"] > 0 and step["window_s"] < 15
+    assert not _children_running_servers()
+    assert not [p for p in psutil.Process().children(recursive=True)
+                if "locust" in " ".join(p.cmdline())]
+
+
+def test_spec_refused_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match="not a loopback address"):
+        run_load(LoadSpec(target="tcp://10.0.0.1:9", out_dir=tmp_path))
+    with pytest.raises(LoadError, match="invalid choice"):
+        run_load(LoadSpec(server_options=["--model", "nope"], out_dir=tmp_path))
+    with pytest.raises(LoadError, match="mode"):
+        run_load(LoadSpec(server_options=["--model", "select"], mode="burst", out_dir=tmp_path))
+    assert not any(tmp_path.iterdir())
+
+
+def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """``testbed load ARGS``; past ``timeout`` it gets SIGTERM, so it still stops its children."""
+    process = subprocess.Popen([sys.executable, "-m", "testbed", "load", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=20)
+        pytest.fail(f"testbed load took more than {timeout} s:\n{stderr}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def one_line(stderr: str) -> str:
+    no_traceback(stderr)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_cli_bad_option() -> None:
+    result = run_cli("--model", "select", "--run-time", "soon")
+    assert result.returncode == 2
+    assert "not a duration" in one_line(result.stderr)
+    result = run_cli("--bogus")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --bogus" in one_line(result.stderr)
+
+
+def test_cli_refuses_remote_target(tmp_path: Path) -> None:
+    result = run_cli("--target", "10.0.0.1", "--out", str(tmp_path))
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert "refusing to send traffic to 10.0.0.1" in line and "--allow-remote" in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_unreachable_target(tmp_path: Path) -> None:
+    from testbed.processes import free_port
+
+    result = run_cli("--target", f"tcp://127.0.0.1:{free_port()}", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "cannot reach" in one_line(result.stderr) and "refused" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_run_against_target(serve: Any, tmp_path: Path) -> None:
+    """--target loads a server that was already running; the table and the path are printed."""
+    server = serve("select", "upper")
+    result = run_cli("--target", server.endpoint.url, "--expect", "upper", "--users", "2",
+                     "--run-time", "2s", "--warmup", "1s", "--workers", "1",
+                     "--out", str(tmp_path))
+    no_traceback(result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert "complete" in result.stdout and "summary.json" in result.stdout
+    (run_dir,) = list(tmp_path.iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["target"] == server.endpoint.url and summary["model"] is None
+    assert summary["steps"][0]["served"] > 0 and summary["steps"][0]["server"] is None
+    assert server.running  # a target is not ours to stop
