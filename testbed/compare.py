@@ -85,8 +85,10 @@ def positive_int(text: str) -> int:
 
 
 def default_workers() -> int:
-    """As ``testbed load``: the CPUs minus one for the server, at least one."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    """As ``testbed load``: the CPUs this process may use minus one for the server, at least 1."""
+    from testbed.load import default_workers as load_default
+
+    return load_default()
 
 
 def build_parser() -> ArgumentParser:
@@ -103,9 +105,11 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--full", action="store_true",
                         help="longer steps and more user counts (default: the quick preset)")
     parser.add_argument("--run-time", type=duration, metavar="S",
-                        help="measured window of each step (quick 1.5 s, full 8 s)")
+                        help="measured window of every step (default: each scenario's own, "
+                        "1-1.6 s in the quick preset, 6-10 s in the full one)")
     parser.add_argument("--warmup", type=duration, metavar="S",
-                        help="unrecorded warm-up before each window (quick 0.5 s, full 2 s)")
+                        help="unrecorded warm-up before every window (default: each "
+                        "scenario's own)")
     parser.add_argument("--steps", type=user_steps, metavar="N,N",
                         help="measure these user counts in every scenario instead of its own")
     parser.add_argument("--workers", type=positive_int, default=None, metavar="W",
@@ -137,24 +141,36 @@ def _choose(kind: str, chosen: list[str] | None, valid: list[str]) -> list[str]:
 @dataclass(frozen=True)
 class Planned:
     model: str
-    scenario: Scenario
+    scenario: Scenario  # with its timing filled in
 
-    def step_seconds(self, timing: Timing) -> float:
-        return len(self.scenario.steps) * (timing.warmup + timing.window)
+    @property
+    def timing(self) -> Timing:
+        assert self.scenario.timing is not None
+        return self.scenario.timing
+
+    def step_seconds(self) -> float:
+        return len(self.scenario.steps) * (self.timing.warmup + self.timing.window)
 
 
 @dataclass
 class Plan:
     preset: Preset
-    timing: Timing
     scenarios: list[Scenario]
     models: list[str]
     workers: int
     pin: bool
+    warmup: float | None = None  # set by --warmup for every scenario, else per scenario
+    window: float | None = None  # set by --run-time
     runs: list[Planned] = field(default_factory=list)
 
     def estimate(self, overhead: float = OVERHEAD_GUESS) -> float:
-        return sum(run.step_seconds(self.timing) + overhead for run in self.runs)
+        return sum(run.step_seconds() + overhead for run in self.runs)
+
+    def warnings(self) -> list[str]:
+        """Windows too short to see a waiting client fail (an attempt ends after them)."""
+        return [f"in {s.name}, the {s.timing.window:g} s window is not longer than one attempt "
+                f"may last ({s.longest_attempt:g} s): clients left waiting may not show as failures"
+                for s in self.scenarios if s.timing and s.timing.window <= s.longest_attempt]
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -162,12 +178,17 @@ def make_plan(args: argparse.Namespace) -> Plan:
     chosen = preset(args.full)
     models = _choose("model", args.models, registry.model_names())
     names = _choose("scenario", args.scenarios, chosen.names())
-    scenarios = [chosen.get(name) for name in names]
-    if args.steps:
-        scenarios = [scenario.with_steps(args.steps) for scenario in scenarios]
-    timing = Timing(warmup=chosen.timing.warmup if args.warmup is None else args.warmup,
-                    window=chosen.timing.window if args.run_time is None else args.run_time)
-    plan = Plan(chosen, timing, scenarios, models, args.workers or default_workers(), args.pin)
+    scenarios = []
+    for name in names:
+        scenario = chosen.get(name)
+        assert scenario.timing is not None
+        if args.steps:
+            scenario = scenario.with_steps(args.steps)
+        scenarios.append(scenario.with_timing(Timing(
+            warmup=scenario.timing.warmup if args.warmup is None else args.warmup,
+            window=scenario.timing.window if args.run_time is None else args.run_time)))
+    plan = Plan(chosen, scenarios, models, args.workers or default_workers(), args.pin,
+                warmup=args.warmup, window=args.run_time)
     # Scenario by scenario, so the models of one scenario are measured close in time.
     plan.runs = [Planned(model, scenario) for scenario in scenarios for model in models]
     return plan
@@ -202,7 +223,7 @@ class Progress:
         return sum(self.overheads) / len(self.overheads) if self.overheads else OVERHEAD_GUESS
 
     def _planned(self, index: int) -> float:
-        return self.plan.runs[index].step_seconds(self.plan.timing) + self.overhead
+        return self.plan.runs[index].step_seconds() + self.overhead
 
     def left(self) -> float:
         if self.index < 0:
@@ -216,10 +237,10 @@ class Progress:
         else from the time spent in this run."""
         run = self.plan.runs[self.index]
         steps = run.scenario.steps
-        found = re.findall(r"(\d+) users?", self.message)
-        if found and int(found[-1]) in steps:
-            return steps.index(int(found[-1]))
-        per_step = self.plan.timing.warmup + self.plan.timing.window
+        found = re.search(r"\bstep (\d+)/(\d+)", self.message)
+        if found and int(found[2]) == len(steps):
+            return min(max(int(found[1]) - 1, 0), len(steps) - 1)
+        per_step = run.timing.warmup + run.timing.window
         into = time.monotonic() - self.run_started - self.overhead * 0.6
         return min(max(int(into // per_step), 0), len(steps) - 1) if per_step > 0 else 0
 
@@ -237,6 +258,8 @@ class Progress:
                 f"step {step + 1}/{len(steps)} ({steps[step]} users) · ~{clock(self.left())} left")
 
     def _draw(self) -> None:
+        if not self.tty:
+            return
         with self._lock:
             if self.index < 0:
                 return
@@ -285,7 +308,7 @@ class Progress:
 
     def end(self, index: int, seconds: float, crashed: str | None) -> None:
         run = self.plan.runs[index]
-        self.overheads.append(max(seconds - run.step_seconds(self.plan.timing), 0.0))
+        self.overheads.append(max(seconds - run.step_seconds(), 0.0))
         if crashed:
             self.say(f"{run.model} · {run.scenario.name}: CRASHED: {crashed}")
         elif not self.tty:
@@ -342,17 +365,21 @@ def make_out_dir(base: Path, now: datetime) -> Path:
 
 
 def load_spec(plan: Plan, run: Planned, out_dir: Path) -> Any:
-    """The LoadSpec of one (model, scenario): its own server, every step in one locust run."""
+    """The LoadSpec of one (model, scenario): its own server, every step in one locust run.
+
+    ``testbed load`` keeps its files in ``out_dir/<scenario>-<model>/``.
+    """
     from testbed.load import LoadSpec
 
     scenario = run.scenario
     return LoadSpec(
         server_options=scenario.server_options(run.model), target=None, allow_remote=False,
-        steps=list(scenario.steps), step_time=plan.timing.window, warmup=plan.timing.warmup,
+        steps=list(scenario.steps), step_time=run.timing.window, warmup=run.timing.warmup,
         spawn_rate=None, mode=scenario.mode, payload_size=scenario.payload_size, udp=False,
         expect=scenario.service, think_time=scenario.think_time,
         connect_timeout=scenario.connect_timeout, io_timeout=scenario.io_timeout,
-        workers=plan.workers, pin=plan.pin, out_dir=out_dir)
+        workers=plan.workers, pin=plan.pin, out_dir=out_dir,
+        run_id=f"{scenario.name}-{run.model}")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -367,7 +394,7 @@ def run_one(plan: Plan, run: Planned, out_dir: Path, note: Callable[[str], None]
     started = time.monotonic()
     record: dict[str, Any] = {"model": run.model, "scenario": run.scenario.name,
                               "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-                              "out_dir": str(out_dir)}
+                              "out_dir": str(out_dir / f"{run.scenario.name}-{run.model}")}
     try:
         summary = run_load(load_spec(plan, run, out_dir), progress=note)
     except KeyboardInterrupt:
@@ -392,8 +419,8 @@ def results_document(plan: Plan, runs: list[dict], argv: list[str], started: dat
             "started": started.isoformat(timespec="seconds"),
             "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
             "duration_s": round(seconds, 1),
-            "preset": plan.preset.name, "warmup_s": plan.timing.warmup,
-            "window_s": plan.timing.window, "workers": plan.workers, "pin": plan.pin,
+            "preset": plan.preset.name, "warmup_s": plan.warmup, "window_s": plan.window,
+            "workers": plan.workers, "pin": plan.pin,
             "command_line": shlex.join(["testbed", "compare", *argv]),
             "interrupted": interrupted,
             "machine": machine(),
@@ -416,10 +443,12 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 
 def list_plan(plan: Plan) -> None:
     print(f"models: {', '.join(plan.models)}")
-    print(f"scenarios ({plan.preset.name} preset, each step {plan.timing.warmup:g} s warm-up + "
-          f"{plan.timing.window:g} s window):")
+    print(f"scenarios ({plan.preset.name} preset):")
     for scenario in plan.scenarios:
-        print(f"  {scenario.name:<8} {scenario.title}; users {', '.join(map(str, scenario.steps))}")
+        assert scenario.timing is not None
+        print(f"  {scenario.name:<8} {scenario.title}; users "
+              f"{', '.join(map(str, scenario.steps))}; each step {scenario.timing.warmup:g} s "
+              f"warm-up + {scenario.timing.window:g} s window")
     print(f"about {clock(plan.estimate())} for {len(plan.runs)} runs")
 
 
@@ -434,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         list_plan(plan)
         return 0
-    if plan.timing.window <= 0:
+    if plan.window is not None and plan.window <= 0:
         print("testbed compare: error: --run-time must be more than 0", file=sys.stderr)
         return 2
     started = datetime.now().astimezone()
@@ -445,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{exc.strerror or exc}", file=sys.stderr)
         return 1
 
+    for warning in plan.warnings():
+        print(f"testbed compare: warning: {warning}", file=sys.stderr)
     progress = Progress(plan, enabled=not args.quiet)
     records: list[dict] = []
     interrupted = False
@@ -453,8 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for index, run in enumerate(plan.runs):
             progress.begin(index)
-            record = run_one(plan, run, out_dir / "runs" / f"{run.scenario.name}-{run.model}",
-                             progress.note)
+            record = run_one(plan, run, out_dir / "runs", progress.note)
             records.append(record)
             progress.end(index, record["duration_s"],
                          record["error"] if record["status"] != "ok" else None)

@@ -47,6 +47,13 @@ class Scenario:
     connect_timeout: float = 1.0
     io_timeout: float = 1.0
     extra_server_options: tuple[str, ...] = field(default=())
+    timing: Timing | None = None  # None: the preset's
+
+    @property
+    def longest_attempt(self) -> float:
+        """How long one attempt can take before it counts as failed (seconds)."""
+        connect = self.connect_timeout if self.mode == "connect" else 0.0
+        return connect + self.io_timeout
 
     def server_options(self, model: str) -> list[str]:
         """The ``testbed serve`` options that start this scenario's server in ``model``."""
@@ -74,19 +81,27 @@ class Scenario:
     def with_steps(self, steps: tuple[int, ...]) -> Scenario:
         return replace(self, steps=tuple(steps))
 
+    def with_timing(self, timing: Timing) -> Scenario:
+        return replace(self, timing=timing)
+
     def as_dict(self) -> dict[str, Any]:
         """Everything about the scenario, for results.json."""
         data = asdict(self)
         data["steps"] = list(self.steps)
         data["extra_server_options"] = list(self.extra_server_options)
+        timing = data.pop("timing") or {}
+        data["warmup_s"], data["window_s"] = timing.get("warmup"), timing.get("window")
         data["server_options"] = self.server_summary()
         data["load"] = self.load_summary()
+        if self.timing:
+            data["load"] += (f"; each step {self.timing.warmup:g} s warm-up (not recorded) + "
+                             f"{self.timing.window:g} s measured window")
         return data
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A named set of scenarios and the timing of each of their steps."""
+    """A named set of scenarios; ``timing`` serves those without their own."""
 
     name: str
     timing: Timing
@@ -96,48 +111,78 @@ class Preset:
         return [scenario.name for scenario in self.scenarios]
 
     def get(self, name: str) -> Scenario:
+        """The scenario, with the preset's timing filled in when it has none of its own."""
         for scenario in self.scenarios:
             if scenario.name == name:
-                return scenario
+                return scenario if scenario.timing else scenario.with_timing(self.timing)
         raise LookupError(f"unknown scenario {name!r} (choose from {', '.join(self.names())})")
 
 
-def _scenarios(fast: tuple[int, ...], slow: tuple[int, ...], cpu: tuple[int, ...],
-               denial: tuple[int, ...], io_timeout: float) -> tuple[Scenario, ...]:
-    """The four scenarios of the issue; the presets differ in user counts and timeouts."""
+@dataclass(frozen=True)
+class Budget:
+    """A preset's choices for one scenario: user counts, step timing, per-attempt timeouts."""
+
+    steps: tuple[int, ...]
+    warmup: float
+    window: float
+    io_timeout: float
+    connect_timeout: float = 0.5
+
+
+def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget) -> tuple[Scenario, ...]:
+    """The four scenarios of the issue; the presets differ in users, timing and timeouts.
+
+    A window counts the attempts that finish inside it, so every window is longer than
+    the longest attempt (its timeouts): a client left waiting shows up as a failure
+    instead of vanishing from the figures.
+    """
+    def common(budget: Budget) -> dict:
+        return {"steps": budget.steps, "timing": Timing(budget.warmup, budget.window),
+                "io_timeout": budget.io_timeout, "connect_timeout": budget.connect_timeout}
+
     return (
         Scenario(
             name="fast", title="echo, persistent connections, 64-byte requests",
             description="No delay, no work: each model's own overhead per request.",
-            steps=fast, io_timeout=io_timeout, connect_timeout=io_timeout),
+            **common(fast)),
         Scenario(
             name="slow-io", title="every request waits 0.1 s (--delay 0.1)",
             description="Requests that wait on something slow: a model that serves one client "
                         "at a time collapses, the concurrent ones overlap their waits.",
-            steps=slow, delay=0.1, io_timeout=io_timeout, connect_timeout=io_timeout),
+            delay=0.1, **common(slow)),
         Scenario(
             name="cpu", title="every request burns 5 ms of CPU (--work-ms 5)",
             description="CPU-bound requests: threads share one interpreter lock, forked "
                         "processes use every core, an event loop blocks while it computes.",
-            steps=cpu, work_ms=5.0, io_timeout=io_timeout, connect_timeout=io_timeout),
+            work_ms=5.0, **common(cpu)),
         Scenario(
             name="denial", title="a new connection per request, --backlog 1 --delay 0.5",
             description="Clients connect for every request to a server with a one-slot listen "
                         "queue and slow replies: which share of attempts each model serves, "
                         "and how the rest fail (connect timeouts, refusals, resets).",
-            steps=denial, metric="served_share", mode="connect", delay=0.5, backlog=1,
-            connect_timeout=1.0, io_timeout=max(1.0, io_timeout)),
+            metric="served_share", mode="connect", delay=0.5, backlog=1, **common(denial)),
     )
 
 
-#: The default: budgeted so 8 models finish in about 5 minutes on 2 cores.
-QUICK = Preset("quick", Timing(warmup=0.5, window=1.5), _scenarios(
-    fast=(1, 10, 50), slow=(1, 10, 50), cpu=(1, 10), denial=(5, 20, 50), io_timeout=1.0))
+#: The default, budgeted for 8 models in under 5 minutes on 2 cores, where each run
+#: also costs about 5 s of locust start and stop: short windows, short timeouts.
+QUICK = Preset("quick", Timing(warmup=0.2, window=1.2), _scenarios(
+    fast=Budget((1, 10, 50), warmup=0.1, window=1.0, io_timeout=0.3, connect_timeout=0.3),
+    slow=Budget((1, 10, 50), warmup=0.2, window=1.0, io_timeout=0.5),
+    cpu=Budget((1, 10), warmup=0.2, window=1.2, io_timeout=0.8),
+    denial=Budget((5, 20, 50), warmup=0.3, window=1.6, io_timeout=1.0),
+))
 
 #: ``--full``: longer windows and more user counts, for numbers worth quoting.
 FULL = Preset("full", Timing(warmup=2.0, window=8.0), _scenarios(
-    fast=(1, 10, 50, 100, 200), slow=(1, 10, 50, 100, 200), cpu=(1, 2, 5, 10, 20),
-    denial=(5, 20, 50, 100, 200), io_timeout=3.0))
+    fast=Budget((1, 10, 50, 100, 200), warmup=1.0, window=6.0, io_timeout=2.0,
+                connect_timeout=2.0),
+    slow=Budget((1, 10, 50, 100, 200), warmup=1.0, window=8.0, io_timeout=2.0,
+                connect_timeout=2.0),
+    cpu=Budget((1, 2, 5, 10, 20), warmup=1.0, window=8.0, io_timeout=3.0, connect_timeout=2.0),
+    denial=Budget((5, 20, 50, 100, 200), warmup=2.0, window=10.0, io_timeout=2.0,
+                  connect_timeout=1.0),
+))
 
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in (QUICK, FULL)}
 

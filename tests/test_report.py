@@ -349,3 +349,22 @@ def test_report_command_bad_input_is_one_line(tmp_path, content, words):
     for word in words:
         assert word in lines[0]
     no_traceback(result.stderr)
+
+
+def test_a_model_with_no_attempt_inside_the_window_loses_and_says_so(tmp_path):
+    stuck = step(50, 0.0, 0.0)
+    stuck.update(requests=0, served=0, served_share=None, p50_ms=None, p95_ms=None,
+                 p99_ms=None, max_ms=None)
+    doc = document([run("select", "slow-io", [step(1, 9.8, 104), step(10, 98, 104),
+                                              step(50, 450, 110)]),
+                    run("sequential", "slow-io", [step(1, 9.8, 104), step(10, 9.0, 500),
+                                                  stuck])], ["slow-io"])
+    results = parse(doc)
+    sentence = verdict(results, results.scenarios[0])
+    assert "select won with 450 req/s" in sentence
+    assert ("sequential came last with no attempt that ended inside the measured window: "
+            "at 50 users none of its clients finished an exchange within the 2 s window") \
+        in sentence
+    text = write_report(write(tmp_path, doc)).markdown.read_text(encoding="utf-8")
+    row = next(r for r in md_table(text, "### At 50 users") if r["model"] == "sequential")
+    assert row["served %"] == "–" and row["p99 ms"] == "–" and row["req/s"] == "0.00"

@@ -30,8 +30,12 @@ def facts(results: Results) -> list[tuple[str, str]]:
                           ("testbed", versions.get("testbed"))) if version)
     workers = meta.get("workers")
     pinned = ", pinned to cores" if meta.get("pin") else ""
-    method = (f"{meta.get('preset', '?')} preset; each step: {_num(meta.get('warmup_s'), 's')} "
-              f"warm-up (not recorded), then a {_num(meta.get('window_s'), 's')} measured window; "
+    if isinstance(meta.get("window_s"), int | float):
+        timing = (f"each step: {_num(meta.get('warmup_s'), 's')} warm-up (not recorded), then "
+                  f"a {_num(meta.get('window_s'), 's')} measured window")
+    else:
+        timing = "each step: a warm-up (not recorded), then a measured window, as per scenario"
+    method = (f"{meta.get('preset', '?')} preset; {timing}; "
               f"{workers if workers is not None else '?'} locust worker process(es){pinned}; "
               "every model on a freshly started server, one model at a time")
     rows = [

@@ -31,6 +31,8 @@ def _rank_key(scenario: ScenarioInfo, step: Step) -> tuple[float, float, float]:
 
 
 def _figure(scenario: ScenarioInfo, step: Step) -> str:
+    if not step.requests:
+        return "no attempt that ended inside the measured window"
     if scenario.metric == "served_share":
         share = fmt("pct", None if step.served_share is None else step.served_share * 100)
         return f"{share}% of attempts served"
@@ -47,7 +49,7 @@ def _failures(step: Step, limit: int = 2) -> str:
 def _flat(run: Run, step: Step, winner: tuple[Run, Step] | None) -> str | None:
     """'throughput stayed flat' when users grew at least 5-fold and req/s did not follow."""
     first = min(run.steps, key=lambda s: s.users, default=None)
-    if first is None or first.users <= 0 or not first.rps or step.rps is None:
+    if first is None or first.users <= 0 or not first.rps or not step.rps:
         return None
     if step.users < 5 * first.users or step.rps > 1.5 * first.rps:
         return None
@@ -70,6 +72,10 @@ def _why_loser(scenario: ScenarioInfo, results: Results, loser: tuple[Run, Step]
                winner: tuple[Run, Step]) -> str:
     run, step = loser
     w_step = winner[1]
+    if not step.requests:
+        window = f" {round(step.window_s, 1):g} s" if step.window_s else ""
+        return (f"at {step.users} users none of its clients finished an exchange within the"
+                f"{window} window, they were all still waiting")
     parts: list[str] = []
     flat = _flat(run, step, winner)
     if flat:
@@ -79,7 +85,7 @@ def _why_loser(scenario: ScenarioInfo, results: Results, loser: tuple[Run, Step]
         cores = f" of {results.cores}" if results.cores else ""
         parts.append(f"it kept {step.cores_busy:.1f}{cores} cores busy against "
                      f"{(w_step.cores_busy or 0):.1f} for the winner")
-    if step.served_share is not None and step.served_share < 0.99 and step.failed:
+    if step.served_share is not None and step.failed:
         pct = fmt("pct", step.served_share * 100)
         parts.append(f"it served {pct}% of attempts and the rest failed as {_failures(step)}")
     if not parts:
@@ -122,6 +128,14 @@ def _crash_clause(crashed: list[Run]) -> str:
     return f" {names} crashed during the run and {'is' if len(crashed) == 1 else 'are'} not ranked."
 
 
+def min_p99(ranked: list[tuple[Run, Step]]) -> float | None:
+    return min((s.p99_ms for _, s in ranked if s.p99_ms is not None), default=None)
+
+
+def max_p99(ranked: list[tuple[Run, Step]]) -> float | None:
+    return max((s.p99_ms for _, s in ranked if s.p99_ms is not None), default=None)
+
+
 def verdict(results: Results, scenario: ScenarioInfo) -> str:
     """The scenario's sentence: who won, who lost, and what in the figures says why."""
     top = scenario.top
@@ -137,11 +151,17 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
         return (f"{head} only {winner[0].model} was measured: {_figure(scenario, winner[1])} "
                 f"({_why_winner(scenario, winner[1])}).{_crash_clause(crashed)}")
     if _close(scenario, winner[1], loser[1]):
-        low, high = _figure(scenario, loser[1]), _figure(scenario, winner[1])
-        bound = " (generator-bound)" if any(step.generator_bound for _, step in ranked) else ""
-        return (f"{head} no clear winner: every model was within a few percent ({low} to "
-                f"{high}){bound}; {winner[0].model} was ahead ({_why_winner(scenario, winner[1])})"
-                f" and {loser[0].model} behind (p99 {human_ms(loser[1].p99_ms)})."
+        bound = [run.model for run, step in ranked if step.generator_bound]
+        if len(bound) == len(ranked):
+            limit = ", all generator-bound: the load generator, not the servers, set the pace"
+        elif bound:
+            limit = f", {', '.join(bound)} generator-bound"
+        else:
+            limit = ""
+        return (f"{head} no clear winner, every model within a few percent "
+                f"({_figure(scenario, loser[1])} for {loser[0].model} to "
+                f"{_figure(scenario, winner[1])} for {winner[0].model}){limit}; p99 from "
+                f"{human_ms(min_p99(ranked))} to {human_ms(max_p99(ranked))}."
                 f"{_crash_clause(crashed)}")
     return (f"{head} {winner[0].model} won with {_figure(scenario, winner[1])} "
             f"({_why_winner(scenario, winner[1])}); {loser[0].model} came last with "
