@@ -60,6 +60,11 @@ class TestbedServerMixIn:
     def open_connections(self) -> int:
         return len(self.live)
 
+    def service_actions(self) -> None:
+        """Between requests (at least every poll interval): reap children, honour a signal."""
+        super().service_actions()
+        self.model.stop_requested()
+
     def verify_request(self, request: Any, client_address: Any) -> bool:
         if self.socket_type == socket.SOCK_DGRAM or not self.model.config.max_connections:
             return True
@@ -87,12 +92,14 @@ class SocketServerModel(Model):
 
     tcp_class: ClassVar[type[socketserver.BaseServer]]
     udp_class: ClassVar[type[socketserver.BaseServer]]
+    #: mix-ins placed between TestbedServerMixIn and the socketserver class
+    server_mixins: ClassVar[tuple[type, ...]] = ()
     server: Any
 
     def bind(self) -> tuple[str, int]:
         config = self.config
         base = self.udp_class if config.udp else self.tcp_class
-        cls = type(base.__name__, (TestbedServerMixIn, base), {
+        cls = type(base.__name__, (TestbedServerMixIn, *self.server_mixins, base), {
             "address_family": config.family,
             "request_queue_size": config.backlog,
         })
