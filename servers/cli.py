@@ -7,12 +7,13 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from servers import registry
 from servers.config import ServerConfig, format_address, is_loopback
 from servers.costs import Cost
-from servers.models.base import Shutdown
+from servers.models.base import Model, Shutdown
 
 SHUTDOWN_GRACE = 3.0  # seconds for in-flight work before threads and children are forced
 
@@ -107,8 +108,18 @@ def build_parser(prog: str = "testbed serve") -> ArgumentParser:
     return parser
 
 
-def _raise_shutdown(signum: int, frame: object) -> None:
-    raise Shutdown(signal.Signals(signum).name)
+def shutdown_handler(model: Model) -> Callable[[int, object], None]:
+    """The SIGTERM/SIGINT handler: note the signal on the model, then raise Shutdown.
+
+    The note is what makes the signal stick if Python swallows the exception (it does in
+    at-fork hooks and finalizers): the models' loops check it (Model.stop_requested).
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        model.signalled = signal.Signals(signum).name
+        raise Shutdown(model.signalled)
+
+    return handler
 
 
 def main(argv: list[str] | None = None, prog: str = "testbed serve") -> int:
@@ -123,8 +134,8 @@ def main(argv: list[str] | None = None, prog: str = "testbed serve") -> int:
     model = model_class(config, registry.get_service(args.service))
 
     # Installed before the socket exists, so a signal right after the ready line is honoured.
-    signal.signal(signal.SIGTERM, _raise_shutdown)
-    signal.signal(signal.SIGINT, _raise_shutdown)
+    signal.signal(signal.SIGTERM, shutdown_handler(model))
+    signal.signal(signal.SIGINT, shutdown_handler(model))
     try:
         try:
             host, port = model.bind()

@@ -59,6 +59,7 @@ class Model(ABC):
         self._exhausted_at = 0.0  # when accept last failed for want of descriptors
         self._failed_accepts = 0  # accepts that failed in the current burst
         self.owner_pid = os.getpid()  # forked children must not run the parent's shutdown
+        self.signalled: str | None = None  # set by testbed serve's signal handler (see stop_requested)
 
     @abstractmethod
     def bind(self) -> tuple[str, int]:
@@ -73,6 +74,18 @@ class Model(ABC):
         """Stop: close the listener, drop in-flight work, reap everything started."""
 
     # -- shared by the models -------------------------------------------------
+
+    def stop_requested(self) -> None:
+        """Raise Shutdown if a signal asked this server to stop; loops call it between events.
+
+        The handler of ``testbed serve`` raises Shutdown wherever the main thread is, but
+        Python swallows an exception raised in a few places ("Exception ignored in ...":
+        at-fork hooks, finalizers): a SIGTERM arriving while ``os.fork()`` runs logging's
+        after-fork hook was lost that way. The handler also sets ``signalled`` (a plain
+        attribute: safe in a handler, unlike an Event's lock), which this checks.
+        """
+        if self.signalled and os.getpid() == self.owner_pid:
+            raise Shutdown(self.signalled)
 
     def accept_failed(self, exc: OSError) -> bool:
         """Log the first EMFILE-like accept failure of a burst; True if it was one."""

@@ -35,6 +35,7 @@ HIGH_WATER = 1024 * 1024  # stop reading a client owed more than this
 ACCEPTS_PER_WAKEUP = 64
 DATAGRAMS_PER_WAKEUP = 64
 EXHAUSTED_PAUSE = 0.1  # seconds without accepting after EMFILE
+STOP_CHECK = 0.5  # the longest the loop sleeps before it looks at Model.signalled
 
 
 def kernel_send_queue(sock: socket.socket) -> int | None:
@@ -100,12 +101,11 @@ class SelectModel(Model):
         next_sweep = time.monotonic() + sweep_every
         select, timers = self.selector.select, self.timers
         while True:
-            timeout = None
+            timeout = STOP_CHECK  # a signal whose Shutdown was swallowed is noticed by then
             if timers:
-                timeout = max(0.0, timers[0][0] - time.monotonic())
+                timeout = min(timeout, max(0.0, timers[0][0] - time.monotonic()))
             if idle:
-                wait = max(0.0, next_sweep - time.monotonic())
-                timeout = wait if timeout is None else min(timeout, wait)
+                timeout = min(timeout, max(0.0, next_sweep - time.monotonic()))
             for key, mask in select(timeout):
                 key.data(key.fileobj, mask)
             if timers:
@@ -113,6 +113,7 @@ class SelectModel(Model):
             if idle and time.monotonic() >= next_sweep:
                 self._close_idle(idle)
                 next_sweep = time.monotonic() + sweep_every
+            self.stop_requested()
 
     def close(self, grace: float = 3.0) -> None:
         self.stopping.set()
