@@ -241,7 +241,7 @@ def store_ceiling(spec: LoadSpec, summary: dict[str, Any]) -> Path:
         data = {"by_workers": {}}
     data["note"] = ("requests/s the locust workers reached against the select model "
                     "(echo, 64 B persistent); testbed load marks steps within "
-                    f"{int((1 - CEILING_SHARE) * 100)}% of it generator-bound")
+                    f"{round((1 - CEILING_SHARE) * 100)}% of it generator-bound")
     data["by_workers"][str(spec.workers)] = {
         "rps": summary["rps"], "users": spec.steps[-1], "measured": summary["started"],
         "run_id": summary["run_id"], "cpus": os.cpu_count(), "host": platform.node(),
@@ -377,8 +377,6 @@ class Run:
                 self.workers.append(process)
                 self.sampler.watch(f"worker-{index + 1}", process.pid)
         self.sampler.start()
-        if spec.web:
-            self.say(f"locust web UI: http://127.0.0.1:{spec.web_port}")
         return url
 
     def _spawn(self, argv: list[str], name: str) -> ManagedProcess:
@@ -459,6 +457,17 @@ class Run:
                  f"window {min(into - spec.warmup, spec.step_time):.0f}/{spec.step_time:g} s")
         self.say(f"step {index + 1}/{len(spec.steps)}: {spec.steps[index]} users, {where}")
 
+    def finish_early(self, timeout: float = 10.0) -> None:
+        """Ask locust for an orderly end (the workers report what they measured), and
+        wait up to ``timeout`` s for the master to leave by itself."""
+        if self.master is None or not self.master.running:
+            return
+        self.say("stopping: collecting what the workers measured")
+        self.stop_file.touch()
+        deadline = time.monotonic() + timeout
+        while self.master.running and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def stop(self) -> None:
         """Stop locust, then the server; record how the server ended (once)."""
         if self._stopped:
@@ -509,6 +518,10 @@ def run_load(spec: LoadSpec, progress: Callable[[str], None] | None = None) -> d
     except KeyboardInterrupt:
         interrupted = True
         run.error = run.error or "interrupted"
+        try:
+            run.finish_early()
+        except KeyboardInterrupt:
+            pass  # interrupted again: stop at once
     except LoadError:
         run.stop()
         _remove_if_empty(run_dir)
@@ -971,6 +984,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = spec_from(args, argv)
         if args.calibrate:
             spec = calibration_spec(spec)
+        if spec.web:
+            print(f"locust web UI: http://127.0.0.1:{spec.web_port} (while the schedule runs)",
+                  file=sys.stderr)
         summary = run_load(spec, progress=show)
     except LoadError as exc:
         _end_line()

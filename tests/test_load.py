@@ -24,7 +24,7 @@ import pytest
 
 from clients.harness import FAILURE_CLASSES
 from servers import registry
-from testbed.load import LoadError, LoadSpec, run_load
+from testbed.load import LoadError, LoadSpec, _bound, read_ceiling, run_load
 from tests.conftest import no_traceback
 
 MODELS = registry.model_names()
@@ -169,10 +169,14 @@ def _children_running_servers() -> list[psutil.Process]:
 
 
 def test_server_killed_mid_run(tmp_path: Path) -> None:
+    """Killed mid-window: the run stops, keeps what was measured, and says what happened.
+    It runs pinned where there are two CPUs, and checks the placement on the way."""
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = len(cpus) >= 2
     messages: list[str] = []
     result: dict[str, Any] = {}
     load = spec(tmp_path, "--model", "threading", "--service", "echo", steps=[4],
-                step_time=20.0)
+                step_time=20.0, pin=pin)
     worker = threading.Thread(target=lambda: result.update(run_load(load, messages.append)))
     worker.start()
     try:
@@ -186,6 +190,11 @@ def test_server_killed_mid_run(tmp_path: Path) -> None:
         assert pid is not None, messages
         time.sleep(1.0)  # let part of the window be measured
         assert pid in {p.pid for p in _children_running_servers()}  # the server we started
+        if pin:
+            assert psutil.Process(pid).cpu_affinity() == cpus[:1]
+            workers = [p for p in psutil.Process().children(recursive=True)
+                       if "--worker" in p.cmdline()]
+            assert workers and all(p.cpu_affinity() == cpus[1:] for p in workers)
         os.kill(pid, signal.SIGKILL)
     finally:
         worker.join(25)
@@ -196,6 +205,7 @@ def test_server_killed_mid_run(tmp_path: Path) -> None:
     check_summary(result, tmp_path / "results")
     step = result["steps"][0]  # the part of the window measured before the kill
     assert step["complete"] is False and step["served"] > 0 and step["window_s"] < 15
+    assert result["placement"] == ({"server": cpus[:1], "locust": cpus[1:]} if pin else "free")
     assert not _children_running_servers()
     assert not [p for p in psutil.Process().children(recursive=True)
                 if "locust" in " ".join(p.cmdline())]
@@ -271,3 +281,17 @@ def test_cli_run_against_target(serve: Any, tmp_path: Path) -> None:
     assert summary["target"] == server.endpoint.url and summary["model"] is None
     assert summary["steps"][0]["served"] > 0 and summary["steps"][0]["server"] is None
     assert server.running  # a target is not ours to stop
+
+
+def test_calibration_is_stored_and_read(tmp_path: Path) -> None:
+    result = run_cli("--calibrate", "--run-time", "2s", "--warmup", "1s", "--workers", "1",
+                     "--out", str(tmp_path / "results"))
+    assert result.returncode == 0, result.stderr
+    stored = json.loads(Path(os.environ["TESTBED_CALIBRATION"]).read_text())
+    ceiling = stored["by_workers"]["1"]["rps"]
+    assert ceiling > 0 and f"{ceiling:,.0f} requests/s" in result.stdout
+    assert read_ceiling(LoadSpec(workers=1)) == ceiling
+    assert read_ceiling(LoadSpec(workers=3)) is None
+    # generator-bound: near the ceiling, or a worker's CPU saturated
+    assert _bound(0.85 * ceiling, ceiling, 0.2) and not _bound(0.5 * ceiling, ceiling, 0.5)
+    assert _bound(10.0, None, 0.95) and not _bound(10.0, None, None)
