@@ -80,7 +80,7 @@ class LoadSpec:
     mode: str = "persistent"
     payload_size: int = 64
     udp: bool = False
-    expect: str = "echo"
+    expect: str | None = None  # the reply to check for; None: the server's service (echo for a target)
     think_time: float = 0.0
     connect_timeout: float = 5.0
     io_timeout: float = 5.0
@@ -109,6 +109,7 @@ class Plan:
     target_host: str | None
     target_port: int | None
     placement: Any
+    expect: str
 
 
 def parse_target(target: str, udp: bool) -> tuple[str, str, int | None]:
@@ -130,7 +131,7 @@ def check(spec: LoadSpec) -> Plan:
     """Refuse a spec that can't run, with one clear line (LoadError)."""
     if spec.mode not in ("persistent", "connect"):
         raise LoadError(f"mode must be persistent or connect, not {spec.mode!r}")
-    if spec.expect not in ("echo", "upper"):
+    if spec.expect not in (None, "echo", "upper"):
         raise LoadError(f"expect must be echo or upper, not {spec.expect!r}")
     if not spec.steps or any(int(n) != n or n < 1 for n in spec.steps):
         raise LoadError(f"steps must be user counts of 1 or more, not {spec.steps!r}")
@@ -144,9 +145,6 @@ def check(spec: LoadSpec) -> Plan:
         raise LoadError("the spawn rate must be more than 0 users per second")
     if spec.workers < 1:
         raise LoadError("at least one locust worker is needed")
-    if not 1 <= spec.payload_size <= (65507 if spec.udp else 1 << 30):
-        raise LoadError(f"payload size must be 1-{65507 if spec.udp else 1 << 30} bytes, "
-                        f"not {spec.payload_size}")
     placement: Any = "free"
     if spec.pin:
         cpus = sorted(os.sched_getaffinity(0))
@@ -163,7 +161,9 @@ def check(spec: LoadSpec) -> Plan:
             raise LoadError(str(exc)) from None
         if port is None:
             raise LoadError(f"--target needs a port: {scheme}://{host}:PORT")
-        return Plan(spec, scheme == "udp", None, None, [], host, port, placement)
+        _check_payload(spec, scheme == "udp")
+        return Plan(spec, scheme == "udp", None, None, [], host, port, placement,
+                    spec.expect or "echo")
     from servers.cli import build_parser
 
     options = list(spec.server_options)
@@ -177,8 +177,15 @@ def check(spec: LoadSpec) -> Plan:
 
     if parsed.udp and not registry.get_model(parsed.model).udp:
         raise LoadError(f"the {parsed.model} model serves TCP only")
+    _check_payload(spec, bool(parsed.udp))
     return Plan(spec, bool(parsed.udp), parsed.model, parsed.service, options, None, None,
-                placement)
+                placement, spec.expect or parsed.service)
+
+
+def _check_payload(spec: LoadSpec, udp: bool) -> None:
+    largest = 65507 if udp else 1 << 30  # a UDP request is one datagram
+    if not 1 <= spec.payload_size <= largest:
+        raise LoadError(f"payload size must be 1-{largest} bytes, not {spec.payload_size}")
 
 
 def _quiet_parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -201,7 +208,7 @@ def probe_target(plan: Plan) -> None:
     try:
         if plan.udp:
             exchange_once(plan.target_host, plan.target_port, b"ping\n", udp=True,
-                          expect=spec.expect, io_timeout=min(spec.io_timeout, 2.0))
+                          expect=plan.expect, io_timeout=min(spec.io_timeout, 2.0))
         else:
             open_connection(plan.target_host, plan.target_port,
                             timeout=min(spec.connect_timeout, 5.0)).close()
@@ -293,7 +300,7 @@ def locust_options(plan: Plan, run_dir: Path, host_url: str, stop_file: Path) ->
     spec = plan.spec
     options = [
         "--host", host_url,
-        "--payload-size", str(spec.payload_size), "--mode", spec.mode, "--expect", spec.expect,
+        "--payload-size", str(spec.payload_size), "--mode", spec.mode, "--expect", plan.expect,
         "--think-time", _seconds(spec.think_time),
         "--connect-timeout", _seconds(spec.connect_timeout),
         "--io-timeout", _seconds(spec.io_timeout),
@@ -346,6 +353,10 @@ class Run:
                                     status=1) from None
             self.sampler.watch("server", self.server.pid)
             url = self.server.endpoint.url  # type: ignore[attr-defined]
+            try:
+                ensure_loopback(self.server.host, allow_remote=spec.allow_remote)
+            except UnsafeTarget as exc:
+                raise LoadError(f"the server listens on {url}: {exc}") from None
             self.say(f"server pid {self.server.pid} listening on {url}")
         else:
             probe_target(plan)
@@ -598,7 +609,8 @@ def _merge(windows: list[dict[str, Any]]) -> dict[str, Any]:
         "t_start": sum(w["t_start"] for w in windows) / len(windows),
         "t_end": sum(w["t_end"] for w in windows) / len(windows),
         "complete": all(w["complete"] for w in windows),
-        "users_running": sum(min(w["users_start"], w["users_end"]) for w in windows),
+        # users present when the window opened (fewer than the step's: the ramp was too slow)
+        "users_running": sum(w["users_start"] for w in windows),
     }
 
 
@@ -761,6 +773,7 @@ def _options(plan: Plan) -> dict[str, Any]:
     if spec["calibration_file"] is not None:
         spec["calibration_file"] = str(spec["calibration_file"])
     spec["server_options"] = plan.server_options
+    spec["expect"] = plan.expect
     return spec
 
 
@@ -910,7 +923,7 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> LoadSpec:
         target=args.target, allow_remote=args.allow_remote, steps=steps,
         step_time=args.run_time, warmup=args.warmup, spawn_rate=args.spawn_rate,
         mode=args.mode, payload_size=args.payload_size, udp=args.udp,
-        expect=args.expect or args.service, think_time=args.think_time,
+        expect=args.expect, think_time=args.think_time,
         connect_timeout=args.connect_timeout, io_timeout=args.io_timeout,
         workers=args.workers, pin=args.pin, out_dir=args.out, web=args.web,
         web_port=args.web_port)
