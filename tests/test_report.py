@@ -368,3 +368,14 @@ def test_a_model_with_no_attempt_inside_the_window_loses_and_says_so(tmp_path):
     text = write_report(write(tmp_path, doc)).markdown.read_text(encoding="utf-8")
     row = next(r for r in md_table(text, "### At 50 users") if r["model"] == "sequential")
     assert row["served %"] == "–" and row["p99 ms"] == "–" and row["req/s"] == "0.00"
+
+
+def test_models_level_with_the_winner_or_the_loser_are_named_with_them():
+    runs = [run(model, "slow-io", [step(1, 9.8, 100), step(50, rps, p99)])
+            for model, rps, p99 in (("select", 450, 104), ("asyncio", 449, 102),
+                                    ("sequential", 9.7, 1000), ("prefork", 9.7, 1100))]
+    results = parse(document(runs, ["slow-io"]))
+    sentence = verdict(results, results.scenarios[0])
+    assert sentence.startswith("slow-io, 50 users: select and asyncio were level at the top "
+                               "with 450 req/s, asyncio with the lowest p99 (102 ms)")
+    assert "prefork came last (as did sequential) with 9.70 req/s" in sentence

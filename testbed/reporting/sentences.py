@@ -2,10 +2,12 @@
 
 The winner and the loser are ranked on the scenario's own figure at its
 highest user count (throughput, or for the denial scenario the share of
-attempts served; p99 breaks ties). The "why" is read off the data, never
-assumed from a model's name: a throughput that stays flat while the users
-grow, the failure classes of the attempts that were not served, the number
-of cores the server kept busy, the p99 latency, the generator-bound flag.
+attempts served; p99 breaks ties). Models level with the winner or the loser
+are named with them. The "why" is read off the data, never assumed from a
+model's name: a throughput that stays flat (or falls) while the users grow,
+the failure classes of the attempts that were not served, clients that got
+nothing at all within the window, the number of cores the server kept busy,
+the p99 latency, the generator-bound flag.
 """
 
 from __future__ import annotations
@@ -17,17 +19,29 @@ from testbed.reporting.tables import fmt, human_ms
 CLOSE_RPS = 0.10
 #: ... or closer than this many percentage points of attempts served.
 CLOSE_SHARE_POINTS = 2.0
+#: Models this close (relative throughput, or points of share) to the winner or loser are level.
+LEVEL_RPS, LEVEL_SHARE_POINTS = 0.02, 0.5
+
+Pair = tuple[Run, Step]
 
 
 def _primary(scenario: ScenarioInfo, step: Step) -> float:
-    value = step.served_share if scenario.metric == "served_share" else step.rps
-    return value if value is not None else float("-inf")
+    if scenario.metric == "served_share":
+        return step.served_share if step.served_share is not None else 0.0
+    return step.rps if step.rps is not None else 0.0
 
 
 def _rank_key(scenario: ScenarioInfo, step: Step) -> tuple[float, float, float]:
     """Higher is better: the scenario's figure, then throughput, then a lower p99."""
     p99 = step.p99_ms if step.p99_ms is not None else float("inf")
     return (_primary(scenario, step), step.rps or 0.0, -p99)
+
+
+def _level(scenario: ScenarioInfo, a: Step, b: Step) -> bool:
+    x, y = _primary(scenario, a), _primary(scenario, b)
+    if scenario.metric == "served_share":
+        return abs(x - y) * 100 <= LEVEL_SHARE_POINTS
+    return abs(x - y) <= LEVEL_RPS * max(x, y) or x == y
 
 
 def _figure(scenario: ScenarioInfo, step: Step) -> str:
@@ -46,30 +60,30 @@ def _failures(step: Step, limit: int = 2) -> str:
     return " and ".join(f"{kind} ({count})" for count, kind in top)
 
 
-def _flat(run: Run, step: Step, winner: tuple[Run, Step] | None) -> str | None:
-    """'throughput stayed flat' when users grew at least 5-fold and req/s did not follow."""
+def _names(runs: list[Run]) -> str:
+    names = [run.model for run in runs]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _scaling(run: Run, step: Step, winner: Pair) -> str | None:
+    """Throughput that stayed flat, or fell, while the users grew at least 5-fold."""
     first = min(run.steps, key=lambda s: s.users, default=None)
     if first is None or first.users <= 0 or not first.rps or not step.rps:
         return None
     if step.users < 5 * first.users or step.rps > 1.5 * first.rps:
         return None
-    if winner is not None:  # only telling if the winner did scale
-        w_run, w_step = winner
-        w_first = min(w_run.steps, key=lambda s: s.users)
-        if not w_first.rps or (w_step.rps or 0) < 2 * w_first.rps:
-            return None
-    return (f"its throughput stayed flat from {first.users} to {step.users} users "
-            f"({fmt('rps', first.rps)} → {fmt('rps', step.rps)} req/s), as if it served one "
-            f"client at a time")
+    w_run, w_step = winner
+    w_first = min(w_run.steps, key=lambda s: s.users)
+    if not w_first.rps or (w_step.rps or 0) < 2 * w_first.rps:
+        return None  # only telling if the winner did scale
+    span = (f"from {first.users} to {step.users} users "
+            f"({fmt('rps', first.rps)} → {fmt('rps', step.rps)} req/s)")
+    if step.rps < 0.67 * first.rps:
+        return f"its throughput fell {span}"
+    return f"its throughput stayed flat {span}, as if it served one client at a time"
 
 
-def _cores(step: Step) -> str | None:
-    busy = step.cores_busy
-    return None if busy is None else f"{busy:.1f} cores busy"
-
-
-def _why_loser(scenario: ScenarioInfo, results: Results, loser: tuple[Run, Step],
-               winner: tuple[Run, Step]) -> str:
+def _why_loser(scenario: ScenarioInfo, results: Results, loser: Pair, winner: Pair) -> str:
     run, step = loser
     w_step = winner[1]
     if not step.requests:
@@ -77,41 +91,47 @@ def _why_loser(scenario: ScenarioInfo, results: Results, loser: tuple[Run, Step]
         return (f"at {step.users} users none of its clients finished an exchange within the"
                 f"{window} window, they were all still waiting")
     parts: list[str] = []
-    flat = _flat(run, step, winner)
-    if flat:
-        parts.append(f"{flat}: p99 {human_ms(step.p99_ms)}")
+    scaling = _scaling(run, step, winner)
+    if scaling:
+        parts.append(scaling)
     if (scenario.raw.get("work_ms") and step.cores_busy is not None
             and (w_step.cores_busy or 0) - step.cores_busy >= 0.3):
         cores = f" of {results.cores}" if results.cores else ""
         parts.append(f"it kept {step.cores_busy:.1f}{cores} cores busy against "
                      f"{(w_step.cores_busy or 0):.1f} for the winner")
-    if step.served_share is not None and step.failed:
-        pct = fmt("pct", step.served_share * 100)
-        parts.append(f"it served {pct}% of attempts and the rest failed as {_failures(step)}")
-    if not parts:
-        parts.append(f"p99 {human_ms(step.p99_ms)} against {human_ms(w_step.p99_ms)}")
-        if step.cpu_us_per_request is not None and w_step.cpu_us_per_request is not None:
-            parts.append(f"{fmt('us', step.cpu_us_per_request)} µs of server CPU per request "
-                         f"against {fmt('us', w_step.cpu_us_per_request)}")
-    elif not flat:
-        parts.append(f"p99 {human_ms(step.p99_ms)}")
-    return "; ".join(parts)
+    if step.failed:
+        if not step.served:
+            parts.append(f"every attempt failed, as {_failures(step)}")
+        elif scenario.metric == "served_share":
+            parts.append(f"the other attempts failed as {_failures(step)}")
+        else:
+            pct = fmt("pct", (step.served_share or 0.0) * 100)
+            parts.append(f"it served {pct}% of attempts and the rest failed as {_failures(step)}")
+    if step.p99_ms is not None:
+        if parts:
+            parts.append(f"p99 {human_ms(step.p99_ms)}")
+        else:
+            parts.append(f"p99 {human_ms(step.p99_ms)} against {human_ms(w_step.p99_ms)}")
+            if step.cpu_us_per_request is not None and w_step.cpu_us_per_request is not None:
+                parts.append(f"{fmt('us', step.cpu_us_per_request)} µs of server CPU per "
+                             f"request against {fmt('us', w_step.cpu_us_per_request)}")
+    return "; ".join(parts) if parts else "no figure says more"
 
 
 def _why_winner(scenario: ScenarioInfo, step: Step) -> str:
     parts = [f"p99 {human_ms(step.p99_ms)}"]
     if scenario.metric == "served_share":
         parts.insert(0, f"{fmt('rps', step.rps)} req/s")
-    if scenario.raw.get("work_ms"):
-        cores = _cores(step)
-        if cores:
-            parts.append(cores)
+    if scenario.raw.get("work_ms") and step.cores_busy is not None:
+        parts.append(f"{step.cores_busy:.1f} cores busy")
     if step.generator_bound:
         parts.append("generator-bound, so the server may do better still")
     return ", ".join(parts)
 
 
 def _close(scenario: ScenarioInfo, best: Step, worst: Step) -> bool:
+    if not best.requests or not worst.requests:
+        return False
     if scenario.metric == "served_share":
         if best.served_share is None or worst.served_share is None:
             return False
@@ -124,23 +144,23 @@ def _close(scenario: ScenarioInfo, best: Step, worst: Step) -> bool:
 def _crash_clause(crashed: list[Run]) -> str:
     if not crashed:
         return ""
-    names = ", ".join(run.model for run in crashed)
-    return f" {names} crashed during the run and {'is' if len(crashed) == 1 else 'are'} not ranked."
+    return (f" {_names(crashed)} crashed during the run and "
+            f"{'is' if len(crashed) == 1 else 'are'} not ranked.")
 
 
-def min_p99(ranked: list[tuple[Run, Step]]) -> float | None:
-    return min((s.p99_ms for _, s in ranked if s.p99_ms is not None), default=None)
-
-
-def max_p99(ranked: list[tuple[Run, Step]]) -> float | None:
-    return max((s.p99_ms for _, s in ranked if s.p99_ms is not None), default=None)
+def _p99_range(ranked: list[Pair]) -> str:
+    values = [step.p99_ms for _, step in ranked if step.p99_ms is not None]
+    if not values:
+        return ""
+    return f"; p99 from {human_ms(min(values))} to {human_ms(max(values))}"
 
 
 def verdict(results: Results, scenario: ScenarioInfo) -> str:
     """The scenario's sentence: who won, who lost, and what in the figures says why."""
     top = scenario.top
-    crashed = [run for run in results.runs_for(scenario.name) if run.crashed]
-    measured = [(run, step) for run in results.runs_for(scenario.name)
+    runs = results.runs_for(scenario.name)
+    crashed = [run for run in runs if run.crashed]
+    measured = [(run, step) for run in runs
                 if not run.crashed and (step := run.at(top)) is not None]
     head = f"{scenario.name}, {top} users:"
     if not measured:
@@ -151,20 +171,31 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
         return (f"{head} only {winner[0].model} was measured: {_figure(scenario, winner[1])} "
                 f"({_why_winner(scenario, winner[1])}).{_crash_clause(crashed)}")
     if _close(scenario, winner[1], loser[1]):
-        bound = [run.model for run, step in ranked if step.generator_bound]
+        bound = [run for run, step in ranked if step.generator_bound]
         if len(bound) == len(ranked):
             limit = ", all generator-bound: the load generator, not the servers, set the pace"
         elif bound:
-            limit = f", {', '.join(bound)} generator-bound"
+            limit = f", {_names(bound)} generator-bound"
         else:
             limit = ""
         return (f"{head} no clear winner, every model within a few percent "
                 f"({_figure(scenario, loser[1])} for {loser[0].model} to "
-                f"{_figure(scenario, winner[1])} for {winner[0].model}){limit}; p99 from "
-                f"{human_ms(min_p99(ranked))} to {human_ms(max_p99(ranked))}."
-                f"{_crash_clause(crashed)}")
-    return (f"{head} {winner[0].model} won with {_figure(scenario, winner[1])} "
-            f"({_why_winner(scenario, winner[1])}); {loser[0].model} came last with "
+                f"{_figure(scenario, winner[1])} for {winner[0].model}){limit}"
+                f"{_p99_range(ranked)}.{_crash_clause(crashed)}")
+    level = [(run, step) for run, step in ranked if _level(scenario, step, winner[1])]
+    trailers = [run for run, step in ranked[::-1] if _level(scenario, step, loser[1])]
+    if len(level) > 1:
+        # Level on the scenario's figure: the lowest p99 among them leads.
+        winner = min(level, key=lambda pair: (pair[1].p99_ms is None, pair[1].p99_ms or 0.0))
+        extra = _why_winner(scenario, winner[1]).partition(", ")[2]
+        lead = (f"{_names([run for run, _ in level])} were level at the top with "
+                f"{_figure(scenario, ranked[0][1])}, {winner[0].model} with the lowest p99 "
+                f"({human_ms(winner[1].p99_ms)}{', ' + extra if extra else ''})")
+    else:
+        lead = (f"{winner[0].model} won with {_figure(scenario, winner[1])} "
+                f"({_why_winner(scenario, winner[1])})")
+    also = f" (as did {_names(trailers[1:])})" if len(trailers) > 1 else ""
+    return (f"{head} {lead}; {loser[0].model} came last{also} with "
             f"{_figure(scenario, loser[1])}: {_why_loser(scenario, results, loser, winner)}."
             f"{_crash_clause(crashed)}")
 
