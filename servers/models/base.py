@@ -45,9 +45,6 @@ class Model(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     udp: ClassVar[bool] = True
-    #: False for a model that serves one client at a time: while it serves one, every
-    #: other client waits, so denial under slowloris or a non-reader is its expected result.
-    concurrent: ClassVar[bool] = True
 
     def __init__(self, config: ServerConfig, service: Service) -> None:
         self.config = config
@@ -60,6 +57,18 @@ class Model(ABC):
         self._failed_accepts = 0  # accepts that failed in the current burst
         self.owner_pid = os.getpid()  # forked children must not run the parent's shutdown
         self.signalled: str | None = None  # set by testbed serve's signal handler (see stop_requested)
+
+    @classmethod
+    def capacity(cls, config: ServerConfig) -> int | None:
+        """How many clients this model serves at once with ``config``.
+
+        None: each client gets its own thread, process or coroutine, bounded only by the
+        machine (and --max-connections). A number: one at a time, or a fixed pool of
+        workers; the others wait or are turned away, so that many idle clients hold every
+        slot. Denial under slowloris is then the model's expected result, not a fault: the
+        resilience figures say so instead of hiding it.
+        """
+        return None
 
     @abstractmethod
     def bind(self) -> tuple[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socketserver
 
+from servers.config import ServerConfig
 from servers.models.socketserver_base import SocketServerModel
 
 
@@ -12,4 +13,7 @@ class SequentialModel(SocketServerModel):
     description = "socketserver.TCPServer/UDPServer: one client at a time, the others wait"
     tcp_class = socketserver.TCPServer
     udp_class = socketserver.UDPServer
-    concurrent = False
+
+    @classmethod
+    def capacity(cls, config: ServerConfig) -> int | None:
+        return 1  # one client at a time, the others wait in the listen queue
