@@ -170,7 +170,7 @@ QUICK = Preset("quick", Timing(warmup=0.2, window=1.2), _scenarios(
     fast=Budget((1, 10, 50), warmup=0.1, window=1.0, io_timeout=0.3, connect_timeout=0.3),
     slow=Budget((1, 10, 50), warmup=0.2, window=1.0, io_timeout=0.5),
     cpu=Budget((1, 10), warmup=0.2, window=1.2, io_timeout=0.8),
-    denial=Budget((5, 20, 50), warmup=0.3, window=1.6, io_timeout=1.0),
+    denial=Budget((5, 20, 50), warmup=0.3, window=2.0, io_timeout=1.2),
 ))
 
 #: ``--full``: longer windows and more user counts, for numbers worth quoting.

@@ -63,12 +63,16 @@ def glossary(generator_marker: str) -> list[str]:
     """What each column means, for the foot of a report."""
     return [
         "req/s: replies received and verified per second of the measured window.",
-        "p50/p95/p99/max ms: round-trip time of an exchange as the client saw it.",
+        "p50/p95/p99/max ms: round-trip time of the exchanges served, as the client saw it; "
+        "failed attempts are not in these figures but in the failure columns.",
+        "Only attempts that ended inside a measured window count, each on a connection opened "
+        "in that window: a client still waiting when the window closes is not counted.",
         "served %: the share of attempts that got the right reply; the others are counted "
         "by failure class (refused, reset, connect_timeout, io_timeout, closed_early, "
         "mismatch, unreachable, other).",
-        "CPU s: CPU time of the server's whole process tree during the window; CPU µs/req: "
-        "that time divided by the requests served.",
+        "CPU s: CPU time of the server's whole process tree during the window, sampled from "
+        "the kernel's clock ticks (so below a few hundredths of a second it is rough, and 0 "
+        "means less than one tick); CPU µs/req: that time divided by the requests served.",
         "RSS MiB, threads, procs, fds: peaks over the server's process tree.",
         f"{generator_marker} generator-bound: the load generator was near its own measured "
         "ceiling, so the figure is a floor for the server, not its limit.",

@@ -59,10 +59,10 @@ def _footer(results: Results) -> str:
 
 
 def _figure(results: Results, scenario: ScenarioInfo, kind: Kind) -> Figure:
-    figure = Figure(figsize=(7.0, 4.2), dpi=100, layout="constrained")
+    figure = Figure(figsize=(8.0, 4.2), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     values: list[float] = []
-    bound_drawn = False
+    bound: list[tuple[int, float]] = []
     for index, run in enumerate(results.runs_for(scenario.name)):
         points = [(step.users, step.value(kind.key)) for step in sorted(run.steps,
                                                                          key=lambda s: s.users)]
@@ -76,13 +76,12 @@ def _figure(results: Results, scenario: ScenarioInfo, kind: Kind) -> Figure:
         axes.plot(xs, ys, marker=MARKERS[index % len(MARKERS)], linewidth=1.8,
                   linestyle="--" if run.crashed else "-", label=label)
         if kind.key == "rps":
-            bound = [(step.users, step.rps) for step in run.steps
-                     if step.generator_bound and step.rps is not None]
-            if bound:
-                bx, by = zip(*bound, strict=True)
-                axes.scatter(bx, by, s=160, facecolors="none", edgecolors="grey", linewidths=1.2,
-                             label=None if bound_drawn else "generator-bound", zorder=3)
-                bound_drawn = True
+            bound += [(step.users, step.rps) for step in run.steps
+                      if step.generator_bound and step.rps is not None]
+    if bound:  # drawn last, so its legend entry comes after the models
+        bx, by = zip(*bound, strict=True)
+        axes.scatter(bx, by, s=160, facecolors="none", edgecolors="grey", linewidths=1.2,
+                     label="generator-bound", zorder=3)
     steps = sorted(set(scenario.steps))
     if len(steps) > 1 and steps[0] > 0 and steps[-1] / steps[0] >= 10:
         axes.set_xscale("log")
@@ -101,7 +100,7 @@ def _figure(results: Results, scenario: ScenarioInfo, kind: Kind) -> Figure:
     axes.set_ylabel(kind.label)
     axes.set_title(f"{scenario.name}: {kind.title} against users\n{scenario.title}", fontsize=11)
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(fontsize=8, loc="best")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     figure.text(0.005, 0.005, _footer(results), ha="left", va="bottom", fontsize=7, color="grey")
     return figure
 
