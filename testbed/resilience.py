@@ -76,7 +76,7 @@ REDUCED = Scale("reduced", exchanges=200, datagrams=30, examples=25, slowloris_s
                 fuzz=600, stall=0.5)
 
 #: thresholds of issue 6
-P99_LIMIT = 1.0  # s: the normal client's p99 beside 200 idle connections (wide: busy machines)
+P99_LIMIT = 2.0  # s: the normal client's p99 beside 200 idle connections (wide: busy machines)
 RSS_LIMIT = 64 * MiB  # select model's RSS growth under a non-reader
 CPU_LIMIT = 20.0  # % of one core while descriptors are exhausted
 EXIT_LIMIT = 5.0  # s from SIGTERM to exit
@@ -638,7 +638,7 @@ def run_properties(address: tuple[str, int], service: str, examples: int,
 
     try:
         reply_is_transform()
-    except AssertionError as exc:
+    except Exception as exc:  # noqa: BLE001 - falsified, or flaky: either way a problem
         notes = " ".join(getattr(exc, "__notes__", []))
         figures.problems.append(f"property falsified: {exc} {notes}"[:600])
         # the shrinking runs counted as failures; what matters is the falsified property
@@ -684,7 +684,7 @@ def check_slowloris(model: str, scale: Scale = REDUCED) -> Figures:
         figures.faults += 1
         try:
             latencies = paced_probes(server.address, "echo", scale.slowloris_seconds,
-                                     scale.period, timeout=1.0, figures=figures)
+                                     scale.period, timeout=P99_LIMIT, figures=figures)
         finally:
             close_all(idle)
         alive = server.running and served_again(server.address, "echo", 10.0)
@@ -938,7 +938,7 @@ def check_nonreader(model: str, scale: Scale = REDUCED) -> Figures:
             sent = pump(sock, block, scale.nonreader_bytes, scale.stall, time_limit=15.0)
             during = tree_rss(server.pid)
             others = paced_probes(server.address, "upper", seconds=1.0, period=0.2,
-                                  timeout=1.0, figures=figures)
+                                  timeout=P99_LIMIT, figures=figures)
             during = max(during, tree_rss(server.pid))
             # Now read: the server must pick up where it stopped and owe nothing less.
             sock.shutdown(socket.SHUT_WR)
@@ -1098,11 +1098,17 @@ _SENDER = (
 )
 
 
+def tcp_connections(proc: psutil.Process) -> list:
+    """The process's TCP sockets (psutil >= 6 names it net_connections, before connections)."""
+    method = getattr(proc, "net_connections", None) or proc.connections
+    return method(kind="tcp")
+
+
 def _holder(server_pid: int, port: int, client_port: int) -> int | None:
     """The PID of the process in the server's tree that holds our connection, if a child."""
     for proc in family_of(server_pid)[1:]:
         try:
-            conns = proc.net_connections(kind="tcp")
+            conns = tcp_connections(proc)
         except psutil.Error:
             continue
         for conn in conns:

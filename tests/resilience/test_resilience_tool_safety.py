@@ -76,7 +76,8 @@ def bound_addresses(pid: int, port: int, kind: str) -> set[str]:
     root = psutil.Process(pid)
     found = set()
     for proc in [root, *root.children(recursive=True)]:
-        for conn in proc.net_connections(kind=kind):
+        # psutil >= 6 names it net_connections, before that connections
+        for conn in (getattr(proc, "net_connections", None) or proc.connections)(kind=kind):
             if conn.laddr and conn.laddr.port == port:
                 found.add(conn.laddr.ip)
     return found
