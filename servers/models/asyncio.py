@@ -3,10 +3,12 @@
 One thread, one event loop, a coroutine per connection reading with
 ``reader.read`` and answering with ``writer.write`` + ``await writer.drain()``
 (backpressure: a client that does not read its replies stops being read once
-the transport's buffer is full). A ``--delay`` is ``await asyncio.sleep``, so
-other clients are served meanwhile; ``--work-ms`` burns CPU in the coroutine
-and blocks the loop, on purpose. ``--loop uvloop`` runs the same code on
-libuv when uvloop is installed (``pip install 'testbed[uvloop]'``).
+the transport's buffer is full; with ``--idle-timeout`` a client that reads
+nothing for that long is closed, as one that sends nothing is). A ``--delay``
+is ``await asyncio.sleep``, so other clients are served meanwhile;
+``--work-ms`` burns CPU in the coroutine and blocks the loop, on purpose.
+``--loop uvloop`` runs the same code on libuv when uvloop is installed
+(``pip install 'testbed[uvloop]'``).
 
 Signals: the ``Shutdown`` that ``testbed serve``'s handler raises cannot be
 trusted to leave a running loop: raised inside a task it becomes that task's
@@ -28,6 +30,7 @@ import socket
 from typing import Any
 
 from servers.models.base import RECV_SIZE, Model, Shutdown, log, make_listener, peer_name
+from servers.models.select import kernel_send_queue
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -82,12 +85,14 @@ class AsyncioModel(Model):
 
         def on_signal(signum: int) -> None:
             caught.append(signum)
+            self.signalled = signal.Signals(signum).name
             loop.stop()
 
         previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
         for signum in SIGNALS:
             loop.add_signal_handler(signum, on_signal, signum)
         try:
+            self.stop_requested()  # a signal whose Shutdown a callback in bind() swallowed
             loop.run_forever()
         finally:
             # Hand the signals back to testbed serve's handlers, with no gap in between.
@@ -153,11 +158,13 @@ class AsyncioModel(Model):
         cost = self.cost
         idle = self.config.idle_timeout
         received = requests = 0
+        writing = False  # inside a drain that --idle-timeout bounds
         log.info("client %s connected", peer)
         try:
             while True:
                 if idle:
-                    data = await asyncio.wait_for(reader.read(RECV_SIZE), idle)
+                    async with asyncio.timeout(idle):  # 3.11's wait_for without a new task
+                        data = await reader.read(RECV_SIZE)
                 else:
                     data = await reader.read(RECV_SIZE)
                 if data:
@@ -172,11 +179,19 @@ class AsyncioModel(Model):
                         await asyncio.sleep(cost.delay * done)
                 if reply:
                     writer.write(reply)
-                    await writer.drain()  # backpressure: wait while the client does not read
+                    if idle:
+                        writing = True
+                        await drain_while_reading(writer, idle)
+                        writing = False
+                    else:
+                        await writer.drain()  # backpressure: wait while the client does not read
                 if not data:
                     break
         except TimeoutError:
-            log.info("client %s idle for %gs: closing", peer, idle)
+            if writing:
+                log.info("client %s: not reading its replies for %gs: closing", peer, idle)
+            else:
+                log.info("client %s idle for %gs: closing", peer, idle)
         except ConnectionError as exc:
             reason = ("connection reset" if isinstance(exc, ConnectionResetError)
                       else "stopped reading (broken pipe)"
@@ -201,6 +216,35 @@ class AsyncioModel(Model):
             return  # asyncio itself pauses accepting for a second
         detail = f": {type(exc).__name__}: {exc}" if exc else ""
         log.error("event loop: %s%s", context.get("message", "error"), detail)
+
+
+async def drain_while_reading(writer: asyncio.StreamWriter, idle: float) -> None:
+    """``writer.drain()``, but TimeoutError once the client has read nothing for ``idle`` s.
+
+    Progress is what the client takes: the bytes owed (the transport's buffer plus the
+    kernel's send queue) going down. A slow but steady reader is kept, however long its
+    reply takes; one that stopped reading is closed like a client that stopped sending.
+    """
+    loop = asyncio.get_running_loop()
+    transport, sock = writer.transport, writer.get_extra_info("socket")
+    step = idle / 4
+
+    def owed() -> int | None:
+        queued = kernel_send_queue(sock) if sock is not None else None
+        return None if queued is None else queued + transport.get_write_buffer_size()
+
+    last, since = owed(), loop.time()
+    while True:
+        try:
+            async with asyncio.timeout(step):
+                await writer.drain()
+            return
+        except TimeoutError:
+            now = owed()
+            if now is not None and now != last:
+                last, since = now, loop.time()
+            elif loop.time() - since >= idle:
+                raise
 
 
 class Datagrams(asyncio.DatagramProtocol):

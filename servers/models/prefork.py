@@ -18,9 +18,10 @@ from __future__ import annotations
 import socket
 import time
 
+from servers.config import ServerConfig
 from servers.models.base import MAX_DATAGRAM, log, make_listener, peer_name
 from servers.models.blocking import serve_connection, serve_datagram
-from servers.models.workers import Board, ProcessPoolModel
+from servers.models.workers import Board, ProcessPoolModel, default_workers
 
 
 class PreforkModel(ProcessPoolModel):
@@ -28,6 +29,11 @@ class PreforkModel(ProcessPoolModel):
     description = "N processes forked up front (--workers) accept on one shared socket; dead ones replaced"
 
     listener: socket.socket | None = None
+
+    @classmethod
+    def capacity(cls, config: ServerConfig) -> int | None:
+        """One client per worker at once; the others wait in the listen backlog."""
+        return config.workers or default_workers()
 
     def bind(self) -> tuple[str, int]:
         self.listener = make_listener(self.config)

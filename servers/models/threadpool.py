@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 
+from servers.config import ServerConfig
 from servers.models.base import MAX_DATAGRAM, Model, join_threads, log, make_listener, peer_name
 from servers.models.blocking import serve_connection, serve_datagram
 from servers.models.workers import SignalWakeup
@@ -28,6 +29,7 @@ DEFAULT_WORKERS = 8
 DEFAULT_QUEUE = 16
 ACCEPTS_PER_WAKEUP = 64
 SIGNALS = {signal.SIGTERM, signal.SIGINT}
+STOP_CHECK = 0.5  # the longest the acceptor waits before it looks at Model.signalled
 
 #: what a worker takes: a connection (socket, peer), a datagram (data, address, peer) or None
 Job = tuple | None
@@ -40,7 +42,7 @@ class ThreadPoolModel(Model):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.workers = self.config.workers or DEFAULT_WORKERS
-        self.capacity = self.config.queue or DEFAULT_QUEUE
+        self.queue_size = self.config.queue or DEFAULT_QUEUE
         self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.admitted = 0  # being served + waiting in the queue
@@ -48,6 +50,11 @@ class ThreadPoolModel(Model):
         self.live: set[socket.socket] = set()  # client sockets, to wake their threads on close
         self.threads: list[threading.Thread] = []
         self.listener: socket.socket | None = None
+
+    @classmethod
+    def capacity(cls, config: ServerConfig) -> int | None:
+        """The pool's threads: that many clients are served at once, the others wait."""
+        return config.workers or DEFAULT_WORKERS
 
     # -- contract -------------------------------------------------------------
 
@@ -99,7 +106,7 @@ class ThreadPoolModel(Model):
             if what == "client" and self.over_limit(admitted, peer):
                 return False
             waiting = admitted - self.workers
-            if waiting >= self.capacity:
+            if waiting >= self.queue_size:
                 self.queue_full += 1
                 log.warning("%s %s rejected: queue full (%d waiting)", what, peer, waiting)
                 return False
@@ -123,11 +130,12 @@ class ThreadPoolModel(Model):
             selector.register(listener, selectors.EVENT_READ)
             selector.register(wakeup.reader, selectors.EVENT_READ)
             while True:
-                for key, _ in selector.select():
+                for key, _ in selector.select(STOP_CHECK):
                     if key.fileobj is wakeup.reader:
                         wakeup.drain()  # the signal's handler raises Shutdown right after
                     else:
                         self._accept_some(listener)
+                self.stop_requested()  # in case the handler's Shutdown was swallowed
 
     def _accept_some(self, listener: socket.socket) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
@@ -176,11 +184,12 @@ class ThreadPoolModel(Model):
             selector.register(listener, selectors.EVENT_READ)
             selector.register(wakeup.reader, selectors.EVENT_READ)
             while True:
-                for key, _ in selector.select():
+                for key, _ in selector.select(STOP_CHECK):
                     if key.fileobj is wakeup.reader:
                         wakeup.drain()  # the signal's handler raises Shutdown right after
                     else:
                         self._receive_some(listener)
+                self.stop_requested()  # in case the handler's Shutdown was swallowed
 
     def _receive_some(self, listener: socket.socket) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):

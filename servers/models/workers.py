@@ -28,6 +28,7 @@ from abc import abstractmethod
 from servers.models.base import Model, log, reap_children
 
 SIGNALS = {signal.SIGTERM, signal.SIGINT}
+STOP_CHECK = 0.5  # the longest the supervisor waits before it looks at Model.signalled
 RESPAWN_PAUSE = 1.0  # a worker that dies younger than this is replaced after this pause
 PR_SET_PDEATHSIG = 1
 
@@ -161,7 +162,8 @@ class ProcessPoolModel(Model):
                      " ".join(map(str, self.children)))
             while True:
                 self.replace_dead()
-                wakeup.wait()  # for SIGCHLD, or SIGTERM/SIGINT (their handler raises Shutdown)
+                wakeup.wait(STOP_CHECK)  # for SIGCHLD, or SIGTERM/SIGINT (their handler raises Shutdown)
+                self.stop_requested()  # in case that Shutdown was swallowed somewhere
 
     def close(self, grace: float = 3.0) -> None:
         self.stopping.set()
