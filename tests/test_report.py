@@ -379,3 +379,27 @@ def test_models_level_with_the_winner_or_the_loser_are_named_with_them():
     assert sentence.startswith("slow-io, 50 users: select and asyncio were level at the top "
                                "with 450 req/s, asyncio with the lowest p99 (102 ms)")
     assert "prefork came last (as did sequential) with 9.70 req/s" in sentence
+
+
+def test_throughput_bought_by_leaving_clients_waiting_does_not_win():
+    def fast(prefork_rps: float, threadpool_failures: int) -> str:
+        runs = [run("prefork", "fast", [step(1, 20000, 0.1), step(50, prefork_rps, 0.1,
+                                                                   failures={"io_timeout": 129})]),
+                run("forking", "fast", [step(1, 15000, 0.1), step(50, 31000, 28.7)]),
+                run("asyncio", "fast", [step(1, 9000, 0.1), step(50, 16500, 10.9)]),
+                run("threadpool", "fast", [step(1, 9000, 0.1), step(50, 12000, 3.1, failures={
+                    "closed_early": threadpool_failures})])]
+        results = parse(document(runs, ["fast"]))
+        return verdict(results, results.scenarios[0])
+
+    sentence = fast(57000, 1797)
+    assert sentence.startswith("fast, 50 users: forking won with 31000 req/s (p99 28.7 ms); "
+                               "prefork pushed more (57000 req/s) but left clients waiting: "
+                               "129 attempts failed as io_timeout (129);")
+    assert "threadpool came last with 12000 req/s" in sentence
+    assert "closed_early (1797)" in sentence
+
+    sentence = fast(57000, 0)  # now prefork alone failed anyone: last, whatever its req/s
+    assert "forking won with 31000 req/s" in sentence
+    assert ("prefork came last despite 57000 req/s, as it left clients waiting: it served 99.9% "
+            "of attempts and the rest failed as io_timeout (129)") in sentence

@@ -31,13 +31,21 @@ def _primary(scenario: ScenarioInfo, step: Step) -> float:
     return step.rps if step.rps is not None else 0.0
 
 
-def _rank_key(scenario: ScenarioInfo, step: Step) -> tuple[float, float, float]:
-    """Higher is better: the scenario's figure, then throughput, then a lower p99."""
+def _clean(scenario: ScenarioInfo, step: Step) -> bool:
+    """Every attempt served. Where throughput decides, a model that left clients waiting
+    (any failed attempt) ranks below those that served them all, whatever its req/s."""
+    return scenario.metric == "served_share" or step.failed == 0
+
+
+def _rank_key(scenario: ScenarioInfo, step: Step) -> tuple[bool, float, float, float]:
+    """Higher is better: no failures, the scenario's figure, throughput, a lower p99."""
     p99 = step.p99_ms if step.p99_ms is not None else float("inf")
-    return (_primary(scenario, step), step.rps or 0.0, -p99)
+    return (_clean(scenario, step), _primary(scenario, step), step.rps or 0.0, -p99)
 
 
 def _level(scenario: ScenarioInfo, a: Step, b: Step) -> bool:
+    if _clean(scenario, a) != _clean(scenario, b):
+        return False
     x, y = _primary(scenario, a), _primary(scenario, b)
     if scenario.metric == "served_share":
         return abs(x - y) * 100 <= LEVEL_SHARE_POINTS
@@ -130,7 +138,8 @@ def _why_winner(scenario: ScenarioInfo, step: Step) -> str:
 
 
 def _close(scenario: ScenarioInfo, best: Step, worst: Step) -> bool:
-    if not best.requests or not worst.requests:
+    if not best.requests or not worst.requests or _clean(scenario, best) != _clean(scenario,
+                                                                                   worst):
         return False
     if scenario.metric == "served_share":
         if best.served_share is None or worst.served_share is None:
@@ -195,9 +204,20 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
         lead = (f"{winner[0].model} won with {_figure(scenario, winner[1])} "
                 f"({_why_winner(scenario, winner[1])})")
     also = f" (as did {_names(trailers[1:])})" if len(trailers) > 1 else ""
-    return (f"{head} {lead}; {loser[0].model} came last{also} with "
-            f"{_figure(scenario, loser[1])}: {_why_loser(scenario, results, loser, winner)}."
-            f"{_crash_clause(crashed)}")
+    faster = [(run, step) for run, step in ranked if not _clean(scenario, step)
+              and (step.rps or 0) > (winner[1].rps or 0) and run is not loser[0]]
+    if faster:
+        run, step = max(faster, key=lambda pair: pair[1].rps or 0.0)
+        lead += (f"; {run.model} pushed more ({fmt('rps', step.rps)} req/s) but left clients "
+                 f"waiting: {step.failed} attempts failed as {_failures(step)}")
+    outran = [step for _, step in ranked if (step.rps or 0) < (loser[1].rps or 0)]
+    if not _clean(scenario, loser[1]) and outran:
+        last = (f"{loser[0].model} came last{also} despite {_figure(scenario, loser[1])}, as it "
+                f"left clients waiting: {_why_loser(scenario, results, loser, winner)}")
+    else:
+        last = (f"{loser[0].model} came last{also} with {_figure(scenario, loser[1])}: "
+                f"{_why_loser(scenario, results, loser, winner)}")
+    return f"{head} {lead}; {last}.{_crash_clause(crashed)}"
 
 
 def verdicts(results: Results) -> list[tuple[str, str]]:
