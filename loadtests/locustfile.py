@@ -221,12 +221,18 @@ def on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) 
         environment.events.request.add_listener(stepstats.on_request)
     if isinstance(runner, WorkerRunner):
         runner.register_message(stepstats.FINISH, stepstats.on_finish)
+        runner.register_message(stepstats.CLOCK, stepstats.on_clock)
     if runner is not None and not isinstance(runner, WorkerRunner) and \
             getattr(options, "step_stats_file", ""):
         collector = stepstats.COLLECTOR = stepstats.Collector(options.step_stats_file)
         runner.register_message(stepstats.MESSAGE, collector.on_message)
         environment.events.test_start.add_listener(lambda **_: collector.reset(
             environment.parsed_options))
+        if isinstance(runner, MasterRunner):
+            # test_start fires just before the shape's clock starts and the first users
+            # are sent: the workers time their windows from this
+            environment.events.test_start.add_listener(lambda **_: runner.send_message(
+                stepstats.CLOCK, {"wall": time.time()}))
     if web_ui is not None:
         _pick_on_swarm(environment, web_ui)
 
@@ -249,8 +255,14 @@ def _pick_on_swarm(environment: Any, web_ui: Any) -> None:
 @events.test_start.add_listener
 def on_test_start(environment: Any, **_: Any) -> None:
     runner = environment.runner
-    if not isinstance(runner, MasterRunner):
-        stepstats.start(runner, environment.parsed_options)
+    if isinstance(runner, MasterRunner):
+        return
+    origin = None
+    shape = environment.shape_class
+    if not isinstance(runner, WorkerRunner) and shape is not None:
+        # a local run: the shape's clock started a moment ago, in this process
+        origin = time.time() - (time.perf_counter() - shape.start_time)
+    stepstats.start(runner, environment.parsed_options, origin)
 
 
 @events.test_stop.add_listener

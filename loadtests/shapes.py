@@ -65,20 +65,32 @@ class StepShape(LoadTestShape):
     def _finish(self) -> None:
         """Stop every user, and have every worker's last report in before locust quits.
 
-        With workers, the master asks each one to stop its users and waits (polling
-        finely, up to :data:`FINISH_TIMEOUT`) for their final reports; locust's own
-        ``runner.stop()`` would do it too, but polls once a second. Without the
-        step statistics, or in a local run, ``runner.stop()`` is all there is to do.
+        Unless the run is cut short, first wait for every worker's last window (a
+        worker's clock may run a little behind the master's). Then, with workers, the
+        master asks each one to stop its users and waits (polling finely, up to
+        :data:`FINISH_TIMEOUT` in all) for their final reports; locust's own
+        ``runner.stop()`` would do it too, but polls once a second. Without the step
+        statistics, or in a local run, ``runner.stop()`` is all there is to do.
         """
         runner = self.runner
         assert runner is not None
         collector = stepstats.COLLECTOR
-        if not isinstance(runner, MasterRunner) or collector is None:
+        if collector is None:
             runner.stop()
             return
-        workers = {node.id for node in runner.clients.all}
-        runner.send_message(stepstats.FINISH)
+        master = isinstance(runner, MasterRunner)
+        workers = ({node.id for node in runner.clients.all} if master
+                   else {stepstats.node_id(runner)})
         deadline = time.monotonic() + FINISH_TIMEOUT
+        if not self._stop_requested():
+            # a worker whose users came late may still be measuring: let it finish
+            last = len(self.schedule().steps) - 1
+            while not collector.closed(workers, last) and time.monotonic() < deadline:
+                gevent.sleep(0.02)
+        if not master:
+            runner.stop()  # the final report is written on the way, in this process
+            return
+        runner.send_message(stepstats.FINISH)
         while not collector.finished(workers) and time.monotonic() < deadline:
             gevent.sleep(0.02)
 

@@ -6,8 +6,13 @@ single process of a local run) keeps a :class:`Window` for the window that is
 open, fed by a listener on locust's ``request`` event:
 
 - a clock greenlet, started at that process's ``test_start``, opens and closes
-  the windows of the :class:`~loadtests.shapes.Schedule` (warm-ups are not
-  recorded);
+  the windows of the :class:`~loadtests.common.Schedule` (warm-ups are not
+  recorded). Its origin is the moment the load shape started: a worker gets the
+  master's start time in a message sent just before the first users (worker and
+  master share the wall clock on one machine; a worker whose clock disagrees by
+  more than :data:`CLOCK_TOLERANCE` s, or that hears nothing, starts its own
+  clock at its ``test_start``), so a worker's windows open and close with the
+  master's steps even when the first users reach it late;
 - each request carries, as its ``context``, the marker of the phase its
   connection was opened in (persistent mode) or it was started in (connect
   mode): a request counts in a window only if that marker is the window's, so
@@ -37,6 +42,9 @@ from loadtests.common import Schedule
 MESSAGE = "testbed_step_stats"
 #: Master -> workers: the schedule is over, stop your users and send your final report.
 FINISH = "testbed_finish"
+#: Master -> workers: the wall-clock time the schedule started at.
+CLOCK = "testbed_clock"
+CLOCK_TOLERANCE = 5.0
 BUCKETS_PER_E = 100.0
 FORMAT = 1
 
@@ -79,6 +87,8 @@ class State:
         self.ctx: dict[str, int] = {"warmup": 0}
         self.total = 0  # every request event of the run, in any phase
         self.clock: Any = None  # the greenlet opening and closing the windows
+        self.origin: float | None = None  # the schedule's start, as time.time(), if told
+        self.schedule: Schedule | None = None
         self.runner: Any = None
 
 
@@ -108,13 +118,13 @@ def on_request(request_type: str, name: str, response_time: float, response_leng
         window.failures[kind] = window.failures.get(kind, 0) + 1
 
 
-def _node_id(runner: Any) -> str:
+def node_id(runner: Any) -> str:
     return str(getattr(runner, "client_id", None) or "local")
 
 
 def _publish(data: dict[str, Any]) -> None:
     runner = STATE.runner
-    data["worker"] = _node_id(runner)
+    data["worker"] = node_id(runner)
     try:
         runner.send_message(MESSAGE, data)
     except Exception:  # noqa: BLE001 - a lost report must not kill the users
@@ -145,17 +155,42 @@ def _run_clock(schedule: Schedule, started: float) -> None:
         _close(complete=True)
 
 
-def start(runner: Any, options: Any) -> None:
-    """At ``test_start`` in a process that runs users: reset, and start the window clock."""
+def start(runner: Any, options: Any, origin: float | None = None) -> None:
+    """At ``test_start`` in a process that runs users: reset, and start the window clock.
+
+    ``origin`` (a ``time.time()``) is when the schedule started, if known here; else
+    the master's :data:`CLOCK` message (already received, or arriving later) says.
+    """
     stop_clock()
     STATE.runner = runner
     STATE.window, STATE.ctx, STATE.total = None, {"warmup": 0}, 0
     if not getattr(options, "step_stats_file", ""):
+        STATE.schedule = None
         return
+    STATE.schedule = Schedule.from_options(options)
+    _start_clock(origin if origin is not None else STATE.origin)
+    STATE.origin = None
+
+
+def _start_clock(origin: float | None) -> None:
     import gevent
 
-    schedule = Schedule.from_options(options)
-    STATE.clock = gevent.spawn(_run_clock, schedule, time.monotonic())
+    now = time.time()
+    if origin is None or abs(now - origin) > CLOCK_TOLERANCE:
+        origin = now
+    assert STATE.schedule is not None
+    STATE.clock = gevent.spawn(_run_clock, STATE.schedule, time.monotonic() - (now - origin))
+
+
+def on_clock(environment: Any = None, msg: Any = None, **_: Any) -> None:
+    """On a worker: the master's start time; a clock already running with no window
+    opened yet is restarted on it."""
+    origin = float(msg.data["wall"])
+    if STATE.clock is not None and STATE.window is None and not STATE.ctx.get("warmup"):
+        stop_clock()
+        _start_clock(origin)
+    else:
+        STATE.origin = origin
 
 
 def stop_clock() -> None:
@@ -192,6 +227,12 @@ class Collector:
         """Whether every worker in ``workers`` has sent its final report."""
         reported = self.data.get("workers", {})
         return all((reported.get(worker) or {}).get("final") for worker in workers)
+
+    def closed(self, workers: set[str], step: int) -> bool:
+        """Whether every worker in ``workers`` has reported its window of ``step``."""
+        reported = self.data.get("workers", {})
+        return all(any(w.get("step") == step for w in (reported.get(worker) or {}).get(
+            "windows", [])) for worker in workers)
 
     def reset(self, options: Any) -> None:
         schedule = Schedule.from_options(options)
