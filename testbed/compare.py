@@ -254,8 +254,10 @@ class Progress:
         filled = int(width * done / total)
         bar = "#" * filled + "-" * (width - filled)
         steps = run.scenario.steps
-        return (f"[{bar}] {self.index + 1}/{total} {run.model} · {run.scenario.name} · "
-                f"step {step + 1}/{len(steps)} ({steps[step]} users) · ~{clock(self.left())} left")
+        where = (f"step {step + 1}/{len(steps)} ({steps[step]} user{'s' if steps[step] > 1 else ''})"
+                 if "step" in self.message or not self.message else self.message)
+        return (f"[{bar}] {self.index + 1}/{total} {run.model} · {run.scenario.name} · {where} · "
+                f"~{clock(self.left())} left")
 
     def _draw(self) -> None:
         if not self.tty:
