@@ -170,3 +170,19 @@ def test_tiny_comparison_two_models_two_scenarios(tmp_path):
     models, scenarios = ["select", "threading"], ["fast", "slow-io"]
     result, out, doc = run_tiny(tmp_path, models, scenarios, "1,4", timeout=170)
     check_tiny(result, out, doc, models, scenarios, [1, 4])
+
+
+@needs_load
+def test_a_run_that_cannot_run_becomes_a_crashed_record(tmp_path):
+    """run_load refusing a run is that cell's result, not the end of the comparison."""
+    from dataclasses import replace
+
+    from testbed.compare import run_one
+
+    plan = make_plan(compare_parser().parse_args(["--models", "select", "--scenarios", "fast"]))
+    broken = replace(plan.runs[0], scenario=replace(plan.runs[0].scenario,
+                                                    extra_server_options=("--bogus",)))
+    record = run_one(plan, broken, tmp_path, lambda message: None)
+    assert record["status"] == "crashed" and record["summary"] is None
+    assert "--bogus" in record["error"] and "\n" not in record["error"]
+    assert (record["model"], record["scenario"]) == ("select", "fast")
