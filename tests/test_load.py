@@ -125,6 +125,20 @@ def test_udp_matrix(model: str, mode: str, tmp_path: Path) -> None:
     assert_clean_run(summary)
 
 
+@pytest.mark.parametrize(("model", "mode"), [("select", "persistent"), ("forking", "connect")])
+def test_cpu_per_request_is_measured(model: str, mode: str, tmp_path: Path) -> None:
+    """5 ms of CPU per request shows as at least 4,000 µs: measured from the process tree,
+    including the forking model's children, each of which lives for one request."""
+    summary = run_load(spec(tmp_path, "--model", model, "--service", "echo", "--work-ms", "5",
+                            mode=mode))
+    assert summary["complete"], summary["error"]
+    step = summary["steps"][0]
+    assert step["served"] > 20
+    assert step["server"]["cpu_us_per_request"] >= 4000, step["server"]
+    if model == "select":  # one process: nothing else to count
+        assert step["server"]["cpu_us_per_request"] < 15000, step["server"]
+
+
 def test_two_workers_add_up(tmp_path: Path) -> None:
     summary = run_load(spec(tmp_path, "--model", "select", "--service", "echo",
                             steps=[4, 8], workers=2))
