@@ -13,7 +13,7 @@ from typing import NoReturn
 from servers import registry
 from servers.config import ServerConfig, format_address, is_loopback
 from servers.costs import Cost
-from servers.models.base import Model, Shutdown
+from servers.models.base import ConfigError, Model, Shutdown
 
 SHUTDOWN_GRACE = 3.0  # seconds for in-flight work before threads and children are forced
 
@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None, prog: str = "testbed serve") -> int:
     try:
         try:
             host, port = model.bind()
+        except ConfigError as exc:
+            parser.error(str(exc))
         except OSError as exc:
             where = format_address(config.transport, config.host, config.port)
             parser.exit(2, f"{prog}: error: cannot listen on {where}: "

@@ -29,19 +29,27 @@ import signal
 import socket
 from typing import Any
 
-from servers.models.base import RECV_SIZE, Model, Shutdown, log, make_listener, peer_name
+from servers.models.base import (
+    RECV_SIZE,
+    ConfigError,
+    Model,
+    Shutdown,
+    log,
+    make_listener,
+    peer_name,
+)
 from servers.models.select import kernel_send_queue
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
-    """A fresh loop of the kind ``--loop`` names; OSError (one clear line) if it is missing."""
+    """A fresh loop of the kind ``--loop`` names; ConfigError (one clear line) if it is missing."""
     if kind == "uvloop":
         try:
             import uvloop  # an optional extra
         except ImportError:
-            raise OSError("--loop uvloop needs uvloop, which is not installed "
+            raise ConfigError("--loop uvloop needs uvloop, which is not installed "
                           "(pip install 'testbed[uvloop]')") from None
         return uvloop.new_event_loop()
     return asyncio.new_event_loop()
@@ -72,7 +80,8 @@ class AsyncioModel(Model):
                     lambda: Datagrams(self, sock), sock=sock))
             else:
                 self.server = loop.run_until_complete(asyncio.start_server(
-                    self._accepted, sock=sock, limit=RECV_SIZE))
+                    self._accepted, sock=sock, limit=RECV_SIZE,
+                    backlog=self.config.backlog))  # start_server would listen(100) again
         except BaseException:
             sock.close()
             raise

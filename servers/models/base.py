@@ -35,6 +35,10 @@ RECV_SIZE = 64 * 1024
 MAX_DATAGRAM = 65535
 
 
+class ConfigError(Exception):
+    """A model cannot run as configured (e.g. an optional extra is missing): one clear line."""
+
+
 class Shutdown(BaseException):
     """Raised (by a signal handler) to stop a model; a BaseException so handlers don't eat it."""
 

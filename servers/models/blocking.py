@@ -18,6 +18,7 @@ def serve_connection(model: Model, sock: socket.socket, peer: str) -> None:
     cost, stop = model.cost, model.stopping
     idle = model.config.idle_timeout
     sock.settimeout(idle or None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies go out at once
     received = requests = 0
     log.info("client %s connected", peer)
     try:

@@ -69,7 +69,6 @@ class PreforkModel(ProcessPoolModel):
             with sock:
                 if self.over_limit(board.total(), peer):
                     continue
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 board[slot] = 1
                 try:
                     serve_connection(self, sock, peer)

@@ -155,7 +155,6 @@ class ThreadPoolModel(Model):
             if not self._admit(peer, "client"):
                 sock.close()
                 continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 self.live.add(sock)
             self.jobs.put((sock, peer))
