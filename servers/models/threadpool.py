@@ -19,6 +19,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from servers.config import ServerConfig
 from servers.models.base import MAX_DATAGRAM, Model, join_threads, log, make_listener, peer_name
@@ -78,9 +79,9 @@ class ThreadPoolModel(Model):
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if self.config.udp:
-            self._receive()
+            self._watch(self._receive_some)
         else:
-            self._accept()
+            self._watch(self._accept_some)
 
     def close(self, grace: float = 3.0) -> None:
         self.stopping.set()
@@ -122,7 +123,8 @@ class ThreadPoolModel(Model):
 
     # -- TCP ------------------------------------------------------------------
 
-    def _accept(self) -> None:
+    def _watch(self, ready: Callable[[socket.socket], None]) -> None:
+        """Call ``ready(listener)`` whenever it is readable, until a stop signal comes."""
         listener = self.listener
         assert listener is not None
         listener.setblocking(False)
@@ -134,7 +136,7 @@ class ThreadPoolModel(Model):
                     if key.fileobj is wakeup.reader:
                         wakeup.drain()  # the signal's handler raises Shutdown right after
                     else:
-                        self._accept_some(listener)
+                        ready(listener)
                 self.stop_requested()  # in case the handler's Shutdown was swallowed
 
     def _accept_some(self, listener: socket.socket) -> None:
@@ -174,21 +176,6 @@ class ThreadPoolModel(Model):
                 self._done()
 
     # -- UDP ------------------------------------------------------------------
-
-    def _receive(self) -> None:
-        listener = self.listener
-        assert listener is not None
-        listener.setblocking(False)
-        with SignalWakeup() as wakeup, selectors.DefaultSelector() as selector:
-            selector.register(listener, selectors.EVENT_READ)
-            selector.register(wakeup.reader, selectors.EVENT_READ)
-            while True:
-                for key, _ in selector.select(STOP_CHECK):
-                    if key.fileobj is wakeup.reader:
-                        wakeup.drain()  # the signal's handler raises Shutdown right after
-                    else:
-                        self._receive_some(listener)
-                self.stop_requested()  # in case the handler's Shutdown was swallowed
 
     def _receive_some(self, listener: socket.socket) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
