@@ -486,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for index, run in enumerate(plan.runs):
             progress.begin(index)
-            record = run_one(plan, run, out_dir / "runs", progress.note)
+            # Absolute: testbed load runs locust from inside the run's directory.
+            record = run_one(plan, run, (out_dir / "runs").resolve(), progress.note)
             records.append(record)
             progress.end(index, record["duration_s"],
                          record["error"] if record["status"] != "ok" else None)

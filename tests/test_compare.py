@@ -113,10 +113,16 @@ needs_load = pytest.mark.skipif(importlib.util.find_spec("testbed.load") is None
 
 def run_tiny(tmp_path: Path, models: list[str], scenarios: list[str], steps: str,
              timeout: float) -> tuple[subprocess.CompletedProcess, Path, dict]:
-    """A real comparison with tiny steps; returns the result, its directory and results.json."""
-    result = compare("--models", ",".join(models), "--scenarios", ",".join(scenarios),
-                     "--steps", steps, "--run-time", "0.6", "--warmup", "0.3", "--workers", "1",
-                     "--out", str(tmp_path), timeout=timeout)
+    """A real comparison with tiny steps; returns the result, its directory and results.json.
+
+    Run from tmp_path with the default, relative ``--out results``, as tox runs it.
+    """
+    result = subprocess.run([sys.executable, "-m", "testbed", "compare",
+                             "--models", ",".join(models), "--scenarios", ",".join(scenarios),
+                             "--steps", steps, "--run-time", "0.6", "--warmup", "0.3",
+                             "--workers", "1"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=timeout)
+    tmp_path = tmp_path / "results"
     assert result.returncode == 0, result.stderr
     no_traceback(result.stderr)
     [out] = list(tmp_path.iterdir())
