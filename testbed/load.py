@@ -515,7 +515,7 @@ def run_load(spec: LoadSpec, progress: Callable[[str], None] | None = None) -> d
     """
     plan = check(spec)
     run_id = spec.run_id or _new_run_id(plan)
-    run_dir = Path(spec.out_dir) / run_id
+    run_dir = Path(spec.out_dir).resolve() / run_id  # locust runs inside it: absolute
     try:
         run_dir.mkdir(parents=True, exist_ok=False)
     except OSError as exc:
