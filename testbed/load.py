@@ -92,6 +92,7 @@ class LoadSpec:
     web_port: int = 8089
     calibration_file: Path | None = None  # None: $TESTBED_CALIBRATION or the user's cache dir
     sample_interval: float = 0.25
+    locust_html: bool = True  # locust's own HTML report (about 1 s and 1 MB a run)
 
 
 # -- checking a spec -----------------------------------------------------------------------
@@ -369,7 +370,7 @@ class Run:
                   "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
                   "--expect-workers", str(spec.workers), "--expect-workers-max-wait",
                   str(int(START_SLACK)), "--csv", str(self.run_dir / "locust"),
-                  "--html", str(self.run_dir / "locust.html"),
+                  *(["--html", str(self.run_dir / "locust.html")] if spec.locust_html else []),
                   "--json-file", str(self.run_dir / "locust"), "--exit-code-on-error", "0",
                   "--stop-timeout", "0", *common]
         if spec.web:

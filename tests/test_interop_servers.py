@@ -28,7 +28,7 @@ def test_socat_round_trips_binary(serve, model):
     socat = require_tool("socat")
     server = serve(model, "echo")
     payload = os.urandom(256 * 1024)
-    result = subprocess.run([socat, "-t", "5", "-", f"TCP:127.0.0.1:{server.port}"],
+    result = subprocess.run([socat, "-t", "1", "-", f"TCP:127.0.0.1:{server.port}"],
                             input=payload, capture_output=True, timeout=20)
     assert result.returncode == 0, result.stderr
     assert result.stdout == payload
@@ -38,7 +38,7 @@ def test_socat_round_trips_binary(serve, model):
 def test_socat_udp_datagram(serve, model):
     socat = require_tool("socat")
     server = serve(model, "upper", udp=True)
-    result = subprocess.run([socat, "-t", "2", "-", f"UDP:127.0.0.1:{server.port}"],
+    result = subprocess.run([socat, "-t", "1", "-", f"UDP:127.0.0.1:{server.port}"],
                             input=b"datagram\n", capture_output=True, timeout=15)
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"DATAGRAM\n"
