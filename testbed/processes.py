@@ -170,18 +170,34 @@ class ServerProcess(ManagedProcess):
         return self.endpoint.host, self.endpoint.port
 
 
-def server_argv(options: Sequence[str]) -> list[str]:
+# Sets a soft RLIMIT_NOFILE, then becomes `python -m servers ...`: the limit applies from the start.
+_WITH_NOFILE = (
+    "import os, resource, sys\n"
+    "soft, hard = int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+    "if hard != resource.RLIM_INFINITY:\n"
+    "    soft = min(soft, hard)\n"
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'servers', *sys.argv[2:]])\n"
+)
+
+
+def server_argv(options: Sequence[str], nofile: int | None = None) -> list[str]:
+    if nofile:
+        return [sys.executable, "-c", _WITH_NOFILE, str(nofile), *options]
     return [sys.executable, "-m", "servers", *options]
 
 
 def start_server(options: Sequence[str], *, ready_timeout: float = 15.0,
                  stderr_path: str | Path | None = None,
-                 env: dict[str, str] | None = None) -> ServerProcess:
-    """Start ``testbed serve OPTIONS`` (port 0 unless given) and wait for its ready line."""
+                 env: dict[str, str] | None = None, nofile: int | None = None) -> ServerProcess:
+    """Start ``testbed serve OPTIONS`` (port 0 unless given) and wait for its ready line.
+
+    ``nofile`` sets the server's soft limit of open descriptors (to study exhaustion).
+    """
     options = list(options)
     if "--port" not in options and "-p" not in options:
         options += ["--port", "0"]
-    proc = ServerProcess(server_argv(options), stderr_path=stderr_path, env=env)
+    proc = ServerProcess(server_argv(options, nofile), stderr_path=stderr_path, env=env)
     try:
         match = proc.wait_for_line(READY_LINE, ready_timeout)
     except BaseException:

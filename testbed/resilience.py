@@ -39,7 +39,7 @@ import psutil
 from clients.harness import EXPECTED, ExchangeError, TCPClient, UDPClient, classify
 from servers import registry
 from servers.config import ServerConfig
-from testbed.processes import READY_LINE, Endpoint, ManagedProcess, ServerProcess, start_server
+from testbed.processes import ManagedProcess, ServerProcess, start_server
 
 MiB = 1024 * 1024
 #: the largest UDP payload over IPv4 (65535 - 8 bytes of UDP - 20 of IP)
@@ -156,29 +156,6 @@ def serves_udp(model: str) -> bool:
 
 # -- servers ----------------------------------------------------------------------------
 
-_LIMITED = (
-    "import os, resource, sys\n"
-    "soft, hard = int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
-    "if hard != resource.RLIM_INFINITY:\n"
-    "    soft = min(soft, hard)\n"
-    "resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
-    "os.execv(sys.executable, [sys.executable, '-m', 'servers', *sys.argv[2:]])\n"
-)
-
-
-def start_limited(options: Sequence[str], nofile: int, ready_timeout: float = 15.0) -> ServerProcess:
-    """``testbed serve OPTIONS`` with a soft RLIMIT_NOFILE of ``nofile``, ready on its ready line."""
-    argv = [sys.executable, "-c", _LIMITED, str(nofile), *options, "--port", "0"]
-    proc = ServerProcess(argv)
-    try:
-        match = proc.wait_for_line(READY_LINE, ready_timeout)
-    except BaseException:
-        proc.cleanup()
-        raise
-    proc.endpoint = Endpoint.parse(match.group(0))  # type: ignore[assignment]
-    return proc
-
-
 @contextmanager
 def running(model: str, service: str = "upper", *options: str, udp: bool = False,
             nofile: int = 0) -> Iterator[ServerProcess]:
@@ -186,7 +163,7 @@ def running(model: str, service: str = "upper", *options: str, udp: bool = False
     args = ["--model", model, "--service", service, "--quiet", *options]
     if udp:
         args.append("--udp")
-    proc = start_limited(args, nofile) if nofile else start_server(args)
+    proc = start_server(args, nofile=nofile or None)
     try:
         yield proc
     finally:
