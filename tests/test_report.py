@@ -403,3 +403,17 @@ def test_throughput_bought_by_leaving_clients_waiting_does_not_win():
     assert "forking won with 31000 req/s" in sentence
     assert ("prefork came last despite 57000 req/s, as it left clients waiting: it served 99.9% "
             "of attempts and the rest failed as io_timeout (129)") in sentence
+
+
+def test_throughput_that_peaks_then_falls_is_not_called_flat():
+    """A model that scaled to 10 users and then collapsed at 50 is described as such."""
+    runs = [
+        run("threadpool", "slow-io", [step(1, 9.6, 106), step(10, 95.0, 110),
+                                      step(50, 9.0, 300, share=0.2)]),
+        run("threading", "slow-io", [step(1, 9.6, 106), step(10, 95.0, 110), step(50, 470.0, 130)]),
+    ]
+    results = parse(document(runs, ["slow-io"]))
+    sentence = verdict(results, results.scenarios[0])
+    assert "threadpool came last" in sentence
+    assert "peaked at 95.0 req/s with 10 users, then fell to 9.00 req/s with 50" in sentence
+    assert "stayed flat" not in sentence

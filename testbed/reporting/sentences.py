@@ -84,6 +84,10 @@ def _scaling(run: Run, step: Step, winner: Pair) -> str | None:
     w_first = min(w_run.steps, key=lambda s: s.users)
     if not w_first.rps or (w_step.rps or 0) < 2 * w_first.rps:
         return None  # only telling if the winner did scale
+    peak = max(run.steps, key=lambda s: s.rps or 0)
+    if peak.users < step.users and (peak.rps or 0) > 1.5 * first.rps and step.rps < 0.67 * peak.rps:
+        return (f"its throughput peaked at {fmt('rps', peak.rps)} req/s with {peak.users} users, "
+                f"then fell to {fmt('rps', step.rps)} req/s with {step.users}")
     span = (f"from {first.users} to {step.users} users "
             f"({fmt('rps', first.rps)} → {fmt('rps', step.rps)} req/s)")
     if step.rps < 0.67 * first.rps:
