@@ -135,14 +135,21 @@ class Model(ABC):
         return False
 
 
-def make_listener(config: ServerConfig) -> socket.socket:
-    """A bound (and, for TCP, listening) socket for the models that don't use socketserver."""
+def make_listener(config: ServerConfig, port: int | None = None,
+                  reuse_port: bool = False) -> socket.socket:
+    """A bound (and, for TCP, listening) socket for the models that don't use socketserver.
+
+    ``port`` overrides the configured one; ``reuse_port`` joins the SO_REUSEPORT group of
+    that port (the reuseport model's workers each bind their own socket to one port).
+    """
     kind = socket.SOCK_DGRAM if config.udp else socket.SOCK_STREAM
     sock = socket.socket(config.family, kind)
     try:
         if not config.udp:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.host, config.port))
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((config.host, config.port if port is None else port))
         if not config.udp:
             sock.listen(config.backlog)
     except BaseException:

@@ -23,23 +23,6 @@ from servers.models.select import SelectModel
 from servers.models.workers import ProcessPoolModel
 
 
-def reuseport_listener(config: ServerConfig, port: int) -> socket.socket:
-    """A socket in the SO_REUSEPORT group of ``port``: bound, and listening for TCP."""
-    kind = socket.SOCK_DGRAM if config.udp else socket.SOCK_STREAM
-    sock = socket.socket(config.family, kind)
-    try:
-        if not config.udp:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((config.host, port))
-        if not config.udp:
-            sock.listen(config.backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 class AdoptingSelectModel(SelectModel):
     """The select model, serving a listening socket it is handed instead of opening one."""
 
@@ -69,11 +52,11 @@ class ReuseportModel(ProcessPoolModel):
             # bind first turns "already in use" into the error every other model gives.
             make_listener(config).close()
         try:
-            first = reuseport_listener(config, config.port)
+            first = make_listener(config, reuse_port=True)
             self.listeners.append(first)
             host, port = first.getsockname()[:2]
             for _ in range(1, self.workers):
-                self.listeners.append(reuseport_listener(config, port))
+                self.listeners.append(make_listener(config, port, reuse_port=True))
         except BaseException:
             self.close_listeners()
             raise
