@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 FAILURE_CLASSES = ("refused", "reset", "connect_timeout", "io_timeout", "closed_early",
                    "mismatch", "unreachable", "other")
@@ -150,6 +151,27 @@ def _bind_source(sock: socket.socket, source: tuple[str, int] | None) -> None:
     if sock.type == socket.SOCK_STREAM:  # a fixed source port is reusable at once after close
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(source)
+
+
+def parse_endpoint(url: str | None, default_scheme: str = "tcp",
+                   port_required: bool = True) -> tuple[str, str, int | None]:
+    """``tcp://127.0.0.1:9000`` -> ``("tcp", "127.0.0.1", 9000)``; ValueError if malformed.
+
+    With ``port_required=False`` a missing port is None (so a caller can check the host first).
+    """
+    if not url:
+        raise ValueError("no address given: expected tcp://HOST:PORT or udp://HOST:PORT")
+    text = url if "://" in url else f"{default_scheme}://{url}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("tcp", "udp"):
+        raise ValueError(f"the host's scheme must be tcp:// or udp://, not {parts.scheme}://")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}") from None
+    if not parts.hostname or (port is None and port_required):
+        raise ValueError(f"the host must look like tcp://HOST:PORT, not {url!r}")
+    return parts.scheme, parts.hostname, port
 
 
 def open_connection(host: str, port: int, *, timeout: float | None = 5.0,

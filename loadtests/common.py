@@ -7,24 +7,6 @@ importable anywhere (the tests import it without monkey-patching their process).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
-
-
-def parse_host(url: str | None, default_scheme: str = "tcp") -> tuple[str, str, int]:
-    """``tcp://127.0.0.1:9000`` -> ``("tcp", "127.0.0.1", 9000)``; ValueError if malformed."""
-    if not url:
-        raise ValueError("no host given: pass --host tcp://HOST:PORT (or udp://HOST:PORT)")
-    text = url if "://" in url else f"{default_scheme}://{url}"
-    parts = urlsplit(text)
-    if parts.scheme not in ("tcp", "udp"):
-        raise ValueError(f"the host's scheme must be tcp:// or udp://, not {parts.scheme}://")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"bad port in {url!r}") from None
-    if not parts.hostname or port is None:
-        raise ValueError(f"the host must look like tcp://HOST:PORT, not {url!r}")
-    return parts.scheme, parts.hostname, port
 
 
 def make_payload(size: int) -> bytes:

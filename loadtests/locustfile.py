@@ -31,10 +31,17 @@ import gevent
 from locust import User, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
-from clients.harness import ExchangeError, TCPClient, UDPClient, as_exchange_error, exchange_once
+from clients.harness import (
+    ExchangeError,
+    TCPClient,
+    UDPClient,
+    as_exchange_error,
+    exchange_once,
+    parse_endpoint,
+)
 from clients.safety import UnsafeTarget, ensure_loopback
 from loadtests import stepstats
-from loadtests.common import make_payload, parse_host
+from loadtests.common import make_payload
 
 #: After a failure that took less than this (refused, reset...), a user with no think time
 #: waits out the rest before its next attempt, so a dead server is not hammered in a hot loop.
@@ -79,7 +86,7 @@ def add_arguments(parser: Any) -> None:
 def _safety_error(host: str | None, options: Any) -> str | None:
     """Why ``host`` must not be loaded (malformed, not loopback), or None."""
     try:
-        _, name, _ = parse_host(host)
+        _, name, _ = parse_endpoint(host)
         ensure_loopback(name, allow_remote=bool(getattr(options, "allow_remote", False)))
     except (ValueError, UnsafeTarget) as exc:
         return str(exc)
@@ -97,7 +104,7 @@ class SocketUser(User):
         error = _safety_error(self.host, options)
         if error:
             raise ValueError(error)
-        _, self.address, self.port = parse_host(self.host, self.transport)
+        _, self.address, self.port = parse_endpoint(self.host, self.transport)
         self.size = int(options.payload_size)
         self.payload = make_payload(self.size)
         self.mode = options.mode
@@ -197,7 +204,7 @@ USER_CLASSES: dict[str, type[SocketUser]] = {"tcp": TCPUser, "udp": UDPUser}
 def pick_user_class(environment: Any, host: str | None) -> None:
     """Run only the user class of ``host``'s scheme (tcp:// when it has none)."""
     try:
-        scheme = parse_host(host)[0] if host else "tcp"
+        scheme = parse_endpoint(host)[0] if host else "tcp"
     except ValueError:
         return  # reported when the users start
     available = getattr(environment, "available_user_classes", None) or {}

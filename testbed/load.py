@@ -34,9 +34,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
-from clients.harness import FAILURE_CLASSES, ExchangeError, exchange_once, open_connection
+from clients.harness import (
+    FAILURE_CLASSES,
+    ExchangeError,
+    exchange_once,
+    open_connection,
+    parse_endpoint,
+)
 from clients.safety import UnsafeTarget, ensure_loopback
 from testbed.processes import ManagedProcess, StartError, cpu_affinity, free_port, start_server
 from testbed.sampling import Sampler, covered, window_figures
@@ -114,18 +119,11 @@ class Plan:
 
 
 def parse_target(target: str, udp: bool) -> tuple[str, str, int | None]:
-    """``tcp://HOST:PORT`` (or ``HOST:PORT``, ``udp://...``) -> scheme, host, port."""
-    text = target if "://" in target else f"{'udp' if udp else 'tcp'}://{target}"
-    parts = urlsplit(text)
-    if parts.scheme not in ("tcp", "udp"):
-        raise LoadError(f"--target must be tcp://HOST:PORT or udp://HOST:PORT, not {target!r}")
+    """``tcp://HOST:PORT`` (or ``HOST:PORT``, ``udp://...``) -> scheme, host, port (or None)."""
     try:
-        port = parts.port
-    except ValueError:
-        raise LoadError(f"bad port in --target {target!r}") from None
-    if not parts.hostname:
-        raise LoadError(f"--target must be tcp://HOST:PORT, not {target!r}")
-    return parts.scheme, parts.hostname, port
+        return parse_endpoint(target, "udp" if udp else "tcp", port_required=False)
+    except ValueError as exc:
+        raise LoadError(f"--target: {exc}") from None
 
 
 def check(spec: LoadSpec) -> Plan:

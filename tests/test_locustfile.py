@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
+from clients.harness import parse_endpoint
 from loadtests import stepstats
-from loadtests.common import Schedule, make_payload, parse_host, parse_steps
+from loadtests.common import Schedule, make_payload, parse_steps
 from testbed.load import percentile
 from testbed.processes import ManagedProcess, free_port
 from tests.conftest import no_traceback
@@ -33,13 +34,13 @@ LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 # -- pure parts ------------------------------------------------------------------------------
 
 
-def test_parse_host() -> None:
-    assert parse_host("tcp://127.0.0.1:9000") == ("tcp", "127.0.0.1", 9000)
-    assert parse_host("udp://[::1]:53") == ("udp", "::1", 53)
-    assert parse_host("localhost:80") == ("tcp", "localhost", 80)
+def test_parse_endpoint() -> None:
+    assert parse_endpoint("tcp://127.0.0.1:9000") == ("tcp", "127.0.0.1", 9000)
+    assert parse_endpoint("udp://[::1]:53") == ("udp", "::1", 53)
+    assert parse_endpoint("localhost:80") == ("tcp", "localhost", 80)
     for bad in ("http://127.0.0.1:80", "tcp://127.0.0.1", "tcp://127.0.0.1:99999", "", None):
         with pytest.raises(ValueError):
-            parse_host(bad)
+            parse_endpoint(bad)
 
 
 def test_payload_is_one_line_of_the_asked_size() -> None:
