@@ -163,6 +163,17 @@ def peer_name(address: tuple) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def reap_finished(pids: set[int]) -> None:
+    """Reap the children of ``pids`` that have ended, and remove them from the set."""
+    for pid in list(pids):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            pids.discard(pid)
+
+
 def reap_children(pids: set[int], grace: float) -> None:
     """SIGTERM the given children, wait up to ``grace`` seconds, SIGKILL the rest, reap all."""
     for pid in list(pids):
@@ -172,13 +183,7 @@ def reap_children(pids: set[int], grace: float) -> None:
             pass
     deadline = time.monotonic() + grace
     while pids:
-        for pid in list(pids):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid
-            if done:
-                pids.discard(pid)
+        reap_finished(pids)
         if not pids:
             break
         if time.monotonic() >= deadline:

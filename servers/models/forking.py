@@ -7,7 +7,7 @@ import signal
 import socketserver
 from typing import Any
 
-from servers.models.base import reap_children
+from servers.models.base import reap_children, reap_finished
 from servers.models.socketserver_base import SocketServerModel
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -73,13 +73,7 @@ class ForkingModel(SocketServerModel):
         children = self.server.active_children
         if not children:
             return 0
-        for pid in list(children):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid
-            if done:
-                children.discard(pid)
+        reap_finished(children)
         return len(children)
 
     def stop_workers(self, grace: float) -> None:
