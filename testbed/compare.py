@@ -29,59 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 from servers import registry
 from testbed import report
+from testbed.args import ArgumentParser, duration, name_list, positive, user_counts
 from testbed.reporting.data import FORMAT
 from testbed.scenarios import Preset, Scenario, Timing, preset, scenario_names
 
 #: First guess of a run's fixed cost (server and locust start and stop), seconds;
 #: replaced by the measured mean as soon as one run has finished.
 OVERHEAD_GUESS = 4.0
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """Errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def duration(text: str) -> float:
-    """Seconds from ``2``, ``1.5s`` or ``1m``."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|ms)?\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 2, 1.5s, 1m)")
-    scale = {"m": 60.0, "ms": 0.001}.get(match[2] or "s", 1.0)
-    return float(match[1]) * scale
-
-
-def name_list(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("give at least one name, comma-separated")
-    return list(dict.fromkeys(names))
-
-
-def user_steps(text: str) -> tuple[int, ...]:
-    try:
-        steps = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of user counts: {text!r} (e.g. 1,10)")
-    if not steps or any(users < 1 for users in steps):
-        raise argparse.ArgumentTypeError(f"user counts must be 1 or more: {text!r}")
-    return tuple(sorted(set(steps)))
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text!r}")
-    return value
 
 
 def default_workers() -> int:
@@ -110,9 +68,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--warmup", type=duration, metavar="S",
                         help="unrecorded warm-up before every window (default: each "
                         "scenario's own)")
-    parser.add_argument("--steps", type=user_steps, metavar="N,N",
+    parser.add_argument("--steps", type=user_counts, metavar="N,N",
                         help="measure these user counts in every scenario instead of its own")
-    parser.add_argument("--workers", type=positive_int, default=None, metavar="W",
+    parser.add_argument("--workers", type=positive(int), default=None, metavar="W",
                         help="locust worker processes (default: CPUs minus one, at least 1)")
     parser.add_argument("--pin", action="store_true",
                         help="pin the server and the load generator to separate cores")
@@ -183,7 +141,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         scenario = chosen.get(name)
         assert scenario.timing is not None
         if args.steps:
-            scenario = scenario.with_steps(args.steps)
+            scenario = scenario.with_steps(tuple(sorted(set(args.steps))))
         scenarios.append(scenario.with_timing(Timing(
             warmup=scenario.timing.warmup if args.warmup is None else args.warmup,
             window=scenario.timing.window if args.run_time is None else args.run_time)))

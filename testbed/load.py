@@ -43,6 +43,7 @@ from clients.harness import (
     parse_endpoint,
 )
 from clients.safety import UnsafeTarget, ensure_loopback
+from testbed.args import ArgumentParser, duration, non_negative, positive, user_counts
 from testbed.processes import ManagedProcess, StartError, cpu_affinity, free_port, start_server
 from testbed.sampling import Sampler, covered, window_figures
 
@@ -779,54 +780,6 @@ def _options(plan: Plan) -> dict[str, Any]:
 # -- the command ---------------------------------------------------------------------------
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """Errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def duration(text: str) -> float:
-    """``30``, ``30s``, ``2m``, ``1m30s``, ``500ms``, ``1h`` -> seconds."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|)", text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 2m, 1m30s)")
-    return sum(float(n) * units[u] for n, u in parts)
-
-
-def user_counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of user counts: {text!r}") from None
-    if not counts or any(n < 1 for n in counts):
-        raise argparse.ArgumentTypeError(f"user counts must be 1 or more: {text!r}")
-    return counts
-
-
-def _positive(kind: type) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
-        return value
-    return convert
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, not {text!r}")
-    return value
-
-
 def build_parser() -> ArgumentParser:
     from servers.cli import add_server_options
 
@@ -846,13 +799,13 @@ def build_parser() -> ArgumentParser:
                         "udp://HOST:PORT (loopback only unless --allow-remote)")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow a --target that is not a loopback address")
-    parser.add_argument("--users", "-u", type=_positive(int), default=10, metavar="N",
+    parser.add_argument("--users", "-u", type=positive(int), default=10, metavar="N",
                         help="users of a flat run (default %(default)s)")
     parser.add_argument("--step", action="store_true",
                         help=f"stepped load over --steps (default {','.join(map(str, DEFAULT_STEPS))})")
     parser.add_argument("--steps", type=user_counts, metavar="N,N,...",
                         help="users of each step (implies --step)")
-    parser.add_argument("--spawn-rate", "-r", type=_positive(float), metavar="R",
+    parser.add_argument("--spawn-rate", "-r", type=positive(float), metavar="R",
                         help="users started per second (default: each step's users at once)")
     parser.add_argument("--run-time", "-t", type=duration, default=30.0, metavar="T",
                         help="measured time of each step, after its warm-up (default 30s)")
@@ -861,15 +814,15 @@ def build_parser() -> ArgumentParser:
                         "closed before the window opens (default 2s)")
     parser.add_argument("--mode", choices=("persistent", "connect"), default="persistent",
                         help="persistent: one connection per user; connect: one per request")
-    parser.add_argument("--payload-size", type=_positive(int), default=64, metavar="B",
+    parser.add_argument("--payload-size", type=positive(int), default=64, metavar="B",
                         help="bytes per request, newline included (default 64)")
     parser.add_argument("--expect", choices=("echo", "upper"),
                         help="the answer to check replies against (default: the --service)")
-    parser.add_argument("--think-time", type=_non_negative, default=0.0, metavar="S",
+    parser.add_argument("--think-time", type=non_negative, default=0.0, metavar="S",
                         help="seconds each user waits between requests (default 0)")
-    parser.add_argument("--connect-timeout", type=_positive(float), default=5.0, metavar="S")
-    parser.add_argument("--io-timeout", type=_positive(float), default=5.0, metavar="S")
-    parser.add_argument("--workers", "-w", type=_positive(int), default=default_workers(),
+    parser.add_argument("--connect-timeout", type=positive(float), default=5.0, metavar="S")
+    parser.add_argument("--io-timeout", type=positive(float), default=5.0, metavar="S")
+    parser.add_argument("--workers", "-w", type=positive(int), default=default_workers(),
                         metavar="W", help="locust worker processes carrying the load "
                         "(default: CPUs - 1 = %(default)s)")
     parser.add_argument("--pin", action="store_true",

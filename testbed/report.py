@@ -13,8 +13,8 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
+from testbed.args import ArgumentParser
 from testbed.reporting import csvfile, html, markdown, plots, tables
 from testbed.reporting.data import Results, ResultsError, load
 from testbed.reporting.sentences import verdicts
@@ -75,13 +75,8 @@ def print_text(text: str, stream=None) -> None:
     stream.flush()
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="testbed report",
+    parser = ArgumentParser(prog="testbed report",
                      description="Rebuild report.md, report.html, results.csv and the plots of a "
                      "comparison from its results.json, and print its tables and verdicts.")
     parser.add_argument("results", type=Path, help="results/compare-<timestamp>/results.json")

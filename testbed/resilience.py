@@ -32,13 +32,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 import psutil
 
 from clients.harness import EXPECTED, ExchangeError, TCPClient, UDPClient, classify
 from servers import registry
 from servers.config import ServerConfig
+from testbed.args import ArgumentParser
 from testbed.processes import ManagedProcess, ServerProcess, start_server
 
 MiB = 1024 * 1024
@@ -1465,13 +1465,8 @@ def summary_table(results: dict[str, list[Figures]]) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="testbed resilience",
         description="Attack every model on loopback (integrity, properties, slowloris, "
         "non-reader, descriptor exhaustion, faults, bad input) and print what each "

@@ -1,0 +1,72 @@
+"""Argument types shared by the testbed's commands (load, compare, report, resilience).
+
+Errors follow ``testbed serve``'s convention: one line on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from servers.cli import ArgumentParser
+
+__all__ = ["ArgumentParser", "duration", "name_list", "non_negative", "positive", "user_counts"]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
+
+
+def duration(text: str) -> float:
+    """``30``, ``1.5s``, ``2m``, ``1m30s``, ``500ms``, ``1h`` -> seconds."""
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|)", text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 2m, 1m30s)")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def user_counts(text: str) -> list[int]:
+    """``1,10,50`` -> [1, 10, 50]: user counts of one or more."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of user counts: {text!r} (e.g. 1,10)") from None
+    if not counts or any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError(f"user counts must be 1 or more: {text!r}")
+    return counts
+
+
+def name_list(text: str) -> list[str]:
+    """``a,b`` -> ["a", "b"], without repeats."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name, comma-separated")
+    return list(dict.fromkeys(names))
+
+
+def positive(kind: type) -> Callable[[str], Any]:
+    """A converter to ``kind`` (int or float) that accepts only values above zero."""
+    def convert(text: str) -> Any:
+        value = _number(text, kind)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
+        return value
+    return convert
+
+
+def non_negative(text: str) -> float:
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, not {text!r}")
+    return value
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
