@@ -1,0 +1,230 @@
+"""The ``testbed load`` command: its options, the spec they describe, and the table it prints."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from testbed.args import ArgumentParser, duration, non_negative, positive, user_counts
+from testbed.load.calibration import (
+    CALIBRATION_USERS,
+    calibration_path,
+    calibration_spec,
+    store_ceiling,
+)
+from testbed.load.runner import run_load
+from testbed.load.spec import LoadError, LoadSpec, default_workers
+
+DEFAULT_STEPS = [1, 10, 50, 100, 200]
+
+
+def build_parser() -> ArgumentParser:
+    from servers.cli import add_server_options
+
+    parser = ArgumentParser(
+        prog="testbed load", conflict_handler="resolve",
+        description="One locust load test against one server: a master and --workers worker "
+        "processes, headless, with the server's processes sampled; results in "
+        "OUT/<run-id>/ (summary.json, locust CSV and HTML, logs).")
+    add_server_options(parser)
+    # --workers means locust workers here; the server's own pool size is --server-workers.
+    parser.add_argument("--server-workers", type=int, default=0, metavar="N",
+                        help="worker threads or processes of the pool-based server models")
+    parser.add_argument("--server-log", action="store_true",
+                        help="let the server log every connection (default: --quiet)")
+    parser.add_argument("--target", metavar="URL",
+                        help="load a server that is already running: tcp://HOST:PORT or "
+                        "udp://HOST:PORT (loopback only unless --allow-remote)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a --target that is not a loopback address")
+    parser.add_argument("--users", "-u", type=positive(int), default=10, metavar="N",
+                        help="users of a flat run (default %(default)s)")
+    parser.add_argument("--step", action="store_true",
+                        help=f"stepped load over --steps (default {','.join(map(str, DEFAULT_STEPS))})")
+    parser.add_argument("--steps", type=user_counts, metavar="N,N,...",
+                        help="users of each step (implies --step)")
+    parser.add_argument("--spawn-rate", "-r", type=positive(float), metavar="R",
+                        help="users started per second (default: each step's users at once)")
+    parser.add_argument("--run-time", "-t", type=duration, default=30.0, metavar="T",
+                        help="measured time of each step, after its warm-up (default 30s)")
+    parser.add_argument("--warmup", type=duration, default=2.0, metavar="T",
+                        help="unrecorded warm-up before each step's window, on connections "
+                        "closed before the window opens (default 2s)")
+    parser.add_argument("--mode", choices=("persistent", "connect"), default="persistent",
+                        help="persistent: one connection per user; connect: one per request")
+    parser.add_argument("--payload-size", type=positive(int), default=64, metavar="B",
+                        help="bytes per request, newline included (default 64)")
+    parser.add_argument("--expect", choices=("echo", "upper"),
+                        help="the answer to check replies against (default: the --service)")
+    parser.add_argument("--think-time", type=non_negative, default=0.0, metavar="S",
+                        help="seconds each user waits between requests (default 0)")
+    parser.add_argument("--connect-timeout", type=positive(float), default=5.0, metavar="S")
+    parser.add_argument("--io-timeout", type=positive(float), default=5.0, metavar="S")
+    parser.add_argument("--workers", "-w", type=positive(int), default=default_workers(),
+                        metavar="W", help="locust worker processes carrying the load "
+                        "(default: CPUs - 1 = %(default)s)")
+    parser.add_argument("--pin", action="store_true",
+                        help="server on the first CPU, locust on the others")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure this machine's locust ceiling against the select model "
+                        f"(echo, 64 B, persistent, {CALIBRATION_USERS} users) and store it in "
+                        f"{calibration_path()}")
+    parser.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
+                        help="where results/<run-id>/ goes (default results/)")
+    parser.add_argument("--web", action="store_true",
+                        help="show locust's web UI on 127.0.0.1 while the schedule runs")
+    parser.add_argument("--web-port", type=int, default=8089, metavar="PORT")
+    return parser
+
+
+def server_options_from(args: argparse.Namespace) -> list[str]:
+    """The ``testbed serve`` options the parsed arguments describe (defaults left out)."""
+    from servers.cli import add_server_options
+
+    probe = argparse.ArgumentParser(add_help=False)
+    add_server_options(probe)
+    options: list[str] = []
+    for action in probe._actions:
+        name = max(action.option_strings, key=len)
+        value = getattr(args, "server_workers" if action.dest == "workers" else action.dest,
+                        action.default)
+        if value == action.default and action.dest not in ("model", "service"):
+            continue
+        if action.nargs == 0:
+            options.append(name)
+        else:
+            options += [name, f"{value:g}" if isinstance(value, float) else str(value)]
+    if not args.server_log:
+        options.append("--quiet")
+    return options
+
+
+def spec_from(args: argparse.Namespace, argv: list[str]) -> LoadSpec:
+    steps = args.steps or (list(DEFAULT_STEPS) if args.step else [args.users])
+    explicit = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
+    server_given = bool(explicit & {"--model", "-m", "--service", "-s", "--delay", "--work-ms",
+                                    "--backlog", "--max-connections", "--idle-timeout",
+                                    "--server-workers", "--queue", "--loop"})
+    if args.target and server_given:
+        raise LoadError("give either --target or server options (--model, --service, ...), "
+                        "not both")
+    return LoadSpec(
+        server_options=[] if args.target else server_options_from(args),
+        target=args.target, allow_remote=args.allow_remote, steps=steps,
+        step_time=args.run_time, warmup=args.warmup, spawn_rate=args.spawn_rate,
+        mode=args.mode, payload_size=args.payload_size, udp=args.udp,
+        expect=args.expect, think_time=args.think_time,
+        connect_timeout=args.connect_timeout, io_timeout=args.io_timeout,
+        workers=args.workers, pin=args.pin, out_dir=args.out, web=args.web,
+        web_port=args.web_port)
+
+
+def _fmt(value: Any, spec: str = ",.0f") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec)
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The short table printed at the end of a run."""
+    head = ("users", "rps", "p50 ms", "p95 ms", "p99 ms", "max ms", "failures", "cpu µs/req",
+            "rss MiB", "gen-bound")
+    rows = [head]
+    for step in summary["steps"]:
+        server = step["server"] or {}
+        rows.append((str(step["users"]), _fmt(step["rps"]), _fmt(step["p50_ms"], ".3f"),
+                     _fmt(step["p95_ms"], ".3f"), _fmt(step["p99_ms"], ".3f"),
+                     _fmt(step["max_ms"], ".2f"),
+                     _fmt(sum(step["failures"].values()), ",d"),
+                     _fmt(server.get("cpu_us_per_request"), ",.1f"),
+                     _fmt(server.get("peak_rss_mib"), ".1f"),
+                     "yes" if step["generator_bound"] else "no"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
+             for row in rows]
+    failures = {k: v for k, v in summary["failures"].items() if v}
+    what = summary["model"] and f"{summary['model']} · {summary['service']}" or summary["target"]
+    status = "complete" if summary["complete"] else f"INCOMPLETE: {summary['error']}"
+    lines.insert(0, f"{what} · {summary['transport']} · {summary['options']['mode']} "
+                 f"{summary['options']['payload_size']} B · {summary['options']['workers']} "
+                 f"worker(s) · {status}")
+    if failures:
+        lines.append("failures: " + ", ".join(f"{k} {v:,}" for k, v in failures.items()))
+    return "\n".join(lines)
+
+
+def _progress_printer() -> Callable[[str], None]:
+    """One updating line on a terminal; elsewhere a line per phase (not per second)."""
+    tty = sys.stderr.isatty()
+    started = time.monotonic()
+    last = [""]
+
+    def show(text: str) -> None:
+        line = f"[{time.monotonic() - started:5.1f}s] {text}"
+        if tty:
+            sys.stderr.write("\r\033[K" + line)
+        else:
+            phase = re.sub(r"(warm-up|window) [\d.]+/", r"\1 ", text)
+            if phase == last[0]:
+                return
+            last[0] = phase
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    return show
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    show = _progress_printer()
+    try:
+        spec = spec_from(args, argv)
+        if args.calibrate:
+            spec = calibration_spec(spec)
+        if spec.web:
+            print(f"locust web UI: http://127.0.0.1:{spec.web_port} (while the schedule runs)",
+                  file=sys.stderr)
+        summary = run_load(spec, progress=show)
+    except LoadError as exc:
+        _end_line()
+        print(f"testbed load: error: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        _end_line()
+        print("testbed load: interrupted; partial results kept", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _end_line()
+    run_dir = Path(spec.out_dir) / summary["run_id"]
+    print(table(summary))
+    print(f"results: {run_dir}/summary.json")
+    if args.calibrate:
+        if summary["complete"]:
+            path = store_ceiling(spec, summary)
+            print(f"generator ceiling with {spec.workers} worker(s): {summary['rps']:,.0f} "
+                  f"requests/s, stored in {path}")
+        else:
+            print("calibration incomplete: nothing stored", file=sys.stderr)
+    if not summary["complete"]:
+        print(f"testbed load: error: {summary['error']} (partial results kept)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _end_line() -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()

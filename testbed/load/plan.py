@@ -1,0 +1,124 @@
+"""Checking a spec before anything starts: :func:`check` turns a LoadSpec into a Plan."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from clients.harness import ExchangeError, exchange_once, open_connection, parse_endpoint
+from clients.safety import UnsafeTarget, ensure_loopback
+from testbed.load.spec import LoadError, LoadSpec
+
+
+@dataclass
+class Plan:
+    """A checked spec: what the run will start and where it sends its load."""
+
+    spec: LoadSpec
+    udp: bool
+    model: str | None
+    service: str | None
+    server_options: list[str]
+    target_host: str | None
+    target_port: int | None
+    placement: Any
+    expect: str
+
+
+def parse_target(target: str, udp: bool) -> tuple[str, str, int | None]:
+    """``tcp://HOST:PORT`` (or ``HOST:PORT``, ``udp://...``) -> scheme, host, port (or None)."""
+    try:
+        return parse_endpoint(target, "udp" if udp else "tcp", port_required=False)
+    except ValueError as exc:
+        raise LoadError(f"--target: {exc}") from None
+
+
+def check(spec: LoadSpec) -> Plan:
+    """Refuse a spec that can't run, with one clear line (LoadError)."""
+    if spec.mode not in ("persistent", "connect"):
+        raise LoadError(f"mode must be persistent or connect, not {spec.mode!r}")
+    if spec.expect not in (None, "echo", "upper"):
+        raise LoadError(f"expect must be echo or upper, not {spec.expect!r}")
+    if not spec.steps or any(int(n) != n or n < 1 for n in spec.steps):
+        raise LoadError(f"steps must be user counts of 1 or more, not {spec.steps!r}")
+    if not spec.step_time > 0:
+        raise LoadError("the measured window (run time) must be longer than 0 s")
+    if spec.warmup < 0 or spec.think_time < 0:
+        raise LoadError("warm-up and think time can't be negative")
+    if spec.connect_timeout <= 0 or spec.io_timeout <= 0:
+        raise LoadError("timeouts must be longer than 0 s")
+    if spec.spawn_rate is not None and not spec.spawn_rate > 0:
+        raise LoadError("the spawn rate must be more than 0 users per second")
+    if spec.workers < 1:
+        raise LoadError("at least one locust worker is needed")
+    placement: Any = "free"
+    if spec.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise LoadError("--pin needs at least two CPUs (one for the server, one for locust)")
+        placement = {"server": cpus[:1], "locust": cpus[1:]}
+    if spec.target:
+        if spec.server_options:
+            raise LoadError("give either --target or server options, not both")
+        scheme, host, port = parse_target(spec.target, spec.udp)
+        try:
+            ensure_loopback(host, allow_remote=spec.allow_remote)
+        except UnsafeTarget as exc:
+            raise LoadError(str(exc)) from None
+        if port is None:
+            raise LoadError(f"--target needs a port: {scheme}://{host}:PORT")
+        _check_payload(spec, scheme == "udp")
+        return Plan(spec, scheme == "udp", None, None, [], host, port, placement,
+                    spec.expect or "echo")
+    from servers.cli import build_parser
+
+    options = list(spec.server_options)
+    if spec.udp and "--udp" not in options:
+        options.append("--udp")
+    try:
+        parsed = _quiet_parse(build_parser(), options)
+    except ValueError as exc:
+        raise LoadError(f"server options: {exc}") from None
+    from servers import registry
+
+    if parsed.udp and not registry.get_model(parsed.model).udp:
+        raise LoadError(f"the {parsed.model} model serves TCP only")
+    _check_payload(spec, bool(parsed.udp))
+    return Plan(spec, bool(parsed.udp), parsed.model, parsed.service, options, None, None,
+                placement, spec.expect or parsed.service)
+
+
+def _check_payload(spec: LoadSpec, udp: bool) -> None:
+    largest = 65507 if udp else 1 << 30  # a UDP request is one datagram
+    if not 1 <= spec.payload_size <= largest:
+        raise LoadError(f"payload size must be 1-{largest} bytes, not {spec.payload_size}")
+
+
+def _quiet_parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse without exiting: an error becomes ValueError with argparse's message."""
+    def error(message: str) -> NoReturn:
+        raise ValueError(message)
+
+    parser.error = error  # type: ignore[method-assign]
+    try:
+        return parser.parse_args(argv)
+    except SystemExit:
+        raise ValueError(f"bad options: {' '.join(argv)}") from None
+
+
+def probe_target(plan: Plan) -> None:
+    """One exchange (or connection) with a given target before locust starts; LoadError if none."""
+    spec = plan.spec
+    assert plan.target_host is not None and plan.target_port is not None
+    url = spec.target
+    try:
+        if plan.udp:
+            exchange_once(plan.target_host, plan.target_port, b"ping\n", udp=True,
+                          expect=plan.expect, io_timeout=min(spec.io_timeout, 2.0))
+        else:
+            open_connection(plan.target_host, plan.target_port,
+                            timeout=min(spec.connect_timeout, 5.0)).close()
+    except ExchangeError as exc:
+        raise LoadError(f"cannot reach {url}: {exc.kind} ({exc.detail})", status=1) from None

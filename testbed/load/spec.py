@@ -1,0 +1,49 @@
+"""What one load test is: :class:`LoadSpec`, and :class:`LoadError` for one that can't run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class LoadError(Exception):
+    """A load test that cannot run: a bad spec (status 2) or an unreachable target (status 1)."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def default_workers() -> int:
+    """The CPUs this process may use, minus one for the server; at least one."""
+    return max(len(os.sched_getaffinity(0)) - 1, 1)
+
+
+@dataclass
+class LoadSpec:
+    """Everything one load test needs; ``server_options`` are ``testbed serve``'s options."""
+
+    server_options: list[str] = field(default_factory=list)
+    target: str | None = None
+    allow_remote: bool = False
+    steps: list[int] = field(default_factory=lambda: [10])
+    step_time: float = 30.0  # measured seconds per step, after its warm-up
+    warmup: float = 2.0
+    spawn_rate: float | None = None  # users started per second; None: each step's users at once
+    mode: str = "persistent"
+    payload_size: int = 64
+    udp: bool = False
+    expect: str | None = None  # the reply to check for; None: the server's service (echo for a target)
+    think_time: float = 0.0
+    connect_timeout: float = 5.0
+    io_timeout: float = 5.0
+    workers: int = field(default_factory=default_workers)
+    pin: bool = False
+    out_dir: Path = Path("results")
+    run_id: str | None = None
+    web: bool = False  # locust's web UI on 127.0.0.1:web_port while the schedule runs
+    web_port: int = 8089
+    calibration_file: Path | None = None  # None: $TESTBED_CALIBRATION or the user's cache dir
+    sample_interval: float = 0.25
+    locust_html: bool = True  # locust's own HTML report (about 1 s and 1 MB a run)

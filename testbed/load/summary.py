@@ -1,0 +1,249 @@
+"""Summarising a run: the workers' windows and the server's samples into ``summary.json``."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import platform
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clients.harness import FAILURE_CLASSES
+from testbed.load.calibration import CEILING_SHARE, read_ceiling
+from testbed.load.plan import Plan
+from testbed.sampling import covered, window_figures
+
+if TYPE_CHECKING:
+    from testbed.load.runner import Run
+
+#: A locust worker using at least this share of one CPU in a window is saturated.
+SATURATED_CPU = 0.9
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def percentile(hist: dict[int, int], fraction: float, buckets_per_e: float) -> float | None:
+    """The latency (ms) below which ``fraction`` of the histogram's requests fall."""
+    total = sum(hist.values())
+    if not total:
+        return None
+    rank = max(1, math.ceil(fraction * total))
+    seen = 0
+    for key in sorted(hist):
+        seen += hist[key]
+        if seen >= rank:
+            return (math.exp((key + 0.5) / buckets_per_e) - 1.0) / 1000.0
+    return None  # not reached
+
+
+def latency_figures(hist: dict[int, int], max_ms: float | None,
+                    buckets_per_e: float) -> dict[str, float | None]:
+    figures: dict[str, float | None] = {}
+    for name, fraction in (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+        value = percentile(hist, fraction, buckets_per_e)
+        if value is not None and max_ms is not None:
+            value = min(value, max_ms)  # a bucket's middle may lie above the largest latency
+        figures[name] = None if value is None else round(value, 4)
+    figures["max_ms"] = None if max_ms is None or not hist else round(max_ms, 4)
+    return figures
+
+
+def _failures(counts: dict[str, int]) -> dict[str, int]:
+    merged = {kind: 0 for kind in FAILURE_CLASSES}
+    for kind, count in counts.items():
+        merged[kind if kind in merged else "other"] += count
+    return merged
+
+
+def _merge(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    hist: dict[int, int] = {}
+    failures: dict[str, int] = {}
+    for window in windows:
+        for key, count in window["hist"]:
+            hist[int(key)] = hist.get(int(key), 0) + int(count)
+        for kind, count in window["failures"].items():
+            failures[kind] = failures.get(kind, 0) + count
+    return {
+        "requests": sum(w["requests"] for w in windows),
+        "served": sum(w["served"] for w in windows),
+        "bytes": sum(w["bytes"] for w in windows),
+        "failures": failures, "hist": hist,
+        "max_ms": max((w["max_ms"] for w in windows if w["served"]), default=None),
+        "window_s": sum(w["window_s"] for w in windows) / len(windows),
+        "t_start": sum(w["t_start"] for w in windows) / len(windows),
+        "t_end": sum(w["t_end"] for w in windows) / len(windows),
+        "complete": all(w["complete"] for w in windows),
+        # users present when the window opened (fewer than the step's: the ramp was too slow)
+        "users_running": sum(w["users_start"] for w in windows),
+    }
+
+
+def _server_figures(run: Run, start: float, end: float, served: int) -> dict[str, Any] | None:
+    samples = run.sampler.series("server")
+    if run.server is None or not samples:
+        return None
+    figures = window_figures(samples, start, end)
+    if figures is None:
+        return None
+    measured = covered(samples, start, end)
+    figures = {
+        "cpu_s": round(figures["cpu_s"], 4) if measured else None,
+        "cpu_us_per_request": (round(figures["cpu_s"] * 1e6 / served, 2)
+                               if measured and served else None),
+        "peak_rss_mib": round(figures["peak_rss_mib"], 2),
+        "peak_threads": figures["peak_threads"], "peak_processes": figures["peak_processes"],
+        "peak_fds": figures["peak_fds"],
+    }
+    return figures
+
+
+def _generator_cpu(run: Run, start: float, end: float) -> float | None:
+    """The busiest locust worker's share of one CPU during ``[start, end]``."""
+    shares = []
+    for index in range(len(run.workers)):
+        samples = run.sampler.series(f"worker-{index + 1}")
+        if samples and covered(samples, start, end) and end > start:
+            figures = window_figures(samples, start, end)
+            assert figures is not None
+            shares.append(figures["cpu_s"] / (end - start))
+    return round(max(shares), 3) if shares else None
+
+
+def _bound(rps: float, ceiling: float | None, cpu: float | None) -> bool:
+    return bool((ceiling and rps >= CEILING_SHARE * ceiling) or (cpu is not None and
+                                                                 cpu >= SATURATED_CPU))
+
+
+def _record(plan: Plan, run: Run, users: int, merged: dict[str, Any], buckets_per_e: float,
+            ceiling: float | None, by_worker: dict[str, int]) -> dict[str, Any]:
+    window_s = merged["window_s"]
+    served, requests = merged["served"], merged["requests"]
+    rps = served / window_s if window_s > 0 else 0.0
+    cpu = _generator_cpu(run, merged["t_start"], merged["t_end"])
+    return {
+        "users": users, "window_s": round(window_s, 3), "requests": requests, "served": served,
+        "served_share": round(served / requests, 4) if requests else None,
+        "failures": _failures(merged["failures"]), "rps": round(rps, 1),
+        **latency_figures(merged["hist"], merged["max_ms"], buckets_per_e),
+        "server": _server_figures(run, merged["t_start"], merged["t_end"], served),
+        "generator_bound": _bound(rps, ceiling, cpu), "generator_cpu": cpu,
+        "complete": merged["complete"], "users_running": merged["users_running"],
+        "bytes": merged["bytes"], "workers": by_worker,
+        "t_start": round(merged["t_start"], 3), "t_end": round(merged["t_end"], 3),
+    }
+
+
+def summarize(plan: Plan, run: Run, run_id: str, started: datetime) -> dict[str, Any]:
+    """Turn what the workers reported and what the sampler saw into the summary."""
+    spec = plan.spec
+    try:
+        stats = json.loads((run.run_dir / "steps.json").read_text())
+    except (OSError, ValueError):
+        stats = {"workers": {}, "histogram": {"buckets_per_e": 100.0}}
+    buckets_per_e = float(stats.get("histogram", {}).get("buckets_per_e", 100.0))
+    workers = stats.get("workers", {})
+    ceiling = read_ceiling(spec)
+    steps: list[dict[str, Any]] = []
+    all_windows: list[dict[str, Any]] = []
+    for index, users in enumerate(spec.steps):
+        windows = {wid: [w for w in data["windows"] if w["step"] == index]
+                   for wid, data in workers.items()}
+        found = [w for ws in windows.values() for w in ws]
+        if not found:
+            continue
+        merged = _merge(found)
+        by_worker = {wid: sum(w["requests"] for w in ws) for wid, ws in windows.items()}
+        record = _record(plan, run, users, merged, buckets_per_e, ceiling, by_worker)
+        if len(found) < spec.workers:
+            record["complete"] = False
+        steps.append(record)
+        all_windows.extend(found)
+    complete = (run.error is None and len(steps) == len(spec.steps)
+                and all(step["complete"] for step in steps))
+    error = run.error
+    if error is None and not complete:
+        error = "the workers did not report every measured window"
+    summary: dict[str, Any] = {
+        "run_id": run_id, "started": started.isoformat(timespec="seconds"),
+        "model": plan.model, "service": plan.service,
+        "target": spec.target, "transport": "udp" if plan.udp else "tcp",
+        "options": _options(plan), "versions": {
+            "python": platform.python_version(), "locust": _version("locust"),
+            "testbed": _version("testbed"), "psutil": _version("psutil")},
+        "placement": plan.placement, "warmup_s": spec.warmup, "window_s": spec.step_time,
+        "complete": complete, "error": error,
+        "server_exit_status": run.server_status,
+        "generator_ceiling_rps": ceiling,
+        "steps": steps,
+    }
+    summary.update(_totals(plan, run, all_windows, steps, buckets_per_e, ceiling))
+    summary["generator"] = {
+        "workers": spec.workers,
+        "requests_all_phases": sum((data.get("final") or {}).get("requests", 0)
+                                   for data in workers.values()),
+        "locust_requests": _locust_total(run.run_dir),
+        "per_worker": {wid: (data.get("final") or {}).get("requests")
+                       for wid, data in workers.items()},
+    }
+    summary["files"] = sorted(p.name for p in run.run_dir.iterdir()) + ["summary.json"]
+    (run.run_dir / "samples.json").write_text(json.dumps(run.sampler.dump()) + "\n")
+    return summary
+
+
+def _totals(plan: Plan, run: Run, windows: list[dict[str, Any]], steps: list[dict[str, Any]],
+            buckets_per_e: float, ceiling: float | None) -> dict[str, Any]:
+    """The whole run's figures: every measured window of every step together."""
+    if not windows:
+        return {"requests": 0, "served": 0, "served_share": None,
+                "failures": _failures({}), "rps": 0.0, "p50_ms": None, "p95_ms": None,
+                "p99_ms": None, "max_ms": None, "server": None, "generator_bound": False}
+    merged = _merge(windows)
+    window_s = sum(step["window_s"] for step in steps)
+    served = merged["served"]
+    rps = served / window_s if window_s > 0 else 0.0
+    server = None
+    measured = [step["server"] for step in steps if step["server"] is not None]
+    if measured:
+        cpu = [s["cpu_s"] for s in measured if s["cpu_s"] is not None]
+        server = {
+            "cpu_s": round(sum(cpu), 4) if cpu else None,
+            "cpu_us_per_request": (round(sum(cpu) * 1e6 / served, 2)
+                                   if cpu and served and len(cpu) == len(measured) else None),
+            **{key: max(s[key] for s in measured)
+               for key in ("peak_rss_mib", "peak_threads", "peak_processes", "peak_fds")},
+        }
+    return {
+        "requests": merged["requests"], "served": served,
+        "served_share": round(served / merged["requests"], 4) if merged["requests"] else None,
+        "failures": _failures(merged["failures"]), "rps": round(rps, 1),
+        **latency_figures(merged["hist"], merged["max_ms"], buckets_per_e),
+        "server": server,
+        "generator_bound": any(step["generator_bound"] for step in steps),
+    }
+
+
+def _locust_total(run_dir: Path) -> int | None:
+    """Requests in locust's own final statistics (all phases), as a cross-check."""
+    try:
+        entries = json.loads((run_dir / "locust.json").read_text())
+        return sum(int(entry["num_requests"]) for entry in entries)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _options(plan: Plan) -> dict[str, Any]:
+    spec = asdict(plan.spec)
+    spec["out_dir"] = str(spec["out_dir"])
+    if spec["calibration_file"] is not None:
+        spec["calibration_file"] = str(spec["calibration_file"])
+    spec["server_options"] = plan.server_options
+    spec["expect"] = plan.expect
+    return spec
