@@ -8,7 +8,6 @@ file is written and that report.md shows exactly the figures of results.json.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -107,10 +106,6 @@ def test_scenarios_are_those_of_the_issue():
     assert fast.server_options("select")[:2] == ["--model", "select"]
 
 
-needs_load = pytest.mark.skipif(importlib.util.find_spec("testbed.load") is None,
-                                reason="testbed/load.py is not there yet")
-
-
 def run_tiny(tmp_path: Path, models: list[str], scenarios: list[str], steps: str,
              timeout: float) -> tuple[subprocess.CompletedProcess, Path, dict]:
     """A real comparison with tiny steps; returns the result, its directory and results.json.
@@ -161,7 +156,6 @@ def check_tiny(result: subprocess.CompletedProcess, out: Path, doc: dict, models
     assert result.stdout.count("=> ") == len(scenarios)
 
 
-@needs_load
 def test_small_comparison_writes_every_file_and_report_matches_json(tmp_path):
     """The default suite's variant: two models, one scenario, one step (about 15 s)."""
     models, scenarios = ["select", "threading"], ["slow-io"]
@@ -169,7 +163,6 @@ def test_small_comparison_writes_every_file_and_report_matches_json(tmp_path):
     check_tiny(result, out, doc, models, scenarios, [3])
 
 
-@needs_load
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_tiny_comparison_two_models_two_scenarios(tmp_path):
@@ -178,7 +171,6 @@ def test_tiny_comparison_two_models_two_scenarios(tmp_path):
     check_tiny(result, out, doc, models, scenarios, [1, 4])
 
 
-@needs_load
 def test_a_run_that_cannot_run_becomes_a_crashed_record(tmp_path):
     """run_load refusing a run is that cell's result, not the end of the comparison."""
     from dataclasses import replace
