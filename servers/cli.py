@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from servers import registry
 from servers.config import ServerConfig, format_address, is_loopback
@@ -25,32 +26,36 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def positive_float(text: str) -> float:
-    value = _number(text, float)
+def non_negative_float(text: str) -> float:
+    value = number(text, float)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, not {text!r}")
     return value
 
 
-def positive_int(text: str) -> int:
-    value = _number(text, int)
+def non_negative_int(text: str) -> int:
+    value = number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be zero or more, not {text!r}")
     return value
 
 
 def port_number(text: str) -> int:
-    value = _number(text, int)
+    value = number(text, int)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0-65535, not {text!r}")
     return value
 
 
-def _number(text: str, kind: type) -> float | int:
+def number(text: str, kind: type) -> Any:
+    """``text`` as an int or a finite float; an argparse error otherwise."""
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -61,22 +66,22 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service", "-s", default="echo", choices=list(registry.SERVICES),
                         metavar="SERVICE", help="service: %(choices)s (default %(default)s)")
     parser.add_argument("--udp", action="store_true", help="serve UDP datagrams instead of TCP")
-    parser.add_argument("--delay", type=positive_float, default=0.0, metavar="S",
+    parser.add_argument("--delay", type=non_negative_float, default=0.0, metavar="S",
                         help="seconds each request waits before its reply (default 0)")
-    parser.add_argument("--work-ms", type=positive_float, default=0.0, metavar="N",
+    parser.add_argument("--work-ms", type=non_negative_float, default=0.0, metavar="N",
                         help="milliseconds of CPU burnt per request (default 0)")
-    parser.add_argument("--backlog", type=positive_int, default=128, metavar="N",
+    parser.add_argument("--backlog", type=non_negative_int, default=128, metavar="N",
                         help="listen queue length, socketserver's request_queue_size "
                         "(default %(default)s)")
-    parser.add_argument("--max-connections", type=positive_int, default=0, metavar="N",
+    parser.add_argument("--max-connections", type=non_negative_int, default=0, metavar="N",
                         help="turn away clients beyond N open connections (default 0: no limit)")
-    parser.add_argument("--idle-timeout", type=positive_float, default=0.0, metavar="S",
+    parser.add_argument("--idle-timeout", type=non_negative_float, default=0.0, metavar="S",
                         help="close a connection that sends nothing for S seconds, the slowloris "
                         "defence (default 0: never)")
-    parser.add_argument("--workers", type=positive_int, default=0, metavar="N",
+    parser.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                         help="worker threads or processes of the pool-based models "
                         "(default: the model's own)")
-    parser.add_argument("--queue", type=positive_int, default=0, metavar="N",
+    parser.add_argument("--queue", type=non_negative_int, default=0, metavar="N",
                         help="accepted connections waiting for a worker, threadpool model")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="event loop of the asyncio model (default %(default)s)")

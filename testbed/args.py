@@ -6,12 +6,12 @@ Errors follow ``testbed serve``'s convention: one line on stderr, exit status 2.
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from collections.abc import Callable
 from typing import Any
 
-from servers.cli import ArgumentParser
+from servers.cli import ArgumentParser, number
+from servers.cli import non_negative_float as non_negative
 
 __all__ = ["ArgumentParser", "duration", "name_list", "non_negative", "positive", "user_counts"]
 
@@ -48,25 +48,8 @@ def name_list(text: str) -> list[str]:
 def positive(kind: type) -> Callable[[str], Any]:
     """A converter to ``kind`` (int or float) that accepts only values above zero."""
     def convert(text: str) -> Any:
-        value = _number(text, kind)
+        value = number(text, kind)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
         return value
     return convert
-
-
-def non_negative(text: str) -> float:
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, not {text!r}")
-    return value
-
-
-def _number(text: str, kind: type) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return value

@@ -25,6 +25,7 @@ def run_serve(*args: str, timeout: float = 10) -> subprocess.CompletedProcess:
     (["--model", "nope"], ["nope", "sequential", "select"]),
     (["--service", "rot13"], ["rot13", "echo", "upper"]),
     (["--delay", "soon"], ["--delay", "soon"]),
+    (["--delay", "inf"], ["--delay", "inf"]),  # would overflow the timers of every model
     (["--port", "70000"], ["70000"]),
     (["--bogus"], ["--bogus"]),
 ])
