@@ -50,3 +50,11 @@ def require_tool(name: str) -> str:
 
 def no_traceback(stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
+
+
+def one_line(stderr: str) -> str:
+    """The only line a command wrote on stderr (a bad input gets one line, never a traceback)."""
+    no_traceback(stderr)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]

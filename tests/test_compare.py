@@ -18,7 +18,7 @@ import pytest
 from testbed.compare import build_parser as compare_parser
 from testbed.compare import duration, make_plan
 from testbed.scenarios import FULL, QUICK, scenario_names
-from tests.conftest import MODELS, no_traceback
+from tests.conftest import MODELS, no_traceback, one_line
 from tests.test_report import check_markdown_matches_json, md_table, scenario_section
 
 
@@ -37,11 +37,9 @@ def compare(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 def test_bad_input_is_one_line_and_status_2(tmp_path, args, words):
     result = compare(*args, "--out", str(tmp_path))
     assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    line = one_line(result.stderr)
     for word in words:
-        assert word in lines[0]
-    no_traceback(result.stderr)
+        assert word in line
     assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
 
 
@@ -50,10 +48,8 @@ def test_results_that_cannot_be_written_are_a_clear_error(tmp_path):
     blocker.write_text("not a directory")
     result = compare("--models", "select", "--scenarios", "fast", "--out", str(blocker / "out"))
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"testbed compare: error: cannot write results in {blocker}")
-    no_traceback(result.stderr)
+    assert one_line(result.stderr).startswith(
+        f"testbed compare: error: cannot write results in {blocker}")
 
 
 def test_list_shows_models_scenarios_and_an_estimate():

@@ -25,7 +25,7 @@ import pytest
 from clients.harness import FAILURE_CLASSES
 from servers import registry
 from testbed.load import LoadError, LoadSpec, _bound, read_ceiling, run_load
-from tests.conftest import no_traceback
+from tests.conftest import no_traceback, one_line
 
 MODELS = registry.model_names()
 UDP_MODELS = [name for name in MODELS if registry.get_model(name).udp]
@@ -246,13 +246,6 @@ def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]
         stdout, stderr = process.communicate(timeout=20)
         pytest.fail(f"testbed load took more than {timeout} s:\n{stderr}")
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def one_line(stderr: str) -> str:
-    no_traceback(stderr)
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    return lines[0]
 
 
 def test_cli_bad_option() -> None:
