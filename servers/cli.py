@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None, prog: str = "testbed serve") -> int:
         pass
     finally:
         # A forked child that got here must not run its parent's shutdown.
-        if os.getpid() == getattr(model, "owner_pid", os.getpid()):
+        if os.getpid() == model.owner_pid:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             model.close(SHUTDOWN_GRACE)

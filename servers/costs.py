@@ -19,10 +19,6 @@ class Cost:
     delay: float = 0.0
     work_ms: float = 0.0
 
-    @property
-    def free(self) -> bool:
-        return not self.delay and not self.work_ms
-
     def burn(self, requests: int = 1) -> None:
         """Spin the CPU for ``work_ms`` per request (pure Python, so it holds the GIL)."""
         if not self.work_ms or not requests:

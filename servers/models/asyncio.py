@@ -34,6 +34,7 @@ from servers.models.base import (
     ConfigError,
     Model,
     Shutdown,
+    disconnect_reason,
     log,
     make_listener,
     peer_name,
@@ -202,10 +203,7 @@ class AsyncioModel(Model):
             else:
                 log.info("client %s idle for %gs: closing", peer, idle)
         except ConnectionError as exc:
-            reason = ("connection reset" if isinstance(exc, ConnectionResetError)
-                      else "stopped reading (broken pipe)"
-                      if isinstance(exc, BrokenPipeError) else exc.strerror or type(exc).__name__)
-            log.info("client %s: %s after %d bytes", peer, reason, received)
+            log.info("client %s: %s after %d bytes", peer, disconnect_reason(exc), received)
         except OSError as exc:
             log.info("client %s: %s", peer, exc.strerror or exc)
         except Exception as exc:  # noqa: BLE001 - a bug in one client must not stop the loop

@@ -158,6 +158,15 @@ def make_listener(config: ServerConfig, port: int | None = None,
     return sock
 
 
+def disconnect_reason(exc: OSError) -> str:
+    """How a client's connection ended, in the log's words."""
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, BrokenPipeError):
+        return "stopped reading (broken pipe)"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 def peer_name(address: tuple) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from servers.models.base import RECV_SIZE, Model, log
+from servers.models.base import RECV_SIZE, Model, disconnect_reason, log
 
 
 def serve_connection(model: Model, sock: socket.socket, peer: str) -> None:
@@ -42,7 +42,7 @@ def serve_connection(model: Model, sock: socket.socket, peer: str) -> None:
         log.info("client %s idle for %gs: closing", peer, idle)
         return
     except ConnectionError as exc:
-        log.info("client %s: %s after %d bytes", peer, _reason(exc), received)
+        log.info("client %s: %s after %d bytes", peer, disconnect_reason(exc), received)
         return
     except OSError as exc:
         if stop.is_set():
@@ -64,10 +64,3 @@ def serve_datagram(model: Model, data: bytes, sock: socket.socket, address: tupl
     except OSError as exc:
         log.info("client %s: reply lost: %s", peer, exc.strerror or exc)
 
-
-def _reason(exc: ConnectionError) -> str:
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    if isinstance(exc, BrokenPipeError):
-        return "stopped reading (broken pipe)"
-    return exc.strerror or type(exc).__name__

@@ -19,7 +19,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from servers.models.base import RECV_SIZE, Model, log, make_listener, peer_name
+from servers.models.base import (
+    MAX_DATAGRAM,
+    RECV_SIZE,
+    Model,
+    disconnect_reason,
+    log,
+    make_listener,
+    peer_name,
+)
 from servers.services import Session
 
 try:
@@ -193,12 +201,8 @@ class SelectModel(Model):
                 self._read(conn)
             if mask & selectors.EVENT_WRITE or conn.out:
                 self._flush(conn)
-        except ConnectionError as exc:
-            self._drop(conn, "connection reset" if isinstance(exc, ConnectionResetError)
-                       else "stopped reading (broken pipe)")
-            return
         except OSError as exc:
-            self._drop(conn, exc.strerror or str(exc))
+            self._drop(conn, disconnect_reason(exc))
             return
         self._settle(conn)
 
@@ -309,7 +313,7 @@ class SelectModel(Model):
     def _on_datagrams(self, sock: socket.socket, mask: int) -> None:
         for _ in range(DATAGRAMS_PER_WAKEUP):
             try:
-                data, address = sock.recvfrom(65535)
+                data, address = sock.recvfrom(MAX_DATAGRAM)
             except BlockingIOError:
                 return
             except OSError as exc:  # e.g. ICMP port unreachable from an earlier reply
