@@ -40,6 +40,9 @@ EXPECTED: dict[str, Callable[[bytes], bytes]] = {
     "upper": bytes.upper,
 }
 
+#: Replies up to this size are first read with one plain recv.
+RECV_AT_ONCE = 64 * 1024
+
 #: Payloads above this are sent by a second thread while the reply is read.
 CONCURRENT_SEND_ABOVE = 256 * 1024
 
@@ -174,6 +177,11 @@ def parse_endpoint(url: str | None, default_scheme: str = "tcp",
     return parts.scheme, parts.hostname, port
 
 
+def format_host(host: str) -> str:
+    """``::1`` -> ``[::1]``: a host as it stands before ``:PORT``."""
+    return f"[{host}]" if ":" in host else host
+
+
 def open_connection(host: str, port: int, *, timeout: float | None = 5.0,
                     source: tuple[str, int] | None = None,
                     family: int = socket.AF_UNSPEC, numeric: bool = False,
@@ -299,11 +307,6 @@ class TCPClient:
             verify(reply, self.expect(payload))
         return Exchange(reply, latency)
 
-    def shutdown_write(self) -> None:
-        """Half-close: tell the server we are done sending; it still owes its replies."""
-        if self.sock is not None:
-            self.sock.shutdown(socket.SHUT_WR)
-
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
@@ -347,7 +350,8 @@ class UDPClient:
         sock = self.sock
         assert sock is not None
         expected = self.expect(payload) if self.expect is not None else None
-        _drain(sock, self.timeout)
+        if self._late:  # a request timed out earlier: its reply may be queued now
+            _drain(sock, self.timeout)
         wrong: bytes | None = None
         start = time.perf_counter()
         try:
@@ -396,10 +400,8 @@ def _drain(sock: socket.socket, timeout: float | None) -> None:
     try:
         for _ in range(1024):
             sock.recv(65536)
-    except (BlockingIOError, InterruptedError):
-        pass
     except OSError:
-        pass  # a pending ICMP error: the next send and receive will meet it again
+        pass  # empty, or a pending ICMP error that the next send and receive will meet again
     finally:
         sock.settimeout(timeout)
 
@@ -420,9 +422,15 @@ def exchange_once(host: str, port: int, payload: bytes, *, udp: bool = False,
 
 def read_exactly(sock: socket.socket, size: int) -> bytes:
     """Read exactly ``size`` bytes (a stream gives them in any number of pieces)."""
+    first = b""
+    if size <= RECV_AT_ONCE:
+        first = sock.recv(size)  # a small reply mostly comes in one piece: no buffer, no copy
+        if len(first) == size:
+            return first
     buffer = bytearray(size)
+    got = len(first)
+    buffer[:got] = first
     view = memoryview(buffer)
-    got = 0
     while got < size:
         n = sock.recv_into(view[got:])
         if not n:

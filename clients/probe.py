@@ -18,13 +18,9 @@ import sys
 import time
 
 from clients.cli import ArgumentParser, count, non_negative_float, payload_line, port_number, positive_float
-from clients.harness import EXPECTED, ExchangeError, TCPClient, UDPClient
+from clients.harness import EXPECTED, ExchangeError, TCPClient, UDPClient, format_host
 
 MAX_COUNT = 100_000
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def probe(host: str, port: int, *, requests: int = 10, timeout: float = 1.0,
@@ -32,7 +28,7 @@ def probe(host: str, port: int, *, requests: int = 10, timeout: float = 1.0,
           payload: bytes | None = None, out=None) -> tuple[int, list[float]]:
     """Send the requests, print a line for each; returns (sent, round-trip times)."""
     out = out or sys.stdout
-    target = f"{_bracket(host)}:{port}"
+    target = f"{format_host(host)}:{port}"
     client: TCPClient | UDPClient
     if udp:
         client = UDPClient(host, port, expect=expect, timeout=timeout)
@@ -112,7 +108,7 @@ def main(argv: list[str] | None = None, prog: str = "testbed probe") -> int:
     args = parser.parse_args(argv)
     if args.requests > MAX_COUNT:
         parser.error(f"--count is at most {MAX_COUNT}")
-    target = f"{_bracket(args.host)}:{args.port}"
+    target = f"{format_host(args.host)}:{args.port}"
     sent, times = probe(args.host, args.port, requests=args.requests, timeout=args.timeout,
                         interval=args.interval, udp=args.udp,
                         expect=None if args.service == "any" else args.service,

@@ -19,14 +19,23 @@ import math
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from clients.cli import ArgumentParser, count, payload_line, port_number, positive_float
-from clients.harness import EXPECTED, FAILURE_CLASSES, ExchangeError, classify, exchange_once
+from clients.harness import EXPECTED, FAILURE_CLASSES, classify, exchange_once, format_host
 from clients.safety import UnsafeTarget, ensure_loopback
 
 MAX_CLIENTS = 100_000
 MAX_CONCURRENCY = 1000  # threads; beyond this the client machine, not the server, is measured
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of ``values``; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 @dataclass
@@ -60,16 +69,13 @@ class StormResult:
         """min, p50, p99 and max of the served exchanges, in seconds (nearest rank)."""
         if not self.latencies:
             return None
-        ordered = sorted(self.latencies)
-
-        def rank(q: float) -> float:
-            return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-        return {"min": ordered[0], "p50": rank(0.50), "p99": rank(0.99), "max": ordered[-1]}
+        values = self.latencies
+        return {"min": min(values), "p50": percentile(values, 0.50),
+                "p99": percentile(values, 0.99), "max": max(values)}
 
     def as_dict(self) -> dict:
         return {
-            "target": f"{_bracket(self.host)}:{self.port}", "host": self.host, "port": self.port,
+            "target": f"{format_host(self.host)}:{self.port}", "host": self.host, "port": self.port,
             "transport": self.transport, "clients": self.clients,
             "concurrency": self.concurrency, "timeout": self.timeout,
             "deadline": self.deadline, "attempts": self.attempts, "served": self.served,
@@ -78,7 +84,7 @@ class StormResult:
         }
 
     def render(self) -> str:
-        lines = [f"storm {_bracket(self.host)}:{self.port} {self.transport}: {self.clients} "
+        lines = [f"storm {format_host(self.host)}:{self.port} {self.transport}: {self.clients} "
                  f"clients, {self.concurrency} at a time, timeout {self.timeout:g} s",
                  f"  {'attempts':<16}{self.attempts:>7}",
                  f"  {'served':<16}{self.served:>7}"]
@@ -94,10 +100,6 @@ class StormResult:
             lines.append("  latency of served: none served")
         lines.append(f"  elapsed {self.elapsed:.2f} s")
         return "\n".join(lines)
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def default_deadline(clients: int, concurrency: int, timeout: float) -> float:
@@ -155,8 +157,6 @@ def _one(host: str, port: int, payload: bytes, udp: bool, expect: str | None,
     try:
         exchange = exchange_once(host, port, payload, udp=udp, expect=expect,
                                  connect_timeout=timeout, io_timeout=timeout)
-    except ExchangeError as exc:
-        return exc.kind, 0.0
     except Exception as exc:  # noqa: BLE001 - counted, never lost: the counts must add up
         return classify(exc), 0.0
     return None, exchange.latency

@@ -19,6 +19,7 @@ per check, and :mod:`.command` (``main``).
 
 from __future__ import annotations
 
+from clients.storm import percentile
 from testbed.resilience.bad_input import MALFORMED, check_bad_input
 from testbed.resilience.command import (
     CHECKS,
@@ -55,7 +56,6 @@ from testbed.resilience.common import (
     holds_up_to,
     open_idle,
     paced_probes,
-    percentile,
     probe,
     pump,
     random_payload,

@@ -8,6 +8,7 @@ import time
 from contextlib import suppress
 
 from clients.harness import EXPECTED, ExchangeError, TCPClient, classify
+from clients.storm import percentile
 from testbed.resilience.common import (
     IDLE_SLACK,
     IDLE_TIMEOUT,
@@ -23,7 +24,6 @@ from testbed.resilience.common import (
     holds_up_to,
     open_idle,
     paced_probes,
-    percentile,
     running,
     served_again,
     slots,
