@@ -17,6 +17,9 @@ def make_payload(size: int) -> bytes:
     return body[:size - 1] + b"\n"
 
 
+#: Resolution of the latency histograms: a bucket per 1% of latency (log-spaced), so
+#: percentiles merge across workers; the workers write it into steps.json.
+BUCKETS_PER_E = 100.0
 #: Seconds the last step's users keep running after its window closed, so every
 #: worker closes and reports that window before the master stops them.
 TAIL = 0.25

@@ -32,7 +32,6 @@ from locust import User, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from clients.harness import (
-    ExchangeError,
     TCPClient,
     UDPClient,
     as_exchange_error,
@@ -172,7 +171,7 @@ class SocketUser(User):
 
     def _failed(self, exc: Exception, start: float, ctx: object) -> None:
         elapsed = time.perf_counter() - start
-        error = exc if isinstance(exc, ExchangeError) else as_exchange_error(exc)
+        error = as_exchange_error(exc)
         self._fire(request_type=self.transport, name=self.request_name, response_time=elapsed * 1000.0,
                    response_length=0, exception=error, context=ctx)
         if self.think <= 0 and elapsed < FAILURE_PAUSE:

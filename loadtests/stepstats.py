@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtests.common import Schedule
+from loadtests.common import BUCKETS_PER_E, Schedule
 
 MESSAGE = "testbed_step_stats"
 #: Master -> workers: the schedule is over, stop your users and send your final report.
@@ -45,7 +45,6 @@ FINISH = "testbed_finish"
 #: Master -> workers: the wall-clock time the schedule started at.
 CLOCK = "testbed_clock"
 CLOCK_TOLERANCE = 5.0
-BUCKETS_PER_E = 100.0
 FORMAT = 1
 
 log = logging.getLogger("testbed.stepstats")

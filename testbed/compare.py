@@ -14,7 +14,6 @@ built from that file by ``testbed.report.write_report``, the same code
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import platform
@@ -40,13 +39,6 @@ from testbed.scenarios import Preset, Scenario, Timing, preset, scenario_names
 #: First guess of a run's fixed cost (server and locust start and stop), seconds;
 #: replaced by the measured mean as soon as one run has finished.
 OVERHEAD_GUESS = 4.0
-
-
-def default_workers() -> int:
-    """As ``testbed load``: the CPUs this process may use minus one for the server, at least 1."""
-    from testbed.load import default_workers as load_default
-
-    return load_default()
 
 
 def build_parser() -> ArgumentParser:
@@ -132,6 +124,7 @@ class Plan:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
+    from testbed.load import default_workers as load_default_workers  # locust-side imports: late
     """The runs to do, in order; LookupError for an unknown model or scenario."""
     chosen = preset(args.full)
     models = _choose("model", args.models, registry.model_names())
@@ -145,7 +138,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         scenarios.append(scenario.with_timing(Timing(
             warmup=scenario.timing.warmup if args.warmup is None else args.warmup,
             window=scenario.timing.window if args.run_time is None else args.run_time)))
-    plan = Plan(chosen, scenarios, models, args.workers or default_workers(), args.pin,
+    plan = Plan(chosen, scenarios, models, args.workers or load_default_workers(), args.pin,
                 warmup=args.warmup, window=args.run_time)
     # Scenario by scenario, so the models of one scenario are measured close in time.
     plan.runs = [Planned(model, scenario) for scenario in scenarios for model in models]
@@ -288,13 +281,6 @@ class Progress:
 # -- running -------------------------------------------------------------------------------
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -373,6 +359,8 @@ def run_one(plan: Plan, run: Planned, out_dir: Path, note: Callable[[str], None]
 
 def results_document(plan: Plan, runs: list[dict], argv: list[str], started: datetime,
                      seconds: float, interrupted: bool) -> dict[str, Any]:
+    from testbed.load.summary import package_version
+
     return {
         "format": FORMAT,
         "metadata": {
@@ -385,7 +373,7 @@ def results_document(plan: Plan, runs: list[dict], argv: list[str], started: dat
             "command_line": shlex.join(["testbed", "compare", *argv]),
             "interrupted": interrupted,
             "machine": machine(),
-            "versions": {name: _version(name)
+            "versions": {name: package_version(name)
                          for name in ("testbed", "locust", "psutil", "matplotlib")},
             "models": plan.models,
             "scenarios": [scenario.name for scenario in plan.scenarios],

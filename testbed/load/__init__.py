@@ -74,8 +74,8 @@ from testbed.load.summary import (
     _record,
     _server_figures,
     _totals,
-    _version,
     latency_figures,
+    package_version,
     percentile,
     summarize,
 )
@@ -103,7 +103,7 @@ __all__ = [
     "calibration_spec",
     "_locustfiles",
     "_new_run_id",
-    "_version",
+    "package_version",
     "_seconds",
     "locust_options",
     "Run",

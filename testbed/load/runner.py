@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.safety import UnsafeTarget, ensure_loopback
+from loadtests.common import Schedule
 from testbed.load.plan import Plan, check, probe_target
 from testbed.load.spec import LoadError, LoadSpec
 from testbed.load.summary import summarize
@@ -24,11 +25,16 @@ from testbed.sampling import Sampler
 START_SLACK, STOP_SLACK = 45.0, 30.0
 
 
-def _locustfiles() -> tuple[Path, Path]:
+def _loadtests_dir() -> Path:
+    """Where the loadtests package is: locust loads its files, its processes import it."""
     found = importlib.util.find_spec("loadtests")
     if found is None or not found.submodule_search_locations:
         raise LoadError("the loadtests package is not installed", status=1)
-    folder = Path(next(iter(found.submodule_search_locations)))
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+def _locustfiles() -> tuple[Path, Path]:
+    folder = _loadtests_dir()
     return folder / "locustfile.py", folder / "shapes.py"
 
 
@@ -66,6 +72,7 @@ class Run:
 
     def __init__(self, plan: Plan, run_dir: Path, progress: Callable[[str], None] | None) -> None:
         self.plan, self.spec, self.run_dir = plan, plan.spec, run_dir
+        self.schedule = Schedule(tuple(plan.spec.steps), plan.spec.step_time, plan.spec.warmup)
         self.progress = progress
         self.server: ManagedProcess | None = None
         self.master: ManagedProcess | None = None
@@ -146,19 +153,14 @@ class Run:
 
     @staticmethod
     def _pythonpath() -> str:
-        found = importlib.util.find_spec("loadtests")
-        parts = []
-        if found is not None and found.submodule_search_locations:
-            parts.append(str(Path(next(iter(found.submodule_search_locations))).parent))
+        parts = [str(_loadtests_dir().parent)]
         if os.environ.get("PYTHONPATH"):
             parts.append(os.environ["PYTHONPATH"])
         return os.pathsep.join(parts)
 
     def wait(self) -> None:
         """Wait for locust to finish the schedule; stop it early if the server or a worker dies."""
-        spec = self.spec
-        duration = len(spec.steps) * (spec.warmup + spec.step_time)
-        deadline = time.monotonic() + duration + START_SLACK + STOP_SLACK
+        deadline = time.monotonic() + self.schedule.duration + START_SLACK + STOP_SLACK
         assert self.master is not None
         stopping_since: float | None = None
         while self.master.running:
@@ -206,14 +208,14 @@ class Run:
         except (OSError, ValueError, KeyError):
             self.say("waiting for the locust workers")
             return
-        spec = self.spec
-        elapsed = time.time() - started
-        length = spec.warmup + spec.step_time
-        index = min(int(elapsed // length), len(spec.steps) - 1)
-        into = elapsed - index * length
-        where = (f"warm-up {into:.0f}/{spec.warmup:g} s" if into < spec.warmup else
-                 f"window {min(into - spec.warmup, spec.step_time):.0f}/{spec.step_time:g} s")
-        self.say(f"step {index + 1}/{len(spec.steps)}: {spec.steps[index]} users, {where}")
+        schedule = self.schedule
+        elapsed = min(time.time() - started, schedule.duration - 1e-9)
+        phase = schedule.phase_at(elapsed)
+        assert phase is not None
+        into = elapsed - phase.index * schedule.step_length
+        where = (f"window {into - schedule.warmup:.0f}/{schedule.window:g} s" if phase.measured
+                 else f"warm-up {into:.0f}/{schedule.warmup:g} s")
+        self.say(f"step {phase.index + 1}/{len(schedule.steps)}: {phase.users} users, {where}")
 
     def finish_early(self, timeout: float = 10.0) -> None:
         """Ask locust for an orderly end (the workers report what they measured), and

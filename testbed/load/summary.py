@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clients.harness import FAILURE_CLASSES
+from loadtests.common import BUCKETS_PER_E
 from testbed.load.calibration import CEILING_SHARE, read_ceiling
 from testbed.load.plan import Plan
 from testbed.sampling import covered, window_figures
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 SATURATED_CPU = 0.9
 
 
-def _version(package: str) -> str | None:
+def package_version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -122,7 +123,7 @@ def _bound(rps: float, ceiling: float | None, cpu: float | None) -> bool:
                                                                  cpu >= SATURATED_CPU))
 
 
-def _record(plan: Plan, run: Run, users: int, merged: dict[str, Any], buckets_per_e: float,
+def _record(run: Run, users: int, merged: dict[str, Any], buckets_per_e: float,
             ceiling: float | None, by_worker: dict[str, int]) -> dict[str, Any]:
     window_s = merged["window_s"]
     served, requests = merged["served"], merged["requests"]
@@ -147,8 +148,8 @@ def summarize(plan: Plan, run: Run, run_id: str, started: datetime) -> dict[str,
     try:
         stats = json.loads((run.run_dir / "steps.json").read_text())
     except (OSError, ValueError):
-        stats = {"workers": {}, "histogram": {"buckets_per_e": 100.0}}
-    buckets_per_e = float(stats.get("histogram", {}).get("buckets_per_e", 100.0))
+        stats = {"workers": {}, "histogram": {"buckets_per_e": BUCKETS_PER_E}}
+    buckets_per_e = float(stats.get("histogram", {}).get("buckets_per_e", BUCKETS_PER_E))
     workers = stats.get("workers", {})
     ceiling = read_ceiling(spec)
     steps: list[dict[str, Any]] = []
@@ -161,7 +162,7 @@ def summarize(plan: Plan, run: Run, run_id: str, started: datetime) -> dict[str,
             continue
         merged = _merge(found)
         by_worker = {wid: sum(w["requests"] for w in ws) for wid, ws in windows.items()}
-        record = _record(plan, run, users, merged, buckets_per_e, ceiling, by_worker)
+        record = _record(run, users, merged, buckets_per_e, ceiling, by_worker)
         if len(found) < spec.workers:
             record["complete"] = False
         steps.append(record)
@@ -176,15 +177,15 @@ def summarize(plan: Plan, run: Run, run_id: str, started: datetime) -> dict[str,
         "model": plan.model, "service": plan.service,
         "target": spec.target, "transport": "udp" if plan.udp else "tcp",
         "options": _options(plan), "versions": {
-            "python": platform.python_version(), "locust": _version("locust"),
-            "testbed": _version("testbed"), "psutil": _version("psutil")},
+            "python": platform.python_version(), "locust": package_version("locust"),
+            "testbed": package_version("testbed"), "psutil": package_version("psutil")},
         "placement": plan.placement, "warmup_s": spec.warmup, "window_s": spec.step_time,
         "complete": complete, "error": error,
         "server_exit_status": run.server_status,
         "generator_ceiling_rps": ceiling,
         "steps": steps,
     }
-    summary.update(_totals(plan, run, all_windows, steps, buckets_per_e, ceiling))
+    summary.update(_totals(all_windows, steps, buckets_per_e))
     summary["generator"] = {
         "workers": spec.workers,
         "requests_all_phases": sum((data.get("final") or {}).get("requests", 0)
@@ -198,8 +199,8 @@ def summarize(plan: Plan, run: Run, run_id: str, started: datetime) -> dict[str,
     return summary
 
 
-def _totals(plan: Plan, run: Run, windows: list[dict[str, Any]], steps: list[dict[str, Any]],
-            buckets_per_e: float, ceiling: float | None) -> dict[str, Any]:
+def _totals(windows: list[dict[str, Any]], steps: list[dict[str, Any]],
+            buckets_per_e: float) -> dict[str, Any]:
     """The whole run's figures: every measured window of every step together."""
     if not windows:
         return {"requests": 0, "served": 0, "served_share": None,
