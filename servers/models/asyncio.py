@@ -38,6 +38,7 @@ from servers.models.base import (
     log,
     make_listener,
     peer_name,
+    send_datagram,
 )
 from servers.models.select import kernel_send_queue
 
@@ -267,10 +268,7 @@ class Datagrams(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         model = self.model
-        peer = peer_name(addr)
-        log.info("client %s sent %d bytes", peer, len(data))
-        reply = model.service.datagram(data)
-        model.cost.burn(1)
+        reply = model.answer_datagram(data, peer_name(addr))
         if model.cost.delay:
             asyncio.get_running_loop().call_later(model.cost.delay, self.send, reply, addr)
         else:
@@ -284,10 +282,7 @@ class Datagrams(asyncio.DatagramProtocol):
             return
         # asyncio's transport silently drops an empty datagram (CPython 3.11): answer the
         # zero-length request on the socket itself, as every other model does.
-        try:
-            self.sock.sendto(reply, addr)
-        except OSError as exc:
-            log.info("client %s: reply lost: %s", peer_name(addr), exc.strerror or exc)
+        send_datagram(self.sock, reply, addr, peer_name(addr))
 
     def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
         log.info("receive failed: %s", getattr(exc, "strerror", None) or exc)

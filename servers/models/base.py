@@ -100,6 +100,14 @@ class Model(ABC):
         if self.signalled and os.getpid() == self.owner_pid:
             raise Shutdown(self.signalled)
 
+    def answer_datagram(self, data: bytes, peer: str) -> bytes:
+        """Log one UDP datagram, burn its CPU cost and return its reply; the model then
+        applies the delay its own way and sends the reply with :func:`send_datagram`."""
+        log.info("client %s sent %d bytes", peer, len(data))
+        reply = self.service.datagram(data)
+        self.cost.burn(1)
+        return reply
+
     def accept_failed(self, exc: OSError) -> bool:
         """Log the first EMFILE-like accept failure of a burst; True if it was one."""
         if exc.errno not in EXHAUSTED:
@@ -156,6 +164,14 @@ def make_listener(config: ServerConfig, port: int | None = None,
         sock.close()
         raise
     return sock
+
+
+def send_datagram(sock: socket.socket, reply: bytes, address: tuple, peer: str) -> None:
+    """Send a UDP reply; a reply that cannot go out is logged, never raised."""
+    try:
+        sock.sendto(reply, address)
+    except OSError as exc:
+        log.info("client %s: reply lost: %s", peer, exc.strerror or exc)
 
 
 def disconnect_reason(exc: OSError) -> str:

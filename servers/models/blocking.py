@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from servers.models.base import RECV_SIZE, Model, disconnect_reason, log
+from servers.models.base import RECV_SIZE, Model, disconnect_reason, log, send_datagram
 
 
 def serve_connection(model: Model, sock: socket.socket, peer: str) -> None:
@@ -55,12 +55,7 @@ def serve_connection(model: Model, sock: socket.socket, peer: str) -> None:
 def serve_datagram(model: Model, data: bytes, sock: socket.socket, address: tuple,
                    peer: str) -> None:
     """Answer one UDP datagram: each datagram is a request, the reply goes to its sender."""
-    log.info("client %s sent %d bytes", peer, len(data))
-    reply = model.service.datagram(data)
-    if not model.cost.block(1, model.stopping):
-        return
-    try:
-        sock.sendto(reply, address)
-    except OSError as exc:
-        log.info("client %s: reply lost: %s", peer, exc.strerror or exc)
+    reply = model.answer_datagram(data, peer)
+    if model.cost.wait(1, model.stopping):
+        send_datagram(sock, reply, address, peer)
 

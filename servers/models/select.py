@@ -27,6 +27,7 @@ from servers.models.base import (
     log,
     make_listener,
     peer_name,
+    send_datagram,
 )
 from servers.services import Session
 
@@ -320,17 +321,9 @@ class SelectModel(Model):
                 log.info("receive failed: %s", exc.strerror or exc)
                 continue
             peer = peer_name(address)
-            log.info("client %s sent %d bytes", peer, len(data))
-            reply = self.service.datagram(data)
-            self.cost.burn(1)
+            reply = self.answer_datagram(data, peer)
             if self.cost.delay:
                 self.call_at(time.monotonic() + self.cost.delay,
-                             lambda r=reply, a=address, p=peer: self._send_datagram(r, a, p))
+                             lambda r=reply, a=address, p=peer: send_datagram(sock, r, a, p))
             else:
-                self._send_datagram(reply, address, peer)
-
-    def _send_datagram(self, reply: bytes, address: tuple, peer: str) -> None:
-        try:
-            self.listener.sendto(reply, address)
-        except OSError as exc:
-            log.info("client %s: reply lost: %s", peer, exc.strerror or exc)
+                send_datagram(sock, reply, address, peer)
