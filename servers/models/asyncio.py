@@ -241,7 +241,10 @@ async def drain_while_reading(writer: asyncio.StreamWriter, idle: float) -> None
         queued = kernel_send_queue(sock) if sock is not None else None
         return None if queued is None else queued + transport.get_write_buffer_size()
 
-    last, since = owed(), loop.time()
+    # Measured only once a drain has waited: most drains return at once, and each
+    # measure costs an ioctl.
+    last: int | None = None
+    since = loop.time()
     while True:
         try:
             async with asyncio.timeout(step):
@@ -249,7 +252,9 @@ async def drain_while_reading(writer: asyncio.StreamWriter, idle: float) -> None
             return
         except TimeoutError:
             now = owed()
-            if now is not None and now != last:
+            if last is None:
+                last = now
+            elif now is not None and now != last:
                 last, since = now, loop.time()
             elif loop.time() - since >= idle:
                 raise
