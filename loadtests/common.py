@@ -32,9 +32,9 @@ def parse_steps(text: str) -> list[int]:
     try:
         steps = [int(part) for part in str(text).replace(" ", "").split(",") if part]
     except ValueError:
-        raise ValueError(f"--steps takes user counts separated by commas, not {text!r}") from None
+        raise ValueError(f"user counts are whole numbers separated by commas, not {text!r}") from None
     if not steps or any(n <= 0 for n in steps):
-        raise ValueError(f"--steps takes positive user counts, not {text!r}")
+        raise ValueError(f"user counts must be 1 or more, not {text!r}")
     return steps
 
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from loadtests.common import parse_steps
 from servers.cli import ArgumentParser, number
 from servers.cli import non_negative_float as non_negative
 
@@ -27,14 +28,11 @@ def duration(text: str) -> float:
 
 
 def user_counts(text: str) -> list[int]:
-    """``1,10,50`` -> [1, 10, 50]: user counts of one or more."""
+    """``1,10,50`` -> [1, 10, 50]: user counts of one or more (the locustfile's own parser)."""
     try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of user counts: {text!r} (e.g. 1,10)") from None
-    if not counts or any(n < 1 for n in counts):
-        raise argparse.ArgumentTypeError(f"user counts must be 1 or more: {text!r}")
-    return counts
+        return parse_steps(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def name_list(text: str) -> list[str]:

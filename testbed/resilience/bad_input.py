@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 
-from clients.harness import ExchangeError, UDPClient, classify
+from clients.harness import ExchangeError, UDPClient, classify, open_connection
 from testbed.resilience.common import (
     MAX_UDP_PAYLOAD,
     REDUCED,
@@ -17,7 +17,6 @@ from testbed.resilience.common import (
     MiB,
     Scale,
     _family,
-    connect,
     count_handler_errors,
     count_tracebacks,
     cut,
@@ -40,22 +39,22 @@ def _case_exchange(payload: bytes, pieces: int = 1) -> Callable[[tuple[str, int]
     def case(address: tuple[str, int], figures: Figures) -> None:
         rnd = random.Random(len(payload))
         chunks = cut(rnd, payload) if pieces > 1 else [payload]
-        with connect(address, timeout=20) as sock:
+        with open_connection(*address, timeout=20) as sock:
             reply, kind = stream_exchange(sock, chunks, final=True)
         tally(figures, payload.upper(), reply, kind)
     return case
 
 
 def _case_empty(address: tuple[str, int], figures: Figures) -> None:
-    connect(address, timeout=5).close()
+    open_connection(*address, timeout=5).close()
 
 
 def _case_reset_immediately(address: tuple[str, int], figures: Figures) -> None:
-    _rst(connect(address, timeout=5))
+    _rst(open_connection(*address, timeout=5))
 
 
 def _case_reset_mid_request(address: tuple[str, int], figures: Figures) -> None:
-    sock = connect(address, timeout=5)
+    sock = open_connection(*address, timeout=5)
     sock.sendall(b"half a requ")
     _rst(sock)
 
@@ -66,7 +65,7 @@ def _case_half_close(address: tuple[str, int], figures: Figures) -> None:
 
 def _case_abandon_big_reply(address: tuple[str, int], figures: Figures) -> None:
     """10 MiB with no newline, then gone without reading: the server's sends fail."""
-    sock = connect(address, timeout=5)
+    sock = open_connection(*address, timeout=5)
     sock.setblocking(False)
     with suppress(OSError):
         pump(sock, b"z" * MiB, 10 * MiB, stall=0.3, time_limit=5.0)
@@ -146,8 +145,8 @@ def _fuzz(address: tuple[str, int], count: int, seed: int, figures: Figures,
                        for _ in range(batch)]
             ending = rnd.random()
             try:
-                sock = connect(address, timeout=10)
-            except OSError as exc:
+                sock = open_connection(*address, timeout=10)
+            except ExchangeError as exc:
                 with lock:
                     figures.deny(classify(exc, connecting=True))
                 continue

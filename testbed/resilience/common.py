@@ -437,12 +437,6 @@ def tally(figures: Figures, expected: bytes, reply: bytes, kind: str | None) -> 
     return False
 
 
-def connect(address: tuple[str, int], timeout: float) -> socket.socket:
-    sock = socket.create_connection(address, timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
 def random_payload(rnd: random.Random, largest: int, final: bool) -> bytes:
     """0..``largest`` bytes, sizes log-uniform; a quarter are one long line with no newline.
 

@@ -14,6 +14,7 @@ from collections import Counter
 
 import psutil
 
+from clients.harness import open_connection
 from testbed.processes import ManagedProcess, ServerProcess
 from testbed.resilience.common import (
     EXIT_LIMIT,
@@ -21,7 +22,6 @@ from testbed.resilience.common import (
     Figures,
     Scale,
     close_all,
-    connect,
     count_tracebacks,
     family_of,
     group_survivors,
@@ -88,7 +88,7 @@ def _client_killed(server: ServerProcess, figures: Figures) -> None:
 
 
 def _child_killed(server: ServerProcess, figures: Figures) -> None:
-    with connect(server.address, timeout=5) as sock:
+    with open_connection(*server.address, timeout=5) as sock:
         sock.sendall(b"half a request")  # mid-request: no newline yet
         client_port = sock.getsockname()[1]
         holder = None

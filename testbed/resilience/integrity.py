@@ -6,13 +6,12 @@ import random
 import threading
 import time
 
-from clients.harness import EXPECTED, ExchangeError, UDPClient, classify
+from clients.harness import EXPECTED, ExchangeError, UDPClient, classify, open_connection
 from testbed.resilience.common import (
     MAX_UDP_PAYLOAD,
     REDUCED,
     Figures,
     Scale,
-    connect,
     cut,
     random_payload,
     running,
@@ -44,8 +43,8 @@ def check_integrity(model: str, scale: Scale = REDUCED, seed: int | None = None,
                 if not batch:
                     return
                 try:
-                    sock = connect(server.address, timeout=10)
-                except OSError as exc:
+                    sock = open_connection(*server.address, timeout=10)
+                except ExchangeError as exc:
                     with lock:
                         figures.deny(classify(exc, connecting=True), batch)
                     continue

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 
-from clients.harness import EXPECTED, classify
+from clients.harness import EXPECTED, classify, open_connection
 from testbed.resilience.common import (
     IDLE_SLACK,
     IDLE_TIMEOUT,
@@ -18,7 +18,6 @@ from testbed.resilience.common import (
     Scale,
     _pattern,
     altered,
-    connect,
     holds_up_to,
     paced_probes,
     pump,
@@ -80,7 +79,7 @@ class _StuckNonReader(threading.Thread):
     def run(self) -> None:
         try:
             with running(self.model, "upper", "--idle-timeout", f"{IDLE_TIMEOUT:g}") as server:
-                with connect(server.address, timeout=10) as sock:
+                with open_connection(*server.address, timeout=10) as sock:
                     pump(sock, _pattern(), self.scale.nonreader_bytes, self.scale.stall, 15.0)
                     stalled = time.monotonic() - self.scale.stall
                     deadline = time.monotonic() + IDLE_TIMEOUT + IDLE_SLACK
@@ -103,7 +102,7 @@ def check_nonreader(model: str, scale: Scale = REDUCED) -> Figures:
     stuck = _StuckNonReader(model, scale)  # on its own server, meanwhile
     with running(model, "upper") as server:
         before = tree_rss(server.pid)
-        with connect(server.address, timeout=10) as sock:
+        with open_connection(*server.address, timeout=10) as sock:
             figures.faults += 1
             sent = pump(sock, block, scale.nonreader_bytes, scale.stall, time_limit=15.0)
             during = tree_rss(server.pid)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from clients.harness import EXPECTED
+from clients.harness import EXPECTED, open_connection
 from servers import registry
-from testbed.resilience.common import REDUCED, Figures, Scale, connect, running, stream_exchange
+from testbed.resilience.common import REDUCED, Figures, Scale, running, stream_exchange
 
 PIECES = (b"\n", b"\r\n", b"a", b"Z", b"\x00", b"\xff", b"\xc3\xa9", b" ", b"\xc3")
 
@@ -43,7 +43,7 @@ def run_properties(address: tuple[str, int], service: str, examples: int,
     @given(chunked())
     def reply_is_transform(case: tuple[bytes, list[bytes]]) -> None:
         data, pieces = case
-        with connect(address, timeout=10) as sock:
+        with open_connection(*address, timeout=10) as sock:
             reply, kind = stream_exchange(sock, pieces, final=True)
         wanted = expect(data)
         if kind is not None or reply != wanted:
