@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import ClassVar
 
 from servers.config import ServerConfig
@@ -164,6 +165,19 @@ def make_listener(config: ServerConfig, port: int | None = None,
         sock.close()
         raise
     return sock
+
+
+def pending_datagrams(sock: socket.socket, limit: int = 64) -> Iterator[tuple[bytes, tuple, str]]:
+    """(data, address, peer) of what a non-blocking UDP socket holds, at most ``limit``."""
+    for _ in range(limit):
+        try:
+            data, address = sock.recvfrom(MAX_DATAGRAM)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # e.g. ICMP port unreachable from an earlier reply
+            log.info("receive failed: %s", exc.strerror or exc)
+            continue
+        yield data, address, peer_name(address)
 
 
 def send_datagram(sock: socket.socket, reply: bytes, address: tuple, peer: str) -> None:

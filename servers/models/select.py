@@ -20,13 +20,13 @@ from collections import deque
 from collections.abc import Callable
 
 from servers.models.base import (
-    MAX_DATAGRAM,
     RECV_SIZE,
     Model,
     disconnect_reason,
     log,
     make_listener,
     peer_name,
+    pending_datagrams,
     send_datagram,
 )
 from servers.services import Session
@@ -312,15 +312,7 @@ class SelectModel(Model):
     # -- UDP ----------------------------------------------------------------
 
     def _on_datagrams(self, sock: socket.socket, mask: int) -> None:
-        for _ in range(DATAGRAMS_PER_WAKEUP):
-            try:
-                data, address = sock.recvfrom(MAX_DATAGRAM)
-            except BlockingIOError:
-                return
-            except OSError as exc:  # e.g. ICMP port unreachable from an earlier reply
-                log.info("receive failed: %s", exc.strerror or exc)
-                continue
-            peer = peer_name(address)
+        for data, address, peer in pending_datagrams(sock, DATAGRAMS_PER_WAKEUP):
             reply = self.answer_datagram(data, peer)
             if self.cost.delay:
                 self.call_at(time.monotonic() + self.cost.delay,

@@ -22,7 +22,14 @@ import time
 from collections.abc import Callable
 
 from servers.config import ServerConfig
-from servers.models.base import MAX_DATAGRAM, Model, join_threads, log, make_listener, peer_name
+from servers.models.base import (
+    Model,
+    join_threads,
+    log,
+    make_listener,
+    peer_name,
+    pending_datagrams,
+)
 from servers.models.blocking import serve_connection, serve_datagram
 from servers.models.workers import SignalWakeup
 
@@ -178,15 +185,7 @@ class ThreadPoolModel(Model):
     # -- UDP ------------------------------------------------------------------
 
     def _receive_some(self, listener: socket.socket) -> None:
-        for _ in range(ACCEPTS_PER_WAKEUP):
-            try:
-                data, address = listener.recvfrom(MAX_DATAGRAM)
-            except BlockingIOError:
-                return
-            except OSError as exc:  # e.g. ICMP port unreachable from an earlier reply
-                log.info("receive failed: %s", exc.strerror or exc)
-                continue
-            peer = peer_name(address)
+        for data, address, peer in pending_datagrams(listener, ACCEPTS_PER_WAKEUP):
             if self._admit(peer, "datagram from"):
                 self.jobs.put((data, address, peer))
 
