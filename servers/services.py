@@ -52,6 +52,9 @@ class Session:
 
     def feed(self, data: bytes) -> tuple[bytes, int]:
         """Take received bytes; return the reply owed now and how many requests it ends."""
+        if not self._pending and data[-1:] == b"\n":  # whole lines: the common case, short
+            self._in_line = False
+            return self._transform(data), data.count(b"\n")
         if self._pending:
             data = self._pending + data
             self._pending = b""

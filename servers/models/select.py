@@ -1,4 +1,4 @@
-"""``select``: one thread multiplexing non-blocking sockets with ``selectors`` (epoll on Linux).
+"""``select``: one thread multiplexing non-blocking sockets with the ``select`` module's epoll.
 
 No thread or process per client. A ``--delay`` is a timer in the loop, so other
 clients are served while one waits; ``--work-ms`` is CPU and blocks the loop,
@@ -10,9 +10,10 @@ that sends but never reads cannot grow the server's memory.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
-import selectors
+import select
 import socket
 import struct
 import time
@@ -43,6 +44,7 @@ except (ImportError, AttributeError):  # not a Unix with TIOCOUTQ: only sends co
 HIGH_WATER = 1024 * 1024  # stop reading a client owed more than this
 ACCEPTS_PER_WAKEUP = 64
 DATAGRAMS_PER_WAKEUP = 64
+MAX_EVENTS = 256  # events taken per wake-up; the rest come on the next one
 EXHAUSTED_PAUSE = 0.1  # seconds without accepting after EMFILE
 STOP_CHECK = 0.5  # the longest the loop sleeps before it looks at Model.signalled
 
@@ -55,6 +57,36 @@ def kernel_send_queue(sock: socket.socket) -> int | None:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
     except OSError:
         return None
+
+
+# epoll's and poll's event bits are the same numbers.
+READABLE = select.POLLIN
+WRITABLE = select.POLLOUT
+
+
+class Poller:
+    """epoll where there is one (Linux), else poll: which fds to watch, and for what.
+
+    The loop keeps its own table of handlers by fd and asks only for ``(fd, events)``
+    pairs: ``selectors`` would build a key object and a tuple per event on top, which is
+    a good share of what a small request costs the loop.
+    """
+
+    def __init__(self) -> None:
+        if hasattr(select, "epoll"):
+            self._poller = select.epoll()
+            self.poll: Callable[[float], list[tuple[int, int]]] = (
+                lambda timeout, poll=self._poller.poll: poll(timeout, MAX_EVENTS))
+        else:  # pragma: no cover - macOS and the BSDs
+            self._poller = select.poll()
+            self.poll = lambda timeout, poll=self._poller.poll: poll(timeout * 1000)
+        self.register = self._poller.register
+        self.modify = self._poller.modify
+        self.unregister = self._poller.unregister
+
+    def close(self) -> None:
+        if hasattr(self._poller, "close"):
+            self._poller.close()
 
 
 class Connection:
@@ -85,15 +117,18 @@ class Connection:
 
 class SelectModel(Model):
     name = "select"
-    description = "selectors event loop in one thread: non-blocking sockets, timers for delays"
+    description = "epoll event loop in one thread: non-blocking sockets, timers for delays"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.selector = selectors.DefaultSelector()
+        self.poller = Poller()
+        self.handlers: dict[int, Callable[[int], None]] = {}  # by fd: what to do when it is ready
         self.listener: socket.socket | None = None
         self.connections: dict[socket.socket, Connection] = {}
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
+        self.immediate = not (self.cost.delay or self.cost.work_ms)  # replies go out at once
+        self.idle = self.config.idle_timeout
 
     # -- contract -----------------------------------------------------------
 
@@ -108,33 +143,33 @@ class SelectModel(Model):
         idle = self.config.idle_timeout
         sweep_every = min(idle / 4, 0.25) if idle else 0.0
         next_sweep = time.monotonic() + sweep_every
-        select, timers = self.selector.select, self.timers
+        poll, handlers, timers = self.poller.poll, self.handlers, self.timers
         while True:
             timeout = STOP_CHECK  # a signal whose Shutdown was swallowed is noticed by then
             if timers:
                 timeout = min(timeout, max(0.0, timers[0][0] - time.monotonic()))
             if idle:
                 timeout = min(timeout, max(0.0, next_sweep - time.monotonic()))
-            for key, mask in select(timeout):
-                key.data(key.fileobj, mask)
+            for fd, events in poll(timeout):
+                handler = handlers.get(fd)  # None: closed by an earlier handler of this batch
+                if handler is not None:
+                    handler(events)
             if timers:
                 self._run_timers()
             if idle and time.monotonic() >= next_sweep:
                 self._close_idle(idle)
                 next_sweep = time.monotonic() + sweep_every
-            self.stop_requested()
+            if self.signalled:
+                self.stop_requested()
 
     def close(self, grace: float = 3.0) -> None:
         self.stopping.set()
         for conn in list(self.connections.values()):
             self._drop(conn)
         if self.listener is not None:
-            try:
-                self.selector.unregister(self.listener)
-            except (KeyError, ValueError):
-                pass
+            self.handlers.pop(self.listener.fileno(), None)
             self.listener.close()
-        self.selector.close()
+        self.poller.close()
 
     # -- timers -------------------------------------------------------------
 
@@ -151,10 +186,12 @@ class SelectModel(Model):
     # -- listening ----------------------------------------------------------
 
     def _listen(self) -> None:
-        handler = self._on_datagrams if self.config.udp else self._on_accept
-        self.selector.register(self.listener, selectors.EVENT_READ, handler)
+        fd = self.listener.fileno()
+        self.handlers[fd] = self._on_datagrams if self.config.udp else self._on_accept
+        self.poller.register(fd, READABLE)
 
-    def _on_accept(self, listener: socket.socket, mask: int) -> None:
+    def _on_accept(self, events: int) -> None:
+        listener = self.listener
         for _ in range(ACCEPTS_PER_WAKEUP):
             try:
                 sock, address = listener.accept()
@@ -163,7 +200,8 @@ class SelectModel(Model):
             except OSError as exc:
                 if self.accept_failed(exc):
                     # Stop watching the listener for a moment instead of spinning on it.
-                    self.selector.unregister(listener)
+                    self.poller.unregister(listener.fileno())
+                    del self.handlers[listener.fileno()]
                     self.call_at(time.monotonic() + EXHAUSTED_PAUSE, self._listen)
                     return
                 log.info("accept failed: %s", exc.strerror or exc)
@@ -177,7 +215,8 @@ class SelectModel(Model):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, peer, self.service.session(), time.monotonic())
             self.connections[sock] = conn
-            self._watch(conn, selectors.EVENT_READ)
+            self.handlers[sock.fileno()] = functools.partial(self._on_ready, conn)
+            self._watch(conn, READABLE)
             log.info("client %s connected", peer)
 
     # -- one connection -----------------------------------------------------
@@ -185,33 +224,50 @@ class SelectModel(Model):
     def _watch(self, conn: Connection, events: int) -> None:
         if events == conn.events:
             return
+        fd = conn.sock.fileno()
         if not conn.events:
-            self.selector.register(conn.sock, events, self._on_ready)
+            self.poller.register(fd, events)
         elif not events:
-            self.selector.unregister(conn.sock)
+            self.poller.unregister(fd)
         else:
-            self.selector.modify(conn.sock, events, self._on_ready)
+            self.poller.modify(fd, events)
         conn.events = events
 
-    def _on_ready(self, sock: socket.socket, mask: int) -> None:
-        conn = self.connections.get(sock)
-        if conn is None:
-            return
+    def _on_ready(self, conn: Connection, events: int) -> None:
+        sock = conn.sock
         try:
-            if mask & selectors.EVENT_READ:
-                self._read(conn)
-            if mask & selectors.EVENT_WRITE or conn.out:
+            if events & ~WRITABLE:  # readable, or hung up or in error: recv says which
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except BlockingIOError:
+                    data = None
+                if data and self.immediate and not conn.out:
+                    # The common case, kept short: a request in, its whole reply out at once,
+                    # nothing to wait for afterwards but the next request.
+                    conn.received += len(data)
+                    reply, done = conn.session.feed(data)
+                    conn.requests += done
+                    if self.idle:
+                        conn.last_active = time.monotonic()
+                    if reply:
+                        try:
+                            sent = sock.send(reply)
+                        except BlockingIOError:
+                            sent = 0
+                        if sent == len(reply):
+                            return
+                        conn.out += memoryview(reply)[sent:]
+                elif data is not None:
+                    self._read(conn, data)
+            if conn.out:
                 self._flush(conn)
         except OSError as exc:
             self._drop(conn, disconnect_reason(exc))
             return
         self._settle(conn)
 
-    def _read(self, conn: Connection) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            return
+    def _read(self, conn: Connection, data: bytes) -> None:
+        """What was received (b"": end of stream), on the general path: costs and delays."""
         conn.last_active = time.monotonic()
         if data:
             conn.received += len(data)
@@ -270,9 +326,9 @@ class SelectModel(Model):
             return
         events = 0
         if not conn.eof and conn.owed < HIGH_WATER:
-            events |= selectors.EVENT_READ
+            events |= READABLE
         if conn.out:
-            events |= selectors.EVENT_WRITE
+            events |= WRITABLE
         self._watch(conn, events)
 
     def _close_idle(self, idle: float) -> None:
@@ -306,12 +362,14 @@ class SelectModel(Model):
         if reason:
             log.info("client %s: %s after %d bytes", conn.peer, reason, conn.received)
         self.connections.pop(conn.sock, None)
+        self.handlers.pop(conn.sock.fileno(), None)
         self._watch(conn, 0)
         conn.sock.close()
 
     # -- UDP ----------------------------------------------------------------
 
-    def _on_datagrams(self, sock: socket.socket, mask: int) -> None:
+    def _on_datagrams(self, events: int) -> None:
+        sock = self.listener
         for data, address, peer in pending_datagrams(sock, DATAGRAMS_PER_WAKEUP):
             reply = self.answer_datagram(data, peer)
             if self.cost.delay:
