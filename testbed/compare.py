@@ -30,8 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from servers import registry
-from testbed import report
+from testbed import contenders, report
 from testbed.args import ArgumentParser, duration, name_list, positive, user_counts
 from testbed.reporting.data import FORMAT
 from testbed.scenarios import Preset, Scenario, Timing, preset, scenario_names
@@ -49,7 +48,8 @@ def build_parser() -> ArgumentParser:
         "results.csv, report.md, report.html and plots to OUT/compare-<timestamp>/.",
     )
     parser.add_argument("--models", type=name_list, metavar="A,B",
-                        help="models to compare (default: every registered one)")
+                        help="models to compare (default: every registered one, and "
+                        "asyncio+uvloop where uvloop is installed)")
     parser.add_argument("--scenarios", type=name_list, metavar="A,B",
                         help=f"scenarios to run (default: all of {', '.join(scenario_names())})")
     parser.add_argument("--full", action="store_true",
@@ -127,7 +127,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
     from testbed.load import default_workers as load_default_workers  # locust-side imports: late
     """The runs to do, in order; LookupError for an unknown model or scenario."""
     chosen = preset(args.full)
-    models = _choose("model", args.models, registry.model_names())
+    models = _choose("model", args.models, contenders.known()) if args.models else contenders.names()
+    for model in models:
+        contenders.check(model)
     names = _choose("scenario", args.scenarios, chosen.names())
     scenarios = []
     for name in names:
@@ -319,7 +321,8 @@ def load_spec(plan: Plan, run: Planned, out_dir: Path) -> Any:
 
     scenario = run.scenario
     return LoadSpec(
-        server_options=scenario.server_options(run.model), target=None, allow_remote=False,
+        server_options=scenario.server_options(*contenders.server_options(run.model)),
+        target=None, allow_remote=False,
         steps=list(scenario.steps), step_time=run.timing.window, warmup=run.timing.warmup,
         spawn_rate=None, mode=scenario.mode, payload_size=scenario.payload_size, udp=False,
         expect=scenario.service, think_time=scenario.think_time,

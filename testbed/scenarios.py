@@ -55,9 +55,10 @@ class Scenario:
         connect = self.connect_timeout if self.mode == "connect" else 0.0
         return connect + self.io_timeout
 
-    def server_options(self, model: str) -> list[str]:
-        """The ``testbed serve`` options that start this scenario's server in ``model``."""
-        options = ["--model", model, "--service", self.service]
+    def server_options(self, model: str, extra: tuple[str, ...] = ()) -> list[str]:
+        """The ``testbed serve`` options that start this scenario's server in ``model``
+        (with a variant's ``extra`` options)."""
+        options = ["--model", model, *extra, "--service", self.service]
         if self.delay:
             options += ["--delay", f"{self.delay:g}"]
         if self.work_ms:

@@ -8,6 +8,7 @@ file is written and that report.md shows exactly the figures of results.json.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed import contenders
 from testbed.compare import build_parser as compare_parser
 from testbed.compare import duration, make_plan
 from testbed.scenarios import FULL, QUICK, scenario_names
@@ -43,6 +45,22 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, args, words):
     assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
 
 
+def test_asyncio_on_uvloop_is_a_contender_where_uvloop_is_installed(tmp_path):
+    plan = make_plan(compare_parser().parse_args(["--scenarios", "fast"]))
+    result = compare("--models", "select,asyncio+uvloop", "--list")
+    if importlib.util.find_spec("uvloop"):
+        assert "asyncio+uvloop" in plan.models
+        assert result.returncode == 0, result.stderr
+        assert "models: select, asyncio+uvloop" in result.stdout
+        assert QUICK.get("fast").server_options(*contenders.server_options("asyncio+uvloop"))[
+            :4] == ["--model", "asyncio", "--loop", "uvloop"]
+    else:
+        assert "asyncio+uvloop" not in plan.models  # not offered where it cannot run
+        assert result.returncode == 2
+        assert "asyncio+uvloop needs uvloop" in one_line(result.stderr)
+        assert "pip install" in result.stderr
+
+
 def test_results_that_cannot_be_written_are_a_clear_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -62,9 +80,11 @@ def test_list_shows_models_scenarios_and_an_estimate():
 
 def test_plan_runs_every_model_through_every_scenario_one_at_a_time():
     plan = make_plan(compare_parser().parse_args([]))
+    everyone = contenders.names()
+    assert everyone[:len(MODELS)] == MODELS
     assert [(run.scenario.name, run.model) for run in plan.runs] == [
-        (scenario, model) for scenario in scenario_names() for model in MODELS]
-    assert [run.timing for run in plan.runs[::len(MODELS)]] == [
+        (scenario, model) for scenario in scenario_names() for model in everyone]
+    assert [run.timing for run in plan.runs[::len(everyone)]] == [
         QUICK.get(name).timing for name in scenario_names()]
     full = make_plan(compare_parser().parse_args(["--full", "--run-time", "3s", "--steps",
                                                   "4,1", "--models", "select"]))

@@ -1,0 +1,61 @@
+"""What the comparison puts side by side: every registered model, plus named variants.
+
+A variant is a model run with options that change how it works inside, such as
+asyncio on libuv (``asyncio+uvloop`` is ``--model asyncio --loop uvloop``): the
+same model module, a different engine, a row of its own in every table. A
+variant that needs an optional package is compared only where that package is
+installed, and asking for it elsewhere is a one-line error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from servers import registry
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A registered model with extra ``testbed serve`` options, under a name of its own."""
+
+    model: str
+    options: tuple[str, ...]
+    needs: str | None = None  # an importable module it cannot run without
+    extra: str | None = None  # the pip extra that installs it
+
+    def available(self) -> bool:
+        return self.needs is None or importlib.util.find_spec(self.needs) is not None
+
+    def missing(self, name: str) -> str:
+        return (f"{name} needs {self.needs}, which is not installed "
+                f"(pip install 'testbed[{self.extra or self.needs}]')")
+
+
+VARIANTS: dict[str, Variant] = {
+    "asyncio+uvloop": Variant("asyncio", ("--loop", "uvloop"), needs="uvloop", extra="uvloop"),
+}
+
+
+def names() -> list[str]:
+    """The default contenders: every registered model, then the variants installed here."""
+    return [*registry.model_names(),
+            *(name for name, variant in VARIANTS.items() if variant.available())]
+
+
+def known() -> list[str]:
+    """Every name ``--models`` accepts, installed or not."""
+    return [*registry.model_names(), *VARIANTS]
+
+
+def check(name: str) -> None:
+    """LookupError (one line) for a variant that cannot run here."""
+    variant = VARIANTS.get(name)
+    if variant is not None and not variant.available():
+        raise LookupError(variant.missing(name))
+
+
+def server_options(name: str) -> tuple[str, tuple[str, ...]]:
+    """The model a contender runs and the options it adds to a scenario's."""
+    variant = VARIANTS.get(name)
+    return (variant.model, variant.options) if variant else (name, ())
