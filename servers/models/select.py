@@ -75,8 +75,8 @@ class Poller:
     def __init__(self) -> None:
         if hasattr(select, "epoll"):
             self._poller = select.epoll()
-            self.poll: Callable[[float], list[tuple[int, int]]] = (
-                lambda timeout, poll=self._poller.poll: poll(timeout, MAX_EVENTS))
+            self.poll: Callable[[float], list[tuple[int, int]]] = functools.partial(
+                self._poller.poll, maxevents=MAX_EVENTS)
         else:  # pragma: no cover - macOS and the BSDs
             self._poller = select.poll()
             self.poll = lambda timeout, poll=self._poller.poll: poll(timeout * 1000)
