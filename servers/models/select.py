@@ -236,7 +236,9 @@ class SelectModel(Model):
     def _on_ready(self, conn: Connection, events: int) -> None:
         sock = conn.sock
         try:
-            if events & ~WRITABLE:  # readable, or hung up or in error: recv says which
+            # Readable, or hung up or in error (recv says which); not while backpressure
+            # has stopped the reading: then the send below meets the error instead.
+            if events & ~WRITABLE and conn.events & READABLE:
                 try:
                     data = sock.recv(RECV_SIZE)
                 except BlockingIOError:
