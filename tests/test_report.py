@@ -256,6 +256,20 @@ def test_close_figures_are_not_called_a_win():
     assert "no clear winner" in sentence and "won with" not in sentence
 
 
+def test_fast_sentence_names_the_leanest_and_costliest_server_per_request():
+    doc = document([run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20, cpu_s=0.06)]),
+                    run("asyncio", "fast", [step(1, 990, 1), step(50, 3900, 22, cpu_s=0.07)]),
+                    run("forking", "fast", [step(1, 900, 1), step(50, 3000, 25, cpu_s=0.12)])],
+                   ["fast", "slow-io"])
+    results = parse(doc)
+    sentence = verdict(results, results.scenarios[0])
+    # 0.06 s over 4000 req/s x 2 s = 7.5 µs; 0.12 s over 6000 requests = 20 µs
+    assert "least for select (7.5 µs), most for forking (20.0 µs)" in sentence
+    doc["runs"] = slow_io_runs()
+    slow = parse(doc)
+    assert "CPU per request" not in verdict(slow, slow.scenarios[1])  # waits, not overhead
+
+
 def test_html_is_one_self_contained_file(tmp_path):
     runs = slow_io_runs()
     runs[0] = run("sequential", "slow-io", runs[0]["summary"]["steps"][:1], complete=False,
