@@ -12,6 +12,11 @@ from servers import registry
 from testbed.processes import ServerProcess, start_server
 
 MODELS = registry.model_names()
+
+#: ``[sys.executable, *WITHOUT_UVLOOP, "serve", ...]`` runs testbed as if uvloop were not
+#: installed, so the one-line error for the missing extra is tested where it is installed.
+WITHOUT_UVLOOP = ["-c", "import runpy, sys; sys.modules['uvloop'] = None; "
+                  "runpy.run_module('testbed', run_name='__main__', alter_sys=True)"]
 UDP_MODELS = [name for name in MODELS if registry.get_model(name).udp]
 SERVICES = list(registry.SERVICES)
 

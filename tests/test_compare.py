@@ -20,7 +20,7 @@ from testbed import contenders
 from testbed.compare import build_parser as compare_parser
 from testbed.compare import duration, make_plan
 from testbed.scenarios import FULL, QUICK, scenario_names
-from tests.conftest import MODELS, no_traceback, one_line
+from tests.conftest import MODELS, WITHOUT_UVLOOP, no_traceback, one_line
 from tests.test_report import check_markdown_matches_json, md_table, scenario_section
 
 
@@ -45,20 +45,29 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, args, words):
     assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
 
 
-def test_asyncio_on_uvloop_is_a_contender_where_uvloop_is_installed(tmp_path):
+@pytest.mark.skipif(not importlib.util.find_spec("uvloop"), reason="uvloop is not installed")
+def test_asyncio_on_uvloop_is_a_contender_where_uvloop_is_installed():
     plan = make_plan(compare_parser().parse_args(["--scenarios", "fast"]))
+    assert "asyncio+uvloop" in plan.models
     result = compare("--models", "select,asyncio+uvloop", "--list")
-    if importlib.util.find_spec("uvloop"):
-        assert "asyncio+uvloop" in plan.models
-        assert result.returncode == 0, result.stderr
-        assert "models: select, asyncio+uvloop" in result.stdout
-        assert QUICK.get("fast").server_options(*contenders.server_options("asyncio+uvloop"))[
-            :4] == ["--model", "asyncio", "--loop", "uvloop"]
-    else:
-        assert "asyncio+uvloop" not in plan.models  # not offered where it cannot run
-        assert result.returncode == 2
-        assert "asyncio+uvloop needs uvloop" in one_line(result.stderr)
-        assert "pip install" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "models: select, asyncio+uvloop" in result.stdout
+    assert QUICK.get("fast").server_options(*contenders.server_options("asyncio+uvloop"))[
+        :4] == ["--model", "asyncio", "--loop", "uvloop"]
+
+
+def test_asyncio_on_uvloop_is_not_offered_without_uvloop(tmp_path):
+    def without_uvloop(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *WITHOUT_UVLOOP, "compare", *args, "--out",
+                               str(tmp_path)], capture_output=True, text=True, timeout=60)
+
+    listed = without_uvloop("--list")
+    assert listed.returncode == 0, listed.stderr
+    assert "asyncio+uvloop" not in listed.stdout and "models: sequential" in listed.stdout
+    asked = without_uvloop("--models", "select,asyncio+uvloop")
+    assert asked.returncode == 2
+    assert "asyncio+uvloop needs uvloop, which is not installed" in one_line(asked.stderr)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_results_that_cannot_be_written_are_a_clear_error(tmp_path):

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from clients.harness import ExchangeError, TCPClient, UDPClient, exchange_once
-from tests.conftest import no_traceback
+from tests.conftest import WITHOUT_UVLOOP, no_traceback
 
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
@@ -322,9 +322,9 @@ def test_asyncio_idle_timeout_and_max_connections(serve):
     assert "idle for 0.5s: closing" in log
 
 
-@pytest.mark.skipif(HAVE_UVLOOP, reason="uvloop is installed")
 def test_asyncio_uvloop_missing_is_one_clear_line():
-    result = run_serve("--model", "asyncio", "--loop", "uvloop")
+    result = subprocess.run([sys.executable, *WITHOUT_UVLOOP, "serve", "--model", "asyncio",
+                             "--loop", "uvloop"], capture_output=True, text=True, timeout=10)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
