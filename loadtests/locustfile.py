@@ -23,12 +23,15 @@ bytes ending with a newline (one request is one line).
 
 from __future__ import annotations
 
+import inspect
+import logging
 import sys
 import time
 from typing import Any
 
 import gevent
 from locust import User, events, task
+from locust.rpc import Message
 from locust.runners import MasterRunner, WorkerRunner
 
 from clients.harness import (
@@ -47,6 +50,15 @@ from loadtests.common import make_payload
 FAILURE_PAUSE = 0.01
 #: Exchanges a user with no think time makes per task run, between returns to locust's scheduler.
 BATCH = 100
+#: How often the master looks whether its workers have connected, or have quit (seconds).
+MASTER_POLL = 0.01
+#: Seconds a headless or autostarted master waits in ``init`` for ``--expect-workers``
+#: when ``--expect-workers-max-wait`` is 0 (unbounded); locust's own wait follows.
+WORKERS_WAIT = 60.0
+#: Longest wait for the workers to quit, per quit: locust's own fixed wait.
+QUIT_GRACE = 0.5
+
+log = logging.getLogger("testbed.locustfile")
 
 
 @events.init_command_line_parser.add_listener
@@ -239,8 +251,74 @@ def on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) 
             # are sent: the workers time their windows from this
             environment.events.test_start.add_listener(lambda **_: runner.send_message(
                 stepstats.CLOCK, {"wall": time.time()}))
+    if isinstance(runner, MasterRunner):
+        if fast_quit_supported():
+            runner.quit = _quit_when_workers_left(runner)  # type: ignore[method-assign]
+        else:
+            log.warning("locust's MasterRunner.quit is not the one loadtests/locustfile.py "
+                        "knows: keeping it (about 0.5 s per quit)")
+        if options.headless or getattr(options, "autostart", False):
+            _await_workers(runner, options)
     if web_ui is not None:
         _pick_on_swarm(environment, web_ui)
+
+
+def _await_workers(runner: MasterRunner, options: Any) -> None:
+    """Wait here, polling finely, until ``--expect-workers`` workers are ready.
+
+    Locust's own wait before a headless (or autostarted) run looks once a second, and
+    its first look comes before any worker could have connected: every run lost 1 s.
+    After this, its look finds them ready at once; on a timeout it is still locust that
+    gives up (``--expect-workers-max-wait``) or keeps waiting, as before.
+    """
+    want = int(getattr(options, "expect_workers", 1) or 1)
+    limit = float(getattr(options, "expect_workers_max_wait", 0) or 0) or WORKERS_WAIT
+    deadline = time.monotonic() + limit
+    while len(runner.clients.ready) < want and time.monotonic() < deadline:
+        gevent.sleep(MASTER_POLL)
+
+
+#: The statements of locust's ``MasterRunner.quit`` (logging and comments aside) that
+#: :func:`_quit_when_workers_left` stands for; any other body keeps locust's own.
+_LOCUST_QUIT = (
+    "self.stop(send_stop_to_client=False)",
+    "for client in self.clients.all:",
+    'self.server.send_to_client(Message("quit", None, client.id))',
+    "gevent.sleep(0.5)",
+    "self.greenlet.kill(block=True)",
+)
+
+
+def fast_quit_supported() -> bool:
+    """Whether the installed locust's ``MasterRunner.quit`` is the one replaced below."""
+    try:
+        source = inspect.getsource(MasterRunner.quit)
+    except (OSError, TypeError):
+        return False
+    body = [line.split("#")[0].strip() for line in source.splitlines()[1:]]
+    return tuple(line for line in body if line and not line.startswith("logger.")) == _LOCUST_QUIT
+
+
+def _quit_when_workers_left(runner: MasterRunner) -> Any:
+    """Locust's ``MasterRunner.quit``, waiting for the workers to leave, not a fixed 0.5 s.
+
+    Locust sleeps 0.5 s "for the final stats report from all workers" in every quit, and
+    a headless shape run quits four times on its way out (the shape, the main loop, the
+    ``quitting`` event and the shutdown): 2 s a run doing nothing. A worker sends its
+    final stats before its own quit message, which removes it from ``runner.clients``,
+    so once no worker is left every report is in. Same steps otherwise; installed on this
+    runner only, and only while :func:`fast_quit_supported` (a test checks it, so a locust
+    upgrade that changes ``quit`` fails that test rather than silently changing this).
+    """
+    def quit() -> None:
+        runner.stop(send_stop_to_client=False)
+        for client in list(runner.clients.all):
+            runner.server.send_to_client(Message("quit", None, client.id))
+        deadline = time.monotonic() + QUIT_GRACE
+        while len(runner.clients) and time.monotonic() < deadline:
+            gevent.sleep(MASTER_POLL)
+        runner.greenlet.kill(block=True)
+    return quit
 
 
 def _pick_on_swarm(environment: Any, web_ui: Any) -> None:

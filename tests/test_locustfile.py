@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -145,6 +146,19 @@ def test_collector_keeps_every_worker_apart(tmp_path: Path) -> None:
 
 
 # -- locust itself ---------------------------------------------------------------------------
+
+
+def test_master_quit_replacement_matches_installed_locust() -> None:
+    """The locustfile replaces locust's MasterRunner.quit (a fixed 0.5 s wait, four times a
+    run) only while its body is the one it was written against: a locust upgrade that
+    changes it fails here, instead of quietly running the old 2 s exit again."""
+    check = ("import sys; from loadtests.locustfile import fast_quit_supported; "
+             "sys.exit(0 if fast_quit_supported() else 3)")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          timeout=25, cwd=ROOT, check=False)
+    assert done.returncode == 0, (f"locust's MasterRunner.quit changed: re-check "
+                                  f"_quit_when_workers_left in loadtests/locustfile.py\n"
+                                  f"{done.stderr}")
 
 
 def locust(*args: str, tmp_path: Path, name: str = "locust") -> ManagedProcess:
