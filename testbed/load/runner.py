@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from testbed.sampling import Sampler
 
 #: Seconds allowed for locust's start (imports, workers connecting) and for its stop.
 START_SLACK, STOP_SLACK = 45.0, 30.0
+#: Longest pause between two looks at the processes while locust runs (the master's exit
+#: ends the pause at once).
+POLL = 0.2
 
 
 def _loadtests_dir() -> Path:
@@ -189,7 +193,7 @@ class Run:
                     break  # the master did not stop by itself: stop() will
             else:
                 self._report_progress()
-            time.sleep(0.2)
+            _wait_exit(self.master, POLL)
         status = self.master.popen.poll()
         if status not in (None, 0) and self.error is None:
             self.error = f"locust master exited with status {status}{_last_line(self.master)}"
@@ -224,9 +228,7 @@ class Run:
             return
         self.say("stopping: collecting what the workers measured")
         self.stop_file.touch()
-        deadline = time.monotonic() + timeout
-        while self.master.running and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_exit(self.master, timeout)
 
     def stop(self) -> None:
         """Stop locust, then the server; record how the server ended (once)."""
@@ -246,6 +248,14 @@ class Run:
                     self.error = f"server exited with status {status} during the run"
         for handle in self._files:
             handle.close()
+
+
+def _wait_exit(process: ManagedProcess, timeout: float) -> None:
+    """Return when ``process`` exits, or after ``timeout`` s."""
+    try:
+        process.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def _last_line(process: ManagedProcess) -> str:
