@@ -98,9 +98,10 @@ class StepShape(LoadTestShape):
         schedule = self.schedule()
         now = self.get_run_time()
         change = schedule.next_change(now)
-        if change - now < 1.0:
-            # locust ticks once a second: wait here for a change due before the next tick,
-            # so steps begin on time and the run ends just after its last window.
+        # locust ticks once a second: wait here for a change due before the next tick, so
+        # steps begin on time and the run ends just after its last window (again if the
+        # sleep woke a little early: a tick that missed the change would cost a second).
+        while now < change and change - now < 1.0:
             gevent.sleep(change - now)
             now = self.get_run_time()
         users = schedule.users_at(now)
