@@ -268,14 +268,18 @@ def _await_workers(runner: MasterRunner, options: Any) -> None:
 
     Locust's own wait before a headless (or autostarted) run looks once a second, and
     its first look comes before any worker could have connected: every run lost 1 s.
-    After this, its look finds them ready at once; on a timeout it is still locust that
-    gives up (``--expect-workers-max-wait``) or keeps waiting, as before.
+    After this, its look finds them ready at once. Should they not come, it is still
+    locust that gives up once ``--expect-workers-max-wait`` has passed (counted from
+    here), or keeps waiting if that is 0, as before.
     """
     want = int(getattr(options, "expect_workers", 1) or 1)
-    limit = float(getattr(options, "expect_workers_max_wait", 0) or 0) or WORKERS_WAIT
-    deadline = time.monotonic() + limit
+    given = float(getattr(options, "expect_workers_max_wait", 0) or 0)
+    deadline = time.monotonic() + (given or WORKERS_WAIT)
     while len(runner.clients.ready) < want and time.monotonic() < deadline:
         gevent.sleep(MASTER_POLL)
+    if given and len(runner.clients.ready) < want:
+        # the time given is up: locust's wait gives up at its next look, not after it all again
+        options.expect_workers_max_wait = 1e-3
 
 
 #: The statements of locust's ``MasterRunner.quit`` (logging and comments aside) that

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -159,6 +160,23 @@ def test_master_quit_replacement_matches_installed_locust() -> None:
     assert done.returncode == 0, (f"locust's MasterRunner.quit changed: re-check "
                                   f"_quit_when_workers_left in loadtests/locustfile.py\n"
                                   f"{done.stderr}")
+
+
+def test_master_gives_up_on_missing_workers_once(tmp_path: Path) -> None:
+    """The master waits for its workers itself (finely, in ``init``) before locust's own
+    wait: together they still give up after --expect-workers-max-wait, not twice that."""
+    process = locust("--master", "--headless", "--master-bind-host", "127.0.0.1",
+                     "--master-bind-port", str(free_port()), "--expect-workers", "1",
+                     "--expect-workers-max-wait", "4", "--host", "tcp://127.0.0.1:9",
+                     tmp_path=tmp_path)
+    assert finish(process) == 1
+    log = process.stderr_text()
+    assert "Gave up waiting for workers to connect" in log, log
+    no_traceback(log)
+    stamps = [datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+              for line in log.splitlines() if "Starting Locust" in line or "Gave up" in line]
+    waited = (stamps[-1] - stamps[0]).total_seconds()
+    assert 3.5 < waited < 7.5, waited  # 4 s and locust's next look (1 s), not 8 s or more
 
 
 def locust(*args: str, tmp_path: Path, name: str = "locust") -> ManagedProcess:
