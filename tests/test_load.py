@@ -1,7 +1,7 @@
 """``testbed load`` and ``run_load``: real servers, real locust processes, real sockets.
 
 Runs are short (a 1 s warm-up and a 2-3 s window); a run's fixed cost is locust's
-start and orderly stop, a few seconds. The default suite runs TCP persistent
+start and orderly stop, about half a second. The default suite runs TCP persistent
 against every registered model, connect mode and UDP against one model each;
 the whole matrix is marked slow.
 """
