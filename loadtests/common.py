@@ -49,52 +49,70 @@ class Phase:
 
 @dataclass(frozen=True)
 class Schedule:
-    """``steps`` user counts; each step is ``warmup`` s unrecorded, then ``window`` s measured."""
+    """``steps`` user counts; each step is a warm-up, unrecorded, then ``window`` s measured.
+
+    The first step's warm-up is ``first_warmup`` (default: ``warmup``), every later one's
+    ``warmup``: a freshly started server is slowed for its first connections (its memory
+    allocator settles; CPython issue 85451), so the first warm-up may need to be longer
+    than what a warm server needs between two steps.
+    """
 
     steps: tuple[int, ...]
     window: float
     warmup: float = 0.0
+    first_warmup: float | None = None
 
     def __post_init__(self) -> None:
         if not self.steps or any(n <= 0 for n in self.steps):
             raise ValueError("a schedule needs at least one step of one user or more")
-        if self.window <= 0 or self.warmup < 0:
+        if self.window <= 0 or self.warmup < 0 or (self.first_warmup or 0.0) < 0:
             raise ValueError("a step's window must be positive and its warm-up zero or more")
 
     @classmethod
     def from_options(cls, options: object) -> Schedule:
-        """The schedule given by the locustfile's options (``--steps``, ``--step-time``, ``--warmup``)."""
+        """The schedule given by the locustfile's options (``--steps``, ``--step-time``,
+        ``--warmup``, ``--first-warmup``; a negative first warm-up means ``--warmup``)."""
+        first = float(getattr(options, "first_warmup", -1.0))
         return cls(tuple(parse_steps(getattr(options, "steps", "1"))),
                    float(getattr(options, "step_time", 30.0)),
-                   float(getattr(options, "warmup", 0.0)))
+                   float(getattr(options, "warmup", 0.0)),
+                   None if first < 0 else first)
 
-    @property
-    def step_length(self) -> float:
-        return self.warmup + self.window
+    def warmup_of(self, index: int) -> float:
+        """Step ``index``'s warm-up, in seconds."""
+        if index == 0 and self.first_warmup is not None:
+            return self.first_warmup
+        return self.warmup
+
+    def step_start(self, index: int) -> float:
+        """When step ``index`` (its warm-up) starts, in seconds from the start."""
+        if index == 0:
+            return 0.0
+        return self.warmup_of(0) + self.window + (index - 1) * (self.warmup + self.window)
 
     @property
     def duration(self) -> float:
         """Seconds from the start to the end of the last window."""
-        return len(self.steps) * self.step_length
+        return self.step_start(len(self.steps))
 
     def window_bounds(self, index: int) -> tuple[float, float]:
         """Start and end of step ``index``'s measured window, in seconds from the start."""
-        start = index * self.step_length + self.warmup
+        start = self.step_start(index) + self.warmup_of(index)
         return start, start + self.window
 
     def phase_at(self, elapsed: float) -> Phase | None:
         """The phase ``elapsed`` seconds after the start; None once the last window has closed."""
-        if elapsed < 0:
-            elapsed = 0.0
-        index = int(elapsed // self.step_length)
-        if index >= len(self.steps):
+        elapsed = max(elapsed, 0.0)
+        if elapsed >= self.duration:
             return None
-        into = elapsed - index * self.step_length
-        return Phase(index, self.steps[index], into >= self.warmup)
+        first = self.warmup_of(0) + self.window
+        index = 0 if elapsed < first else 1 + int((elapsed - first) // (self.warmup + self.window))
+        index = min(index, len(self.steps) - 1)  # float rounding at the very end
+        return Phase(index, self.steps[index], elapsed >= self.window_bounds(index)[0])
 
     def next_change(self, elapsed: float) -> float:
         """The next moment after ``elapsed`` when the user count changes or the run ends."""
-        starts = [index * self.step_length for index in range(1, len(self.steps))]
+        starts = [self.step_start(index) for index in range(1, len(self.steps))]
         return min([t for t in starts if t > elapsed] + [self.duration + TAIL])
 
     def users_at(self, elapsed: float) -> int | None:

@@ -85,6 +85,9 @@ def add_arguments(parser: Any) -> None:
                        help="stepped load: measured seconds per step, after its warm-up (default 30)")
     group.add_argument("--warmup", type=float, default=2.0, metavar="S",
                        help="stepped load: unrecorded seconds before each step's window (default 2)")
+    group.add_argument("--first-warmup", type=float, default=-1.0, metavar="S",
+                       help="stepped load: the first step's warm-up, on a fresh server "
+                       "(default: --warmup)")
     group.add_argument("--step-spawn-rate", type=float, default=0.0, metavar="R",
                        help="stepped load: users started per second (default 0: all at once)")
     group.add_argument("--step-stats-file", type=str, default="", metavar="PATH",

@@ -240,7 +240,7 @@ class Collector:
             "histogram": {"unit": "us", "buckets_per_e": BUCKETS_PER_E,
                           "key": "int(ln(latency_us + 1) * buckets_per_e)"},
             "schedule": {"steps": list(schedule.steps), "window_s": schedule.window,
-                         "warmup_s": schedule.warmup},
+                         "warmup_s": schedule.warmup, "first_warmup_s": schedule.warmup_of(0)},
             "started": time.time(),
             "workers": {},
         }

@@ -37,7 +37,7 @@ from testbed.scenarios import Preset, Scenario, Timing, preset, scenario_names
 
 #: First guess of a run's fixed cost (server and locust start and stop), seconds;
 #: replaced by the measured mean as soon as one run has finished.
-OVERHEAD_GUESS = 4.0
+OVERHEAD_GUESS = 1.0
 
 
 def build_parser() -> ArgumentParser:
@@ -58,8 +58,8 @@ def build_parser() -> ArgumentParser:
                         help="measured window of every step (default: each scenario's own, "
                         "1-1.6 s in the quick preset, 6-10 s in the full one)")
     parser.add_argument("--warmup", type=duration, metavar="S",
-                        help="unrecorded warm-up before every window (default: each "
-                        "scenario's own)")
+                        help="unrecorded warm-up before every window, the first one's too "
+                        "(default: each scenario's own, 2 s on each fresh server)")
     parser.add_argument("--steps", type=user_counts, metavar="N,N",
                         help="measure these user counts in every scenario instead of its own")
     parser.add_argument("--workers", type=positive(int), default=None, metavar="W",
@@ -99,7 +99,7 @@ class Planned:
         return self.scenario.timing
 
     def step_seconds(self) -> float:
-        return len(self.scenario.steps) * (self.timing.warmup + self.timing.window)
+        return self.timing.seconds(len(self.scenario.steps))
 
 
 @dataclass
@@ -137,9 +137,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
         assert scenario.timing is not None
         if args.steps:
             scenario = scenario.with_steps(tuple(sorted(set(args.steps))))
-        scenarios.append(scenario.with_timing(Timing(
-            warmup=scenario.timing.warmup if args.warmup is None else args.warmup,
-            window=scenario.timing.window if args.run_time is None else args.run_time)))
+        timing = scenario.timing
+        if args.warmup is not None:  # every warm-up, the first one's too
+            timing = Timing(warmup=args.warmup, window=timing.window)
+        if args.run_time is not None:
+            timing = Timing(timing.warmup, args.run_time, timing.first_warmup)
+        scenarios.append(scenario.with_timing(timing))
     plan = Plan(chosen, scenarios, models, args.workers or load_default_workers(), args.pin,
                 warmup=args.warmup, window=args.run_time)
     # Scenario by scenario, so the models of one scenario are measured close in time.
@@ -193,9 +196,11 @@ class Progress:
         found = re.search(r"\bstep (\d+)/(\d+)", self.message)
         if found and int(found[2]) == len(steps):
             return min(max(int(found[1]) - 1, 0), len(steps) - 1)
-        per_step = run.timing.warmup + run.timing.window
         into = time.monotonic() - self.run_started - self.overhead * 0.6
-        return min(max(int(into // per_step), 0), len(steps) - 1) if per_step > 0 else 0
+        done = 0
+        while done < len(steps) - 1 and run.timing.seconds(done + 1) <= into:
+            done += 1
+        return done
 
     def line(self) -> str:
         run = self.plan.runs[self.index]
@@ -324,6 +329,7 @@ def load_spec(plan: Plan, run: Planned, out_dir: Path) -> Any:
         server_options=scenario.server_options(*contenders.server_options(run.model)),
         target=None, allow_remote=False,
         steps=list(scenario.steps), step_time=run.timing.window, warmup=run.timing.warmup,
+        first_warmup=run.timing.first,
         spawn_rate=None, mode=scenario.mode, payload_size=scenario.payload_size, udp=False,
         expect=scenario.service, think_time=scenario.think_time,
         connect_timeout=scenario.connect_timeout, io_timeout=scenario.io_timeout,
@@ -399,8 +405,7 @@ def list_plan(plan: Plan) -> None:
     for scenario in plan.scenarios:
         assert scenario.timing is not None
         print(f"  {scenario.name:<8} {scenario.title}; users "
-              f"{', '.join(map(str, scenario.steps))}; each step {scenario.timing.warmup:g} s "
-              f"warm-up + {scenario.timing.window:g} s window")
+              f"{', '.join(map(str, scenario.steps))}; {scenario.timing.describe()}")
     print(f"about {clock(plan.estimate())} for {len(plan.runs)} runs")
 
 

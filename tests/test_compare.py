@@ -95,6 +95,10 @@ def test_plan_runs_every_model_through_every_scenario_one_at_a_time():
         (scenario, model) for scenario in scenario_names() for model in everyone]
     assert [run.timing for run in plan.runs[::len(everyone)]] == [
         QUICK.get(name).timing for name in scenario_names()]
+    timed = make_plan(compare_parser().parse_args(["--run-time", "3s", "--models", "select"]))
+    assert all((run.timing.first, run.timing.window) == (2.0, 3.0) for run in timed.runs)
+    even = make_plan(compare_parser().parse_args(["--warmup", "0.5", "--models", "select"]))
+    assert all(run.timing.first == run.timing.warmup == 0.5 for run in even.runs)
     full = make_plan(compare_parser().parse_args(["--full", "--run-time", "3s", "--steps",
                                                   "4,1", "--models", "select"]))
     assert all(run.timing.window == 3 for run in full.runs)
@@ -112,11 +116,13 @@ def test_every_window_outlasts_one_attempt(preset):
 
 
 def test_quick_preset_fits_its_budget():
-    """8 models in under 5 minutes at the ~5 s of locust start and stop each run costs."""
-    measured_overhead = 5.0
-    per_model = sum(len(s.steps) * (s.timing.warmup + s.timing.window) + measured_overhead
+    """9 contenders in under 5 minutes at the ~1 s of locust start and stop each run costs
+    (0.5-0.7 s measured), with 2 s on each fresh server before its first window."""
+    measured_overhead = 1.0
+    per_model = sum(s.timing.seconds(len(s.steps)) + measured_overhead
                     for s in map(QUICK.get, QUICK.names()))
-    assert per_model * 8 < 300
+    assert per_model * 9 < 280
+    assert all(QUICK.get(name).timing.first == 2.0 for name in QUICK.names())
     assert duration("1.5s") == 1.5 and duration("1m") == 60 and duration("2") == 2
 
 

@@ -35,8 +35,9 @@ STEP_KEYS = {"users", "window_s", "requests", "served", "served_share", "failure
 SERVER_KEYS = {"cpu_s", "cpu_us_per_request", "peak_rss_mib", "peak_threads", "peak_processes",
                "peak_fds"}
 TOP_KEYS = {"run_id", "started", "model", "service", "options", "versions", "placement",
-            "warmup_s", "complete", "error", "generator_ceiling_rps", "steps", "requests", "rps",
-            "p50_ms", "p95_ms", "p99_ms", "max_ms", "failures", "server", "generator_bound"}
+            "warmup_s", "first_warmup_s", "complete", "error", "generator_ceiling_rps", "steps",
+            "requests", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "failures", "server",
+            "generator_bound"}
 
 
 @pytest.fixture(autouse=True)
@@ -141,9 +142,16 @@ def test_cpu_per_request_is_measured(model: str, mode: str, tmp_path: Path) -> N
 
 def test_two_workers_add_up(tmp_path: Path) -> None:
     summary = run_load(spec(tmp_path, "--model", "select", "--service", "echo",
-                            steps=[4, 8], workers=2))
+                            steps=[4, 8], workers=2, first_warmup=1.2))
     check_summary(summary, tmp_path / "results")
     assert summary["complete"], summary["error"]
+    # The fresh server's warm-up is the longer one; later steps get --warmup's 0.5 s.
+    assert (summary["first_warmup_s"], summary["warmup_s"]) == (1.2, 0.5)
+    started = json.loads((tmp_path / "results" / summary["run_id"] / "steps.json").read_text())[
+        "started"]
+    first, second = summary["steps"]
+    assert first["t_start"] - started == pytest.approx(1.2, abs=0.25)
+    assert second["t_start"] - first["t_end"] == pytest.approx(0.5, abs=0.25)
     for step in summary["steps"]:
         per_worker = step["workers"]
         assert len(per_worker) == 2 and all(n > 0 for n in per_worker.values()), per_worker

@@ -73,6 +73,24 @@ def test_schedule_phases() -> None:
         Schedule((), window=1.0)
 
 
+def test_schedule_with_a_longer_first_warmup() -> None:
+    """2 s to warm a fresh server, 0.5 s before each later step: 2+3, then 0.5+3 twice."""
+    schedule = Schedule((1, 10, 50), window=3.0, warmup=0.5, first_warmup=2.0)
+    assert schedule.duration == 12.0
+    assert [schedule.window_bounds(i) for i in range(3)] == [(2.0, 5.0), (5.5, 8.5), (9.0, 12.0)]
+    assert schedule.phase_at(1.9) == stepstats_phase(0, 1, False)
+    assert schedule.phase_at(2.0) == stepstats_phase(0, 1, True)
+    assert schedule.phase_at(5.2) == stepstats_phase(1, 10, False)
+    assert schedule.phase_at(8.6) == stepstats_phase(2, 50, False)
+    assert schedule.phase_at(11.99) == stepstats_phase(2, 50, True)
+    assert schedule.phase_at(12.0) is None
+    assert schedule.next_change(0.0) == 5.0 and schedule.next_change(5.0) == 8.5
+    options = SimpleNamespace(steps="1,10,50", step_time=3.0, warmup=0.5, first_warmup=2.0)
+    assert Schedule.from_options(options) == schedule
+    options.first_warmup = -1.0  # the option's default: the same as --warmup
+    assert Schedule.from_options(options).window_bounds(0) == (0.5, 3.5)
+
+
 def stepstats_phase(index: int, users: int, measured: bool) -> Any:
     from loadtests.common import Phase
 
@@ -141,7 +159,8 @@ def test_collector_keeps_every_worker_apart(tmp_path: Path) -> None:
     collector.on_message(msg=SimpleNamespace(data={"worker": "b", "final": {"requests": 7}}))
     assert collector.finished({"a", "b"})
     data = json.loads(path.read_text())
-    assert data["schedule"] == {"steps": [2, 4], "window_s": 3.0, "warmup_s": 1.0}
+    assert data["schedule"] == {"steps": [2, 4], "window_s": 3.0, "warmup_s": 1.0,
+                                "first_warmup_s": 1.0}
     assert data["workers"]["a"] == {"windows": [window], "final": {"requests": 9}}
     assert set(data["workers"]) == {"a", "b"}
 

@@ -63,6 +63,7 @@ def locust_options(plan: Plan, run_dir: Path, host_url: str, stop_file: Path) ->
         "--io-timeout", _seconds(spec.io_timeout),
         "--steps", ",".join(str(n) for n in spec.steps), "--step-time", _seconds(spec.step_time),
         "--warmup", _seconds(spec.warmup),
+        "--first-warmup", _seconds(spec.warmup if spec.first_warmup is None else spec.first_warmup),
         "--step-spawn-rate", _seconds(spec.spawn_rate or 0.0),
         "--step-stats-file", str(run_dir / "steps.json"), "--stop-file", str(stop_file),
     ]
@@ -76,7 +77,8 @@ class Run:
 
     def __init__(self, plan: Plan, run_dir: Path, progress: Callable[[str], None] | None) -> None:
         self.plan, self.spec, self.run_dir = plan, plan.spec, run_dir
-        self.schedule = Schedule(tuple(plan.spec.steps), plan.spec.step_time, plan.spec.warmup)
+        self.schedule = Schedule(tuple(plan.spec.steps), plan.spec.step_time, plan.spec.warmup,
+                                 plan.spec.first_warmup)
         self.progress = progress
         self.server: ManagedProcess | None = None
         self.master: ManagedProcess | None = None
@@ -216,9 +218,10 @@ class Run:
         elapsed = min(time.time() - started, schedule.duration - 1e-9)
         phase = schedule.phase_at(elapsed)
         assert phase is not None
-        into = elapsed - phase.index * schedule.step_length
-        where = (f"window {into - schedule.warmup:.0f}/{schedule.window:g} s" if phase.measured
-                 else f"warm-up {into:.0f}/{schedule.warmup:g} s")
+        into = elapsed - schedule.step_start(phase.index)
+        warmup = schedule.warmup_of(phase.index)
+        where = (f"window {into - warmup:.0f}/{schedule.window:g} s" if phase.measured
+                 else f"warm-up {into:.0f}/{warmup:g} s")
         self.say(f"step {phase.index + 1}/{len(schedule.steps)}: {phase.users} users, {where}")
 
     def finish_early(self, timeout: float = 10.0) -> None:

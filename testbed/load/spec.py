@@ -30,6 +30,7 @@ class LoadSpec:
     steps: list[int] = field(default_factory=lambda: [10])
     step_time: float = 30.0  # measured seconds per step, after its warm-up
     warmup: float = 2.0
+    first_warmup: float | None = None  # the first step's warm-up, on a fresh server; None: warmup
     spawn_rate: float | None = None  # users started per second; None: each step's users at once
     mode: str = "persistent"
     payload_size: int = 64
