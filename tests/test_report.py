@@ -20,6 +20,7 @@ import pytest
 
 from testbed.report import write_report
 from testbed.reporting.data import parse
+from testbed.reporting.describe import facts
 from testbed.reporting.sentences import verdict
 from testbed.reporting.tables import fmt
 from testbed.scenarios import QUICK
@@ -268,6 +269,16 @@ def test_fast_sentence_names_the_leanest_and_costliest_server_per_request():
     doc["runs"] = slow_io_runs()
     slow = parse(doc)
     assert "CPU per request" not in verdict(slow, slow.scenarios[1])  # waits, not overhead
+
+
+def test_method_line_says_the_timing_that_was_given():
+    doc = document(slow_io_runs(), ["slow-io"])
+    method = dict(facts(parse(doc)))["Method"]
+    assert "each step: 0.5 s warm-up (not recorded), then a 2 s measured window" in method
+    doc["metadata"]["warmup_s"] = None  # --run-time alone: the scenarios' own warm-ups
+    method = dict(facts(parse(doc)))["Method"]
+    assert "the scenario's warm-up (not recorded), then a 2 s measured window" in method
+    assert "?" not in method
 
 
 def test_html_is_one_self_contained_file(tmp_path):

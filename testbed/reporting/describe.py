@@ -30,9 +30,13 @@ def facts(results: Results) -> list[tuple[str, str]]:
                           ("testbed", versions.get("testbed"))) if version)
     workers = meta.get("workers")
     pinned = ", pinned to cores" if meta.get("pin") else ""
-    if isinstance(meta.get("window_s"), int | float):
+    uniform_window = isinstance(meta.get("window_s"), int | float)
+    if uniform_window and isinstance(meta.get("warmup_s"), int | float):
         timing = (f"each step: {_num(meta.get('warmup_s'), 's')} warm-up (not recorded), then "
                   f"a {_num(meta.get('window_s'), 's')} measured window")
+    elif uniform_window:
+        timing = (f"each step: the scenario's warm-up (not recorded), then a "
+                  f"{_num(meta.get('window_s'), 's')} measured window")
     else:
         timing = "each step: a warm-up (not recorded), then a measured window, as per scenario"
     method = (f"{meta.get('preset', '?')} preset; {timing}; "
