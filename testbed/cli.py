@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("clients.probe:main", "ping a server with requests, print round-trip times"),
     "storm": ("clients.storm:main", "many clients at once (attackDDoS), failures counted by class"),
     "load": ("testbed.load:main", "one locust load test against one model"),
+    "bench": ("testbed.bench:main", "a lean TCP client keeps one server busy: its CPU per request"),
     "compare": ("testbed.compare:main", "run every model through the same scenarios, report"),
     "report": ("testbed.report:main", "rebuild a comparison report from its results.json"),
     "resilience": ("testbed.resilience:main", "attack every model on loopback, print figures"),

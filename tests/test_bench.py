@@ -1,0 +1,250 @@
+"""``testbed bench`` and its client loop: real servers, real sockets, the CPU measured not guessed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from clients.bench import ClosedLoop
+from clients.harness import FAILURE_CLASSES, open_listener
+from tests.conftest import no_traceback, one_line
+from tests.test_safety import ROOT, run_hooked
+
+#: The fields the JSON output documents (README), checked on every JSON run here.
+FIELDS = {"model", "service", "server_options", "target", "expect", "transport", "connections",
+          "payload_size", "warmup_s", "duration_s", "window_s", "max_requests", "io_timeout_s",
+          "requests", "rps", "errors", "error_count", "error_details", "gave_up", "capped",
+          "served_connections", "replies_per_connection", "server", "client", "client_bound",
+          "limit", "placement", "warmup", "server_died"}
+SHORT = ("--duration", "1", "--warmup", "0.3")
+
+
+def run_bench(*args: str, timeout: float = 25) -> subprocess.CompletedProcess[str]:
+    """``testbed bench`` as a user runs it, in its own process."""
+    return subprocess.run([sys.executable, "-m", "testbed", "bench", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def json_bench(*args: str, status: int = 0) -> dict[str, Any]:
+    result = run_bench(*args, "--json")
+    no_traceback(result.stderr)
+    assert result.returncode == status, result.stderr + result.stdout
+    summary = json.loads(result.stdout)
+    assert FIELDS <= set(summary), FIELDS - set(summary)
+    assert list(summary["errors"]) == list(FAILURE_CLASSES)
+    assert sum(summary["replies_per_connection"]) == summary["requests"]
+    return summary
+
+
+def test_select_window() -> None:
+    summary = json_bench("--model", "select", "--connections", "4", *SHORT)
+    assert summary["requests"] > 0 and summary["rps"] > 0
+    assert summary["error_count"] == 0 and summary["gave_up"] == 0
+    assert summary["served_connections"] == 4
+    assert summary["warmup"]["requests"] > 0  # the warm-up ran, on its own connections
+    assert 0.9 <= summary["window_s"] < 3
+    server, client = summary["server"], summary["client"]
+    assert server["measured"] and server["cpu_us_per_request"] > 0 and server["cores_busy"] > 0
+    assert client["cpu_s"] > 0 and client["cores_busy"] > 0
+    assert summary["placement"] == "free" and summary["expect"] == "echo"
+
+
+def test_text_output() -> None:
+    result = run_bench("--model", "select", "--connections", "2", "--duration", "0.5",
+                       "--warmup", "0")
+    assert result.returncode == 0, result.stderr
+    assert "req/s" in result.stdout and "µs CPU/request" in result.stdout
+    assert "warm-up  none" in result.stdout and "errors: none" in result.stdout
+
+
+def test_cpu_is_measured_not_estimated() -> None:
+    """5 ms of CPU burnt per request shows up as at least 4,000 µs per request."""
+    summary = json_bench("--model", "select", "--work-ms", "5", "--connections", "4", *SHORT)
+    assert summary["requests"] > 0 and summary["error_count"] == 0
+    assert summary["server"]["cpu_us_per_request"] >= 4000
+
+
+def test_forking_counts_its_children() -> None:
+    """The work is done in the children; the parent alone would show next to nothing.
+
+    0.9x the work: /proc counts CPU in 10 ms ticks per process (floored at both ends).
+    """
+    summary = json_bench("--model", "forking", "--work-ms", "2", "--connections", "2",
+                         "--duration", "1.5", "--warmup", "0.3")
+    assert summary["requests"] > 0 and summary["error_count"] == 0
+    assert summary["server"]["processes"] >= 3  # the parent and a child per connection
+    assert summary["server"]["cpu_us_per_request"] >= 0.9 * 2000
+
+
+def test_upper_is_verified_upper() -> None:
+    summary = json_bench("--model", "select", "--service", "upper", "--connections", "2", *SHORT)
+    assert summary["expect"] == "upper"
+    assert summary["requests"] > 0 and summary["error_count"] == 0
+
+
+def test_wrong_service_is_mismatch_not_success(serve: Any) -> None:
+    """An echo server benched as upper: every reply is a mismatch, every slot given up."""
+    server = serve("select", "echo", "--quiet")
+    summary = json_bench("--target", f"tcp://127.0.0.1:{server.port}", "--expect", "upper",
+                         "--connections", "2", "--reopens", "1", *SHORT, status=1)
+    assert summary["requests"] == 0
+    assert summary["errors"]["mismatch"] == 4  # two slots, each opened twice
+    assert summary["error_count"] == 4 and summary["gave_up"] == 2
+    assert "byte 0" in summary["error_details"]["mismatch"]
+    assert summary["server"]["measured"]  # the listener's process was found by its port
+
+
+def test_no_reply_in_time_is_io_timeout() -> None:
+    summary = json_bench("--model", "select", "--delay", "2", "--io-timeout", "0.3",
+                         "--reopens", "1", "--connections", "2", "--duration", "1.5",
+                         "--warmup", "0", status=1)
+    assert summary["requests"] == 0
+    assert summary["errors"]["io_timeout"] >= 2
+    assert summary["error_count"] == summary["errors"]["io_timeout"]
+
+
+def test_sequential_serves_one_connection_of_three() -> None:
+    """One client at a time: the others wait unanswered, and the summary says so."""
+    summary = json_bench("--model", "sequential", "--connections", "3", *SHORT)
+    assert summary["requests"] > 0 and summary["error_count"] == 0
+    assert summary["served_connections"] == 1
+
+
+@pytest.mark.parametrize("args", [
+    ["--connections", "0"],
+    ["--target", "tcp://10.0.0.1:80"],
+    ["--model", "nosuch"],
+    ["--udp"],
+    ["--payload-size", "0"],
+    ["--duration", "0"],
+    ["--target", "tcp://127.0.0.1:9", "--model", "select"],
+    ["--target", "udp://127.0.0.1:9"],
+    ["--server-pid", "1"],
+])
+def test_bad_input_is_one_line(args: list[str]) -> None:
+    result = run_bench(*args)
+    assert result.returncode == 2, result.stderr
+    assert one_line(result.stderr).startswith("testbed bench: error:")
+    assert result.stdout == ""
+
+
+def test_a_server_that_cannot_start_is_one_line() -> None:
+    result = run_bench("--model", "select", "--server-workers", "-3", "--duration", "0.5")
+    assert result.returncode == 2
+    assert "--workers" in one_line(result.stderr)
+
+
+def test_remote_target_refused_before_any_socket() -> None:
+    result = run_hooked("""
+from testbed.bench import main
+status = main(["--target", "tcp://10.0.0.1:80"])
+print("status:", status, "events:", seen)
+""")
+    assert "status: 2 events: []" in result.stdout, result.stderr
+    assert "not a loopback address" in result.stderr
+
+
+def test_unreachable_target_is_one_line() -> None:
+    with socket.socket() as probe:  # a port nothing listens on while the test runs
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        result = run_bench("--target", f"tcp://127.0.0.1:{port}", "--duration", "0.5")
+    assert result.returncode == 1
+    assert "refused" in one_line(result.stderr)
+
+
+def test_interrupt_stops_the_server() -> None:
+    bench = subprocess.Popen([sys.executable, "-m", "testbed", "bench", "--model", "select",
+                              "--connections", "2", "--duration", "20"], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        me = psutil.Process(bench.pid)
+        deadline = time.monotonic() + 15
+        servers: list[psutil.Process] = []
+        while not servers and time.monotonic() < deadline:
+            servers = [p for p in me.children() if "servers" in p.cmdline()]
+            time.sleep(0.05)
+        assert servers, "the bench started no server"
+        time.sleep(0.5)  # into the run
+        bench.send_signal(signal.SIGINT)
+        stdout, stderr = bench.communicate(timeout=15)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.communicate()
+    assert bench.returncode == 130
+    assert "interrupted" in one_line(stderr)
+    assert not servers[0].is_running() or servers[0].status() == psutil.STATUS_ZOMBIE
+
+
+# -- the client loop itself -----------------------------------------------------------------
+
+
+def test_large_requests_go_in_pieces(serve: Any) -> None:
+    """1 MiB requests: partial sends and replies in many pieces, still verified whole."""
+    server = serve("select", "upper", "--quiet")
+    payload = b"abc" * (1 << 18) + b"\n"
+    with ClosedLoop(server.host, server.port, payload, expect="upper", connections=2) as loop:
+        result = loop.run(1.0)
+    assert result.requests > 0 and result.error_count == 0
+
+
+def test_max_requests_bounds_the_loop(serve: Any) -> None:
+    server = serve("select", "echo", "--quiet")
+    with ClosedLoop(server.host, server.port, b"hello\n", connections=3) as loop:
+        result = loop.run(20.0, max_requests=500)
+    assert result.capped
+    assert 500 <= result.requests <= 500 + 3  # within one round of the cap
+    assert result.elapsed < 10
+
+
+@pytest.fixture
+def half_replier() -> Iterator[int]:
+    """A listener that answers each connection with half a reply, then closes it."""
+    listener = open_listener("127.0.0.1", 0, backlog=16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve_forever() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    line = conn.recv(64)
+                    conn.sendall(line[:len(line) // 2])
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve_forever, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_half_a_reply_then_close_is_closed_early(half_replier: int) -> None:
+    with ClosedLoop("127.0.0.1", half_replier, b"0123456789\n", connections=2,
+                    reopens=2) as loop:
+        result = loop.run(3.0)
+    assert result.requests == 0
+    assert result.errors["closed_early"] == 6  # two slots, each opened three times
+    assert result.gave_up == 2
+    assert result.elapsed < 3  # every slot given up: the loop ended before its time
+    assert "5 of 11 bytes" in result.details["closed_early"]
