@@ -14,7 +14,8 @@ from loadtests.common import parse_steps
 from servers.cli import ArgumentParser, number
 from servers.cli import non_negative_float as non_negative
 
-__all__ = ["ArgumentParser", "duration", "name_list", "non_negative", "positive", "user_counts"]
+__all__ = ["ArgumentParser", "add_target_options", "duration", "name_list", "non_negative",
+           "positive", "user_counts"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
@@ -51,3 +52,15 @@ def positive(kind: type) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
         return value
     return convert
+
+
+def add_target_options(parser: argparse.ArgumentParser, verb: str, schemes: str) -> None:
+    """``--server-log``, ``--target`` and ``--allow-remote``: the options of a command that
+    starts its own server (with testbed serve's options) or ``verb``s a running one."""
+    parser.add_argument("--server-log", action="store_true",
+                        help="let the server log every connection (default: --quiet)")
+    parser.add_argument("--target", metavar="URL",
+                        help=f"{verb} a server that is already running: {schemes} "
+                        "(loopback only unless --allow-remote)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a --target that is not a loopback address")

@@ -35,7 +35,7 @@ from clients.bench import MAX_CONNECTIONS, ClosedLoop, Result
 from clients.harness import ExchangeError, format_host, open_connection, parse_endpoint
 from clients.safety import UnsafeTarget, ensure_loopback
 from loadtests.common import make_payload
-from testbed.args import ArgumentParser, duration, positive
+from testbed.args import ArgumentParser, add_target_options, duration, positive
 from testbed.load.command import server_options_from
 from testbed.processes import ServerProcess, StartError, cpu_affinity, start_server
 from testbed.sampling import TreeSample, sample_tree
@@ -73,13 +73,7 @@ def build_parser() -> ArgumentParser:
                         help="worker threads or processes of the pool-based server models "
                         "(default: the model's own)")
     parser.add_argument("--udp", action="store_true", help=argparse.SUPPRESS)  # refused: TCP only
-    parser.add_argument("--server-log", action="store_true",
-                        help="let the server log every connection (default: --quiet)")
-    parser.add_argument("--target", metavar="URL",
-                        help="bench a server that is already running: tcp://HOST:PORT "
-                        "(loopback only unless --allow-remote)")
-    parser.add_argument("--allow-remote", action="store_true",
-                        help="allow a --target that is not a loopback address")
+    add_target_options(parser, "bench", "tcp://HOST:PORT")
     parser.add_argument("--server-pid", type=positive(int), metavar="PID",
                         help="with --target: the process whose tree's CPU is measured "
                         "(default: the process listening on the target's port, if it is ours "

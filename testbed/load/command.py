@@ -11,7 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from testbed.args import ArgumentParser, duration, non_negative, positive, user_counts
+from testbed.args import (
+    ArgumentParser,
+    add_target_options,
+    duration,
+    non_negative,
+    positive,
+    user_counts,
+)
 from testbed.load.calibration import (
     CALIBRATION_USERS,
     calibration_path,
@@ -36,13 +43,7 @@ def build_parser() -> ArgumentParser:
     # --workers means locust workers here; the server's own pool size is --server-workers.
     parser.add_argument("--server-workers", type=int, default=0, metavar="N",
                         help="worker threads or processes of the pool-based server models")
-    parser.add_argument("--server-log", action="store_true",
-                        help="let the server log every connection (default: --quiet)")
-    parser.add_argument("--target", metavar="URL",
-                        help="load a server that is already running: tcp://HOST:PORT or "
-                        "udp://HOST:PORT (loopback only unless --allow-remote)")
-    parser.add_argument("--allow-remote", action="store_true",
-                        help="allow a --target that is not a loopback address")
+    add_target_options(parser, "load", "tcp://HOST:PORT or udp://HOST:PORT")
     parser.add_argument("--users", "-u", type=positive(int), default=10, metavar="N",
                         help="users of a flat run (default %(default)s)")
     parser.add_argument("--step", action="store_true",
