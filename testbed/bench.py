@@ -35,7 +35,13 @@ from clients.bench import MAX_CONNECTIONS, ClosedLoop, Result
 from clients.harness import ExchangeError, format_host, open_connection, parse_endpoint
 from clients.safety import UnsafeTarget, ensure_loopback
 from loadtests.common import make_payload
-from testbed.args import ArgumentParser, add_target_options, duration, positive
+from testbed.args import (
+    ArgumentParser,
+    add_target_options,
+    duration,
+    positive,
+    server_options_given,
+)
 from testbed.load.command import server_options_from
 from testbed.processes import ServerProcess, StartError, cpu_affinity, start_server
 from testbed.sampling import TreeSample, sample_tree
@@ -106,17 +112,6 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _server_given(argv: list[str]) -> list[str]:
-    """The server options given explicitly on the command line (they clash with --target)."""
-    from servers.cli import add_server_options
-
-    probe = argparse.ArgumentParser(add_help=False)
-    add_server_options(probe)
-    names = {name for action in probe._actions for name in action.option_strings}
-    names.add("--server-workers")
-    return [arg.split("=")[0] for arg in argv if arg.split("=")[0] in names]
-
-
 def check(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     """Refuse what can't run before any socket or process exists; the run's settings."""
     if args.udp:
@@ -142,7 +137,7 @@ def check(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         placement = {"server": cpus[:1], "client": cpus[1:2]}
     plan: dict[str, Any] = {"placement": placement, "target": None, "host": None, "port": None}
     if args.target:
-        given = _server_given(argv)
+        given = server_options_given(argv)
         if given:
             raise BenchError(f"give either --target or server options ({', '.join(given)}), "
                              "not both")

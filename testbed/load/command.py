@@ -17,6 +17,7 @@ from testbed.args import (
     duration,
     non_negative,
     positive,
+    server_options_given,
     user_counts,
 )
 from testbed.load.calibration import (
@@ -108,11 +109,7 @@ def server_options_from(args: argparse.Namespace) -> list[str]:
 
 def spec_from(args: argparse.Namespace, argv: list[str]) -> LoadSpec:
     steps = args.steps or (list(DEFAULT_STEPS) if args.step else [args.users])
-    explicit = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
-    server_given = bool(explicit & {"--model", "-m", "--service", "-s", "--delay", "--work-ms",
-                                    "--backlog", "--max-connections", "--idle-timeout",
-                                    "--server-workers", "--queue", "--loop"})
-    if args.target and server_given:
+    if args.target and server_options_given(argv, ignore=("--udp", "--workers")):
         raise LoadError("give either --target or server options (--model, --service, ...), "
                         "not both")
     return LoadSpec(
