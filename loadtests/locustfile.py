@@ -314,8 +314,8 @@ def _quit_when_workers_left(runner: MasterRunner) -> Any:
     ``quitting`` event and the shutdown): 2 s a run doing nothing. A worker sends its
     final stats before its own quit message, which removes it from ``runner.clients``,
     so once no worker is left every report is in. Same steps otherwise; installed on this
-    runner only, and only while :func:`fast_quit_supported` (a test checks it, so a locust
-    upgrade that changes ``quit`` fails that test rather than silently changing this).
+    runner only, and only while :func:`fast_quit_supported` (a locust whose ``quit`` differs
+    keeps its own, with a warning in the log and a skip, with its reason, in the tests).
     """
     def quit() -> None:
         runner.stop(send_stop_to_client=False)

@@ -335,7 +335,7 @@ def load_spec(plan: Plan, run: Planned, out_dir: Path) -> Any:
         connect_timeout=scenario.connect_timeout, io_timeout=scenario.io_timeout,
         workers=plan.workers, pin=plan.pin, out_dir=out_dir,
         run_id=f"{scenario.name}-{run.model}",
-        locust_html=False)  # the comparison writes its own report; locust's costs 1 s a run
+        locust_html=False)  # the comparison writes its own report (locust's: 1 MB a run)
 
 
 def _one_line(exc: BaseException) -> str:

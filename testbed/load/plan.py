@@ -45,7 +45,7 @@ def check(spec: LoadSpec) -> Plan:
         raise LoadError(f"steps must be user counts of 1 or more, not {spec.steps!r}")
     if not spec.step_time > 0:
         raise LoadError("the measured window (run time) must be longer than 0 s")
-    if spec.warmup < 0 or (spec.first_warmup or 0.0) < 0 or spec.think_time < 0:
+    if spec.warmup < 0 or spec.first_step_warmup < 0 or spec.think_time < 0:
         raise LoadError("warm-up and think time can't be negative")
     if spec.connect_timeout <= 0 or spec.io_timeout <= 0:
         raise LoadError("timeouts must be longer than 0 s")

@@ -63,7 +63,7 @@ def locust_options(plan: Plan, run_dir: Path, host_url: str, stop_file: Path) ->
         "--io-timeout", _seconds(spec.io_timeout),
         "--steps", ",".join(str(n) for n in spec.steps), "--step-time", _seconds(spec.step_time),
         "--warmup", _seconds(spec.warmup),
-        "--first-warmup", _seconds(spec.warmup if spec.first_warmup is None else spec.first_warmup),
+        "--first-warmup", _seconds(spec.first_step_warmup),
         "--step-spawn-rate", _seconds(spec.spawn_rate or 0.0),
         "--step-stats-file", str(run_dir / "steps.json"), "--stop-file", str(stop_file),
     ]
