@@ -162,8 +162,40 @@ def check(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     return plan
 
 
+def _server_root(proc: psutil.Process) -> psutil.Process:
+    """The top of a server's own process tree: up through the parents that run the same
+    command (a prefork or reuseport worker's parent is the server that forked it)."""
+    try:
+        command = proc.cmdline()
+        while (parent := proc.parent()) is not None and parent.cmdline() == command:
+            proc = parent
+    except psutil.Error:
+        pass
+    return proc
+
+
+def listens_on(root: psutil.Process, port: int) -> bool:
+    """Whether ``root`` or one of its descendants has a TCP socket listening on ``port``."""
+    try:
+        members = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for proc in members:
+        try:
+            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                   for c in proc.net_connections("tcp")):
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
 def listening_pid(port: int) -> int | None:
-    """The root of the processes listening on TCP ``port`` here, if we may see them."""
+    """The root of the server listening on TCP ``port`` here, if we may see it.
+
+    A socket shared by several processes (prefork's workers) is listed once, under any one
+    of them: the root is found from there, so the whole tree's CPU is measured.
+    """
     try:
         pids = {c.pid for c in psutil.net_connections("tcp")
                 if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
@@ -172,12 +204,30 @@ def listening_pid(port: int) -> int | None:
     roots = set()
     for pid in pids:
         try:
-            parents = {p.pid for p in psutil.Process(pid).parents()}
+            roots.add(_server_root(psutil.Process(pid)).pid)
         except psutil.Error:
             continue
-        if not parents & pids:
-            roots.add(pid)
     return roots.pop() if len(roots) == 1 else None
+
+
+def _target_root(args: argparse.Namespace, port: int) -> psutil.Process | None:
+    """The process tree whose CPU a --target bench measures: --server-pid's, checked, or the
+    one found listening on the port."""
+    if not args.server_pid:
+        pid = listening_pid(port)
+        try:
+            return psutil.Process(pid) if pid else None
+        except psutil.Error:
+            return None
+    try:
+        root = psutil.Process(args.server_pid)
+    except psutil.Error:
+        raise BenchError(f"--server-pid {args.server_pid}: no such process (or not ours to "
+                         "see)") from None
+    if not listens_on(root, port):
+        raise BenchError(f"--server-pid {args.server_pid}: neither it nor its children listen "
+                         f"on port {port}")
+    return root
 
 
 def _start(args: argparse.Namespace, plan: dict[str, Any]) -> ServerProcess:
@@ -218,22 +268,23 @@ def run(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
     payload = make_payload(args.payload_size)
     server: ServerProcess | None = None
     try:
+        root: psutil.Process | None = None
         if plan["target"] is None:
             server = _start(args, plan)
-            host, port, pid = server.host, server.port, server.pid
-            url = server.endpoint.url
+            host, port, url = server.host, server.port, server.endpoint.url
             try:
                 ensure_loopback(host, allow_remote=args.allow_remote)
             except UnsafeTarget as exc:
                 raise BenchError(f"the server listens on {url}: {exc}") from None
+            try:
+                root = psutil.Process(server.pid)
+            except psutil.Error:
+                pass  # already gone: the run says so
         else:
             host, port, url = plan["host"], plan["port"], plan["target"]
             _probe(host, port, args.connect_timeout, url)
-            pid = args.server_pid or listening_pid(port)
-        try:
-            root = psutil.Process(pid) if pid else None
-        except psutil.Error:
-            root = None
+            root = _target_root(args, port)
+        pid = root.pid if root is not None else (server.pid if server else None)
         placement = plan["placement"]
         client_cpus = placement["client"] if isinstance(placement, dict) else None
         with cpu_affinity(client_cpus):
@@ -319,8 +370,8 @@ def _n(value: float | None, spec: str) -> str:
 
 def text(summary: dict[str, Any]) -> str:
     """A few lines: what was benched, the window, the server, the client."""
-    what = (f"{summary['model']} · {summary['service']}" if summary["model"]
-            else summary["target"])
+    what = (" · ".join([summary["model"], summary["service"], *_extra(summary["server_options"])])
+            if summary["model"] else summary["target"])
     placement = summary["placement"]
     where = ("free" if placement == "free" else
              f"pinned: server {_cpus(placement['server'])}, client {_cpus(placement['client'])}")
@@ -358,6 +409,17 @@ def text(summary: dict[str, Any]) -> str:
     if summary["server_died"]:
         lines.append("the server exited during the run")
     return "\n".join(lines)
+
+
+def _extra(options: list[str]) -> list[str]:
+    """The server options beyond the model and service, as one item (``--loop uvloop``)."""
+    words, kept = iter(options), []
+    for word in words:
+        if word in ("--model", "--service"):
+            next(words, None)
+        elif word != "--quiet":
+            kept.append(word)
+    return [" ".join(kept)] if kept else []
 
 
 def _cpus(value: Any) -> str:

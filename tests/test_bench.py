@@ -104,6 +104,31 @@ def test_wrong_service_is_mismatch_not_success(serve: Any) -> None:
     assert summary["server"]["measured"]  # the listener's process was found by its port
 
 
+def test_target_measures_the_whole_tree_of_a_prefork_server(serve: Any) -> None:
+    """Prefork's workers share one listening socket, listed under one worker: the bench
+    still measures the server that forked them, all its processes."""
+    server = serve("prefork", "echo", "--workers", "2", "--quiet")
+    summary = json_bench("--target", f"tcp://127.0.0.1:{server.port}", "--connections", "2",
+                         *SHORT)
+    assert summary["server"]["pid"] == server.pid
+    assert summary["server"]["processes"] == 3
+
+
+def test_server_pid_that_is_not_the_server_is_refused(serve: Any) -> None:
+    server = serve("select", "echo", "--quiet")
+    target = ["--target", f"tcp://127.0.0.1:{server.port}", "--duration", "0.5"]
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        for pid, words in ((bystander.pid, "nor its children listen"),
+                           (2 ** 22 + 1, "no such process")):  # above Linux's largest pid
+            result = run_bench(*target, "--server-pid", str(pid))
+            assert result.returncode == 2, result.stderr
+            assert words in one_line(result.stderr)
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
 def test_no_reply_in_time_is_io_timeout() -> None:
     summary = json_bench("--model", "select", "--delay", "2", "--io-timeout", "0.3",
                          "--reopens", "1", "--connections", "2", "--duration", "1.5",
