@@ -74,4 +74,6 @@ def server_options_given(argv: Sequence[str], ignore: Sequence[str] = ("--udp",)
     add_server_options(probe)
     names = {name for action in probe._actions for name in action.option_strings}
     names = (names | {"--server-workers"}) - set(ignore)
-    return [word for word in (arg.split("=")[0] for arg in argv) if word in names]
+    short = {name for name in names if len(name) == 2}  # -m, -s: also -mselect
+    return [word for word in (arg.split("=")[0] for arg in argv)
+            if word in names or (word[:2] in short and not word.startswith("--"))]

@@ -65,6 +65,7 @@ def build_parser() -> ArgumentParser:
 
     parser = ArgumentParser(
         prog=PROG, conflict_handler="resolve",
+        allow_abbrev=False,  # an abbreviated server option would slip past --target's check
         description="Keep one server busy with a lean closed-loop TCP client (TCP only): "
         "--connections persistent connections, one request in flight on each, every reply "
         "verified; after a warm-up on connections closed before it, a measured window "

@@ -265,13 +265,16 @@ def test_cli_bad_option() -> None:
     assert "unrecognized arguments: --bogus" in one_line(result.stderr)
 
 
-@pytest.mark.parametrize("server", [["--model", "select"], ["--delay=1"], ["--server-workers", "2"]])
+@pytest.mark.parametrize("server", [["--model", "select"], ["--delay=1"], ["--server-workers", "2"],
+                                    ["-mselect"]])
 def test_cli_target_or_server_options_not_both(server: list[str], tmp_path: Path) -> None:
     result = run_cli("--target", "tcp://127.0.0.1:9", *server, "--out", str(tmp_path))
     assert result.returncode == 2
     assert "either --target or server options" in one_line(result.stderr)
     ok = run_cli("--target", "tcp://127.0.0.1:9", "--workers", "2", "--users", "0")
     assert "either --target" not in ok.stderr  # --workers are locust's here, not the server's
+    abbreviated = run_cli("--target", "tcp://127.0.0.1:9", "--mod", "select")
+    assert "unrecognized arguments: --mod" in one_line(abbreviated.stderr)
 
 
 def test_cli_refuses_remote_target(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ def build_parser() -> ArgumentParser:
 
     parser = ArgumentParser(
         prog="testbed load", conflict_handler="resolve",
+        allow_abbrev=False,  # an abbreviated server option would slip past --target's check
         description="One locust load test against one server: a master and --workers worker "
         "processes, headless, with the server's processes sampled; results in "
         "OUT/<run-id>/ (summary.json, locust CSV and HTML, logs).")
