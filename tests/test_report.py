@@ -269,6 +269,11 @@ def test_fast_sentence_names_the_leanest_and_costliest_server_per_request():
     doc["runs"] = slow_io_runs()
     slow = parse(doc)
     assert "CPU per request" not in verdict(slow, slow.scenarios[1])  # waits, not overhead
+    close = parse(document([
+        run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20, cpu_s=0.060)]),
+        run("asyncio", "fast", [step(1, 990, 1), step(50, 3900, 22, cpu_s=0.062)]),
+        run("forking", "fast", [step(1, 900, 1), step(50, 3000, 25, cpu_s=0.050)])], ["fast"]))
+    assert "does not cap" not in verdict(close, close.scenarios[0])  # 7.5 to 8.3 µs: too close
 
 
 def test_method_line_says_the_timing_that_was_given():

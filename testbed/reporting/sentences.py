@@ -168,17 +168,24 @@ def _p99_range(ranked: list[Pair]) -> str:
     return f"; p99 from {human_ms(min(values))} to {human_ms(max(values))}"
 
 
-def _cpu_clause(scenario: ScenarioInfo, ranked: list[Pair]) -> str:
+#: The costliest server per request is named only this much above the leanest (relative).
+CLEAR_CPU = 0.15
+
+
+def _cpu_clause(scenario: ScenarioInfo, ranked: list[Pair], said: str) -> str:
     """Where requests neither wait nor compute, the leanest and the costliest server per
     request: with a load generator that cannot saturate the servers, throughput ties while
-    this still tells the models apart."""
+    this still tells the models apart. Not when they are close, nor when ``said`` (the
+    sentence so far) already compared the only two."""
     if scenario.metric != "rps" or scenario.raw.get("delay") or scenario.raw.get("work_ms"):
         return ""
     costs = sorted((step.cpu_us_per_request, run.model) for run, step in ranked
                    if step.cpu_us_per_request is not None and step.served)
-    if len(costs) < 2:
+    if len(costs) < 2 or (len(costs) == 2 and "µs of server CPU per request" in said):
         return ""
     (low, lean), (high, costly) = costs[0], costs[-1]
+    if high < (1 + CLEAR_CPU) * low:
+        return ""
     return (f" Server CPU per request, which the load generator does not cap: least for "
             f"{lean} ({fmt('us', low)} µs), most for {costly} ({fmt('us', high)} µs).")
 
@@ -209,7 +216,7 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
         return (f"{head} no clear winner, every model within a few percent "
                 f"({_figure(scenario, loser[1])} for {loser[0].model} to "
                 f"{_figure(scenario, winner[1])} for {winner[0].model}){limit}"
-                f"{_p99_range(ranked)}.{_crash_clause(crashed)}{_cpu_clause(scenario, ranked)}")
+                f"{_p99_range(ranked)}.{_crash_clause(crashed)}{_cpu_clause(scenario, ranked, '')}")
     level = [(run, step) for run, step in ranked if _level(scenario, step, winner[1])]
     trailers = [run for run, step in ranked[::-1] if _level(scenario, step, loser[1])]
     if len(level) > 1:
@@ -236,7 +243,8 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
     else:
         last = (f"{loser[0].model} came last{also} with {_figure(scenario, loser[1])}: "
                 f"{_why_loser(scenario, results, loser, winner)}")
-    return f"{head} {lead}; {last}.{_crash_clause(crashed)}{_cpu_clause(scenario, ranked)}"
+    said = f"{head} {lead}; {last}.{_crash_clause(crashed)}"
+    return said + _cpu_clause(scenario, ranked, said)
 
 
 def verdicts(results: Results) -> list[tuple[str, str]]:
