@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
 
@@ -106,6 +107,38 @@ def test_select_serves_others_during_a_delay(serve):
         assert time.monotonic() - started >= 0.9  # its own delay...
     assert read_exactly(slow.sock, 5) == b"slow\n"
     slow.close()
+
+
+def test_select_reset_while_backpressure_has_paused_reading(serve):
+    """A client that sends whole lines and never reads: replies the socket won't take are
+    kept, reading pauses once they pass the high-water mark, and a reset in that state
+    drops the client (logged) while the server goes on serving the others."""
+    server = serve("select", "echo")
+    pusher = socket.create_connection(server.address, timeout=5)
+    pusher.setblocking(False)
+    chunk = (b"x" * 63 + b"\n") * 1024  # 64 KiB of whole lines
+    pushed, stalled_since = 0, None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and pushed < 256 * 1024 * 1024:
+        try:
+            pushed += pusher.send(chunk)
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > 1.0:
+                break  # the server stopped reading: everything on the way is full
+            time.sleep(0.01)
+    assert stalled_since is not None, f"the server read all {pushed} bytes without pausing"
+    assert pushed > 1024 * 1024  # past the high-water mark, not stopped by a small buffer
+    pusher.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    pusher.close()  # lingering 0 s: a reset
+    with TCPClient(*server.address, io_timeout=5) as other:
+        other.exchange(b"still serving\n")
+    deadline = time.monotonic() + 5
+    while "connection reset" not in server.stderr_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "connection reset" in server.stderr_text()
+    no_traceback(server.stderr_text())
 
 
 @pytest.mark.parametrize("model", MODELS)

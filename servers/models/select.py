@@ -259,6 +259,8 @@ class SelectModel(Model):
                         if sent == len(reply):
                             return
                         conn.out += memoryview(reply)[sent:]
+                        self._settle(conn)  # the rest goes once the socket is writable
+                        return
                 elif data is not None:
                     self._read(conn, data)
             if conn.out:
