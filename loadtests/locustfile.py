@@ -243,6 +243,9 @@ def on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) 
     if isinstance(runner, WorkerRunner):
         runner.register_message(stepstats.FINISH, stepstats.on_finish)
         runner.register_message(stepstats.CLOCK, stepstats.on_clock)
+        # locust calls a worker ready as soon as it connects, which can be before this
+        # listener ran: a run started then loses the messages above. Say when they are in.
+        runner.send_message(stepstats.READY, None)
     if runner is not None and not isinstance(runner, WorkerRunner) and \
             getattr(options, "step_stats_file", ""):
         collector = stepstats.COLLECTOR = stepstats.Collector(options.step_stats_file)
@@ -255,19 +258,23 @@ def on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) 
             environment.events.test_start.add_listener(lambda **_: runner.send_message(
                 stepstats.CLOCK, {"wall": time.time()}))
     if isinstance(runner, MasterRunner):
+        initialised: set[str] = set()
+        runner.register_message(stepstats.READY,
+                                lambda msg, **_: initialised.add(msg.node_id))
         if fast_quit_supported():
             runner.quit = _quit_when_workers_left(runner)  # type: ignore[method-assign]
         else:
             log.warning("locust's MasterRunner.quit is not the one loadtests/locustfile.py "
                         "knows: keeping it (about 0.5 s per quit)")
         if options.headless or getattr(options, "autostart", False):
-            _await_workers(runner, options)
+            _await_workers(runner, options, initialised)
     if web_ui is not None:
         _pick_on_swarm(environment, web_ui)
 
 
-def _await_workers(runner: MasterRunner, options: Any) -> None:
-    """Wait here, polling finely, until ``--expect-workers`` workers are ready.
+def _await_workers(runner: MasterRunner, options: Any, initialised: set[str]) -> None:
+    """Wait here, polling finely, until ``--expect-workers`` workers are ready and have run
+    their ``init`` (``initialised``: the ids of those that said so).
 
     Locust's own wait before a headless (or autostarted) run looks once a second, and
     its first look comes before any worker could have connected: every run lost 1 s.
@@ -278,9 +285,14 @@ def _await_workers(runner: MasterRunner, options: Any) -> None:
     want = int(getattr(options, "expect_workers", 1) or 1)
     given = float(getattr(options, "expect_workers_max_wait", 0) or 0)
     deadline = time.monotonic() + (given or WORKERS_WAIT)
-    while len(runner.clients.ready) < want and time.monotonic() < deadline:
+
+    def ready() -> bool:
+        ids = {client.id for client in runner.clients.ready}
+        return len(ids & initialised) >= want
+
+    while not ready() and time.monotonic() < deadline:
         gevent.sleep(MASTER_POLL)
-    if given and len(runner.clients.ready) < want:
+    if given and not ready():
         # the time given is up: locust's wait gives up at its next look, not after it all again
         options.expect_workers_max_wait = 1e-3
 

@@ -44,6 +44,8 @@ MESSAGE = "testbed_step_stats"
 FINISH = "testbed_finish"
 #: Master -> workers: the wall-clock time the schedule started at.
 CLOCK = "testbed_clock"
+#: Worker -> master: this worker's handlers are registered, the run may start.
+READY = "testbed_ready"
 CLOCK_TOLERANCE = 5.0
 FORMAT = 1
 
