@@ -417,12 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     except LookupError as exc:
         print(f"testbed compare: error: {exc.args[0]}", file=sys.stderr)
         return 2
-    if args.list:
-        list_plan(plan)
-        return 0
     if plan.window is not None and plan.window <= 0:
         print("testbed compare: error: --run-time must be more than 0", file=sys.stderr)
         return 2
+    if args.list:
+        list_plan(plan)
+        return 0
     started = datetime.now().astimezone()
     try:
         out_dir = make_out_dir(args.out, started)

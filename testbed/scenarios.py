@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from loadtests.common import Schedule
+
 Metric = Literal["rps", "served_share"]
 
 
@@ -33,13 +35,17 @@ class Timing:
     window: float
     first_warmup: float | None = None
 
+    def schedule(self, steps: int) -> Schedule:
+        """The load's schedule for ``steps`` steps (the user counts do not matter here)."""
+        return Schedule((1,) * max(steps, 1), self.window, self.warmup, self.first_warmup)
+
     @property
     def first(self) -> float:
-        return self.warmup if self.first_warmup is None else self.first_warmup
+        return self.schedule(1).warmup_of(0)
 
     def seconds(self, steps: int) -> float:
         """How long ``steps`` steps last, warm-ups included."""
-        return self.first + steps * self.window + max(steps - 1, 0) * self.warmup
+        return self.schedule(steps).duration
 
     def describe(self) -> str:
         if self.first == self.warmup:
