@@ -91,7 +91,10 @@ class _Conn:
 
 
 class _Poller:
-    """epoll where there is one, poll elsewhere; ``poll`` takes seconds either way."""
+    """epoll where there is one, poll elsewhere; ``poll`` takes seconds either way.
+
+    The select model has one like it: clients/ and servers/ do not import each other.
+    """
 
     def __init__(self) -> None:
         if hasattr(select, "epoll"):
