@@ -279,8 +279,7 @@ class ClosedLoop:
         result = self.result
         conns, replies = self._conns, result.replies
         poll, out_flag = self._poller.poll, self._poller.OUT
-        payload, expected, bufsize = self.payload, self.expected, self._bufsize
-        plen = len(payload)
+        expected, bufsize = self.expected, self._bufsize
         monotonic = time.monotonic
         done = 0
         cpu_start = time.process_time()
@@ -314,18 +313,7 @@ class ClosedLoop:
                         continue
                 done += 1
                 replies[conn.slot] += 1
-                conn.sent_at = now
-                try:  # the next request, inline: this is the hot path
-                    sent = conn.sock.send(payload)
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:
-                    error = as_exchange_error(exc)
-                    self._fail(conn, error.kind, error.detail)
-                    continue
-                if sent != plen:
-                    conn.out = memoryview(payload)[sent:]
-                    self._poller.modify(fd, self._poller.IN | out_flag)
+                self._send(conn, now)  # the next request
             if now >= end:
                 break
             if now >= next_scan:
