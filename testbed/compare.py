@@ -197,10 +197,8 @@ class Progress:
         if found and int(found[2]) == len(steps):
             return min(max(int(found[1]) - 1, 0), len(steps) - 1)
         into = time.monotonic() - self.run_started - self.overhead * 0.6
-        done = 0
-        while done < len(steps) - 1 and run.timing.seconds(done + 1) <= into:
-            done += 1
-        return done
+        phase = run.timing.schedule(len(steps)).phase_at(into)
+        return len(steps) - 1 if phase is None else phase.index
 
     def line(self) -> str:
         run = self.plan.runs[self.index]

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from testbed import contenders
+from testbed.compare import Progress, duration, make_plan
 from testbed.compare import build_parser as compare_parser
-from testbed.compare import duration, make_plan
 from testbed.scenarios import FULL, QUICK, scenario_names
 from tests.conftest import MODELS, WITHOUT_UVLOOP, no_traceback, one_line
 from tests.test_report import check_markdown_matches_json, md_table, scenario_section
@@ -105,6 +107,19 @@ def test_plan_runs_every_model_through_every_scenario_one_at_a_time():
     assert [run.timing.warmup for run in full.runs] == [FULL.get(name).timing.warmup
                                                         for name in scenario_names()]
     assert all(run.scenario.steps == (1, 4) for run in full.runs)
+
+
+def test_progress_tells_the_step_from_the_time_spent():
+    """Without a message from the run, the step shown comes from the schedule: quick fast
+    is 2 s warm-up + 1 s, then 0.1 + 1 s per later step."""
+    plan = make_plan(compare_parser().parse_args(["--models", "select", "--scenarios", "fast"]))
+    progress = Progress(plan, stream=io.StringIO())
+    progress.begin(0)
+    progress.overheads = [0.0]
+    for spent, shown in ((0.5, "step 1/3 (1 user)"), (3.5, "step 2/3 (10 users)"),
+                         (4.5, "step 3/3 (50 users)"), (60.0, "step 3/3 (50 users)")):
+        progress.run_started = time.monotonic() - spent
+        assert shown in progress.line(), (spent, progress.line())
 
 
 @pytest.mark.parametrize("preset", [QUICK, FULL], ids=["quick", "full"])

@@ -140,7 +140,7 @@ class SelectModel(Model):
         return host, port
 
     def serve_forever(self) -> None:
-        idle = self.config.idle_timeout
+        idle = self.idle
         sweep_every = min(idle / 4, 0.25) if idle else 0.0
         next_sweep = time.monotonic() + sweep_every
         poll, handlers, timers = self.poller.poll, self.handlers, self.timers
