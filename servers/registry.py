@@ -2,7 +2,8 @@
 
 ``testbed models`` prints it, ``testbed serve`` looks names up in it and the
 comparison iterates it. Adding a model is one module in ``servers/models/``
-and one line here; adding a service is one line in ``SERVICES``.
+and one line in ``MODELS``; adding a service is one module in ``servers/services/``
+and one line in ``SERVICES``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 from servers.models.base import Model
-from servers.services import ECHO, UPPER, Service
+from servers.services import Service, echo, upper
 
 #: name -> "module:class", imported on first use so a broken model can't break the others
 MODELS: dict[str, str] = {
@@ -24,7 +25,11 @@ MODELS: dict[str, str] = {
     "reuseport": "servers.models.reuseport:ReuseportModel",
 }
 
-SERVICES: dict[str, Service] = {service.name: service for service in (ECHO, UPPER)}
+#: name -> service, in the order ``testbed models`` lists them
+SERVICES: dict[str, Service] = {service.name: service for service in (
+    echo.SERVICE,
+    upper.SERVICE,
+)}
 
 
 def model_names() -> list[str]:

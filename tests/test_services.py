@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from servers.services import ECHO, MAX_PENDING_LINE, UPPER
+from servers.services.echo import SERVICE as ECHO
+from servers.services.lines import MAX_PENDING_LINE
+from servers.services.upper import SERVICE as UPPER
 
 
 def run(service, chunks):

@@ -1,6 +1,6 @@
-"""Services: what bytes go back, written once and free of sockets (sans-I/O).
+"""Line services: a byte-wise transform over newline-terminated requests (echo, upper).
 
-A service is a byte transform. A :class:`Session` holds one connection's state:
+A line service is a byte transform. A :class:`Session` holds one connection's state:
 it is fed the bytes a model received and hands back the reply bytes together
 with the number of requests (newline-terminated lines) they complete, so each
 model can apply the per-request cost in its own way and then send the reply.
@@ -24,23 +24,23 @@ MAX_PENDING_LINE = 64 * 1024
 
 
 @dataclass(frozen=True)
-class Service:
-    """A named, byte-wise transform: the service logic every model runs."""
+class LineService:
+    """A named, byte-wise transform over lines: a :class:`~servers.services.base.Service`."""
 
     name: str
     description: str
     transform: Transform
 
-    def session(self) -> Session:
+    def session(self) -> LineSession:
         """Start the state of one connection (or of one datagram)."""
-        return Session(self.transform)
+        return LineSession(self.transform)
 
     def datagram(self, data: bytes) -> bytes:
         """Answer one UDP datagram: each datagram is one whole request."""
         return self.transform(data)
 
 
-class Session:
+class LineSession:
     """One connection's line framing: fed bytes, returns (reply, requests completed)."""
 
     __slots__ = ("_transform", "_pending", "_in_line")
@@ -84,12 +84,3 @@ class Session:
         """Bytes held back waiting for a newline (at most MAX_PENDING_LINE)."""
         return len(self._pending)
 
-
-def _identity(data: bytes) -> bytes:
-    return data
-
-
-ECHO = Service("echo", "the bytes come back unchanged (RFC 862)", _identity)
-UPPER = Service(
-    "upper", "ASCII letters come back upper-cased; any bytes accepted, never decoded", bytes.upper
-)

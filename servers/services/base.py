@@ -1,0 +1,40 @@
+"""The contract between a service and the models that run it.
+
+A model never looks inside a service. Over TCP it asks :meth:`Service.session`
+for one :class:`Session` per connection, feeds it every chunk received and
+sends back what it returns; over UDP it hands each datagram to
+:meth:`Service.datagram`. The number of requests a reply completes is what the
+model applies the per-request cost to (``--delay``, ``--work-ms``) and what it
+logs.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Session(Protocol):
+    """One connection's protocol state: fed bytes, returns (reply, requests completed)."""
+
+    def feed(self, data: bytes) -> tuple[bytes, int]:
+        """Take received bytes (never empty); return the reply owed now and the requests it ends."""
+
+    def close(self) -> tuple[bytes, int]:
+        """The peer finished sending: return what is still owed (a final partial request)."""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back waiting for the rest of a request (bounded by the service)."""
+
+
+class Service(Protocol):
+    """A named service: the logic every model runs, chosen by name from the registry."""
+
+    name: str
+    description: str
+
+    def session(self) -> Session:
+        """Start the state of one connection."""
+
+    def datagram(self, data: bytes) -> bytes:
+        """Answer one UDP datagram: each datagram is one whole request."""
