@@ -85,6 +85,8 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
                         help="accepted connections waiting for a worker, threadpool model")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="event loop of the asyncio model (default %(default)s)")
+    for service in registry.SERVICES.values():
+        service.add_options(parser.add_argument_group(f"{service.name} service"))
 
 
 def config_from(args: argparse.Namespace) -> ServerConfig:
@@ -136,7 +138,11 @@ def main(argv: list[str] | None = None, prog: str = "testbed serve") -> int:
         parser.error(f"the {args.model} model serves TCP only")
     logging.basicConfig(format="[%(asctime)s] %(message)s", stream=sys.stderr,
                         level=logging.WARNING if args.quiet else logging.INFO)
-    model = model_class(config, registry.get_service(args.service))
+    service = registry.get_service(args.service).configure(vars(args))
+    if config.transport not in service.transports:
+        parser.error(f"the {args.service} service is served over "
+                     f"{' and '.join(sorted(service.transports)).upper()} only")
+    model = model_class(config, service)
 
     # Installed before the socket exists, so a signal right after the ready line is honoured.
     signal.signal(signal.SIGTERM, shutdown_handler(model))

@@ -6,11 +6,17 @@ sends back what it returns; over UDP it hands each datagram to
 :meth:`Service.datagram`. The number of requests a reply completes is what the
 model applies the per-request cost to (``--delay``, ``--work-ms``) and what it
 logs.
+
+A service with options of its own (an HTTP parser, an SNTP stratum) declares
+them in :meth:`Service.add_options`, which ``testbed serve`` calls for every
+registered service, and takes their values in :meth:`Service.configure`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import argparse
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 
 class Session(Protocol):
@@ -32,6 +38,13 @@ class Service(Protocol):
 
     name: str
     description: str
+    transports: frozenset[str]  # "tcp", "udp": what it can be served over
+
+    def add_options(self, group: argparse._ArgumentGroup) -> None:
+        """Add this service's own command-line options (long names that say whose they are)."""
+
+    def configure(self, options: Mapping[str, Any]) -> Service:
+        """This service with the parsed options applied (a new object, or itself if it has none)."""
 
     def session(self) -> Session:
         """Start the state of one connection."""

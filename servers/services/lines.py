@@ -13,8 +13,10 @@ of reply to wait for.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 Transform = Callable[[bytes], bytes]
 
@@ -30,6 +32,13 @@ class LineService:
     name: str
     description: str
     transform: Transform
+    transports: frozenset[str] = frozenset({"tcp", "udp"})
+
+    def add_options(self, group: argparse._ArgumentGroup) -> None:
+        """Line services have no options of their own."""
+
+    def configure(self, options: Mapping[str, Any]) -> LineService:
+        return self
 
     def session(self) -> LineSession:
         """Start the state of one connection (or of one datagram)."""
