@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load": ("testbed.load:main", "one locust load test against one model"),
     "bench": ("testbed.bench:main", "a lean TCP client keeps one server busy: its CPU per request"),
     "compare": ("testbed.compare:main", "run every model through the same scenarios, report"),
-    "report": ("testbed.report:main", "rebuild a comparison report from its results.json"),
+    "report": ("testbed.reporting:main", "rebuild a comparison report from its results.json"),
     "resilience": ("testbed.resilience:main", "attack every model on loopback, print figures"),
 }
 

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from testbed import contenders
-from testbed.compare import Progress, duration, make_plan
-from testbed.compare import build_parser as compare_parser
-from testbed.scenarios import FULL, QUICK, scenario_names
+from testbed.args import duration
+from testbed.compare import contenders
+from testbed.compare.command import build_parser as compare_parser
+from testbed.compare.plan import make_plan
+from testbed.compare.progress import Progress
+from testbed.compare.scenarios import FULL, QUICK, scenario_names
 from tests.conftest import MODELS, WITHOUT_UVLOOP, no_traceback, one_line
 from tests.test_report import check_markdown_matches_json, md_table, scenario_section
 
@@ -221,7 +223,7 @@ def test_a_run_that_cannot_run_becomes_a_crashed_record(tmp_path):
     """run_load refusing a run is that cell's result, not the end of the comparison."""
     from dataclasses import replace
 
-    from testbed.compare import run_one
+    from testbed.compare.runs import run_one
 
     plan = make_plan(compare_parser().parse_args(["--models", "select", "--scenarios", "fast"]))
     broken = replace(plan.runs[0], scenario=replace(plan.runs[0].scenario,

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from testbed.report import write_report
+from testbed.compare.scenarios import QUICK
+from testbed.reporting import write_report
 from testbed.reporting.data import parse
 from testbed.reporting.describe import facts
 from testbed.reporting.sentences import verdict
 from testbed.reporting.tables import fmt
-from testbed.scenarios import QUICK
 from tests.conftest import one_line
 
 FAILURE_CLASSES = ("refused", "reset", "connect_timeout", "io_timeout", "closed_early",

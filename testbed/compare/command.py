@@ -1,0 +1,126 @@
+"""``testbed compare``'s command line: options, the plan, the runs, then the report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from testbed import reporting
+from testbed.args import ArgumentParser, duration, name_list, positive, user_counts
+from testbed.compare.plan import ComparisonPlan, make_plan
+from testbed.compare.progress import Progress, clock
+from testbed.compare.runs import make_out_dir, results_document, run_one, write_json
+from testbed.compare.scenarios import scenario_names
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="testbed compare",
+        description="Run every concurrency model through the same scenarios, one model at a "
+        "time, each on a fresh server, with locust as the load; write results.json, "
+        "results.csv, report.md, report.html and plots to OUT/compare-<timestamp>/.",
+    )
+    parser.add_argument("--models", type=name_list, metavar="A,B",
+                        help="models to compare (default: every registered one, and "
+                        "asyncio+uvloop where uvloop is installed)")
+    parser.add_argument("--scenarios", type=name_list, metavar="A,B",
+                        help=f"scenarios to run (default: all of {', '.join(scenario_names())})")
+    parser.add_argument("--full", action="store_true",
+                        help="longer steps and more user counts (default: the quick preset)")
+    parser.add_argument("--run-time", type=duration, metavar="S",
+                        help="measured window of every step (default: each scenario's own, "
+                        "1-1.6 s in the quick preset, 6-10 s in the full one)")
+    parser.add_argument("--warmup", type=duration, metavar="S",
+                        help="unrecorded warm-up before every window, the first one's too "
+                        "(default: each scenario's own, 2 s on each fresh server)")
+    parser.add_argument("--steps", type=user_counts, metavar="N,N",
+                        help="measure these user counts in every scenario instead of its own")
+    parser.add_argument("--workers", type=positive(int), default=None, metavar="W",
+                        help="locust worker processes (default: CPUs minus one, at least 1)")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin the server and the load generator to separate cores")
+    parser.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
+                        help="where compare-<timestamp>/ is written (default %(default)s)")
+    parser.add_argument("--list", action="store_true",
+                        help="print the models and the preset's scenarios, run nothing")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bar; print only the tables and verdicts at the end")
+    return parser
+
+
+def list_plan(plan: ComparisonPlan) -> None:
+    print(f"models: {', '.join(plan.models)}")
+    print(f"scenarios ({plan.preset.name} preset):")
+    for scenario in plan.scenarios:
+        assert scenario.timing is not None
+        print(f"  {scenario.name:<8} {scenario.title}; users "
+              f"{', '.join(map(str, scenario.steps))}; {scenario.timing.describe()}")
+    print(f"about {clock(plan.estimate())} for {len(plan.runs)} runs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        plan = make_plan(args)
+    except LookupError as exc:
+        print(f"testbed compare: error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if plan.window is not None and plan.window <= 0:
+        print("testbed compare: error: --run-time must be more than 0", file=sys.stderr)
+        return 2
+    if args.list:
+        list_plan(plan)
+        return 0
+    started = datetime.now().astimezone()
+    try:
+        out_dir = make_out_dir(args.out, started)
+    except OSError as exc:
+        print(f"testbed compare: error: cannot write results in {args.out}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+    for warning in plan.warnings():
+        print(f"testbed compare: warning: {warning}", file=sys.stderr)
+    progress = Progress(plan, enabled=not args.quiet)
+    records: list[dict] = []
+    interrupted = False
+    clock_start = time.monotonic()
+    progress.start()
+    try:
+        for index, run in enumerate(plan.runs):
+            progress.begin(index)
+            # Absolute: testbed load runs locust from inside the run's directory.
+            record = run_one(plan, run, (out_dir / "runs").resolve(), progress.note)
+            records.append(record)
+            progress.end(index, record["duration_s"],
+                         record["error"] if record["status"] != "ok" else None)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+    seconds = time.monotonic() - clock_start
+
+    results_path = out_dir / "results.json"
+    try:
+        write_json(results_path, results_document(plan, records, argv, started, seconds,
+                                                  interrupted))
+        written = reporting.write_report(results_path)
+    except OSError as exc:
+        print(f"testbed compare: error: cannot write results in {out_dir}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    reporting.print_text(reporting.terminal_summary(written.results))
+    crashed = [f"{r['model']}/{r['scenario']}" for r in records if r["status"] != "ok"]
+    if crashed:
+        print(f"crashed (reported as such): {', '.join(crashed)}")
+    print(f"took {clock(seconds)}; results: {results_path}\n"
+          f"report: {written.markdown}\n        {written.html}\n        {written.csv}\n"
+          f"plots:  {out_dir}/*.png ({len(written.plots)} files)")
+    if interrupted:
+        print("testbed compare: interrupted; the runs done so far are in the report",
+              file=sys.stderr)
+        return 130
+    return 0
