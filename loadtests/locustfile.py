@@ -23,8 +23,11 @@ bytes ending with a newline (one request is one line).
 
 from __future__ import annotations
 
+import csv
 import inspect
+import itertools
 import logging
+import random
 import sys
 import time
 from typing import Any
@@ -43,7 +46,7 @@ from clients.harness import (
 )
 from clients.safety import UnsafeTarget, ensure_loopback
 from loadtests import stepstats
-from loadtests.common import make_payload
+from loadtests.common import arrival_times, make_payload
 
 #: After a failure that took less than this (refused, reset...), a user with no think time
 #: waits out the rest before its next attempt, so a dead server is not hammered in a hot loop.
@@ -58,7 +61,12 @@ WORKERS_WAIT = 60.0
 #: Longest wait for the workers to quit, per quit: locust's own fixed wait.
 QUIT_GRACE = 0.5
 
+#: Attempts one arrivals user keeps in flight at most (each holds a descriptor).
+ARRIVALS_IN_FLIGHT = 1000
+
 log = logging.getLogger("testbed.locustfile")
+_user_ids = itertools.count(1)
+_random = random.Random()
 
 
 @events.init_command_line_parser.add_listener
@@ -67,8 +75,11 @@ def add_arguments(parser: Any) -> None:
     group = parser
     group.add_argument("--payload-size", type=int, default=64, metavar="BYTES",
                        help="bytes per request, newline included (default 64)")
-    group.add_argument("--mode", choices=["persistent", "connect"], default="persistent",
-                       help="persistent: one connection per user; connect: one per request")
+    group.add_argument("--mode", choices=["persistent", "connect", "arrivals"],
+                       default="persistent",
+                       help="persistent: one connection per user; connect: one per request; "
+                       "arrivals: new connections at an offered rate (the steps are "
+                       "connections per second), Poisson arrivals, each independent of the others")
     group.add_argument("--expect", choices=["echo", "upper"], default="echo",
                        help="the service's answer to check replies against (default echo)")
     group.add_argument("--think-time", type=float, default=0.0, metavar="S",
@@ -80,7 +91,8 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--allow-remote", action="store_true", default=False,
                        help="allow a host that is not a loopback address")
     group.add_argument("--steps", type=str, default="10", metavar="N,N,...",
-                       help="stepped load (with loadtests/shapes.py): users per step (default 10)")
+                       help="stepped load (with loadtests/shapes.py): users per step, or "
+                       "connections per second with --mode arrivals (default 10)")
     group.add_argument("--step-time", type=float, default=30.0, metavar="S",
                        help="stepped load: measured seconds per step, after its warm-up (default 30)")
     group.add_argument("--warmup", type=float, default=2.0, metavar="S",
@@ -129,22 +141,68 @@ class SocketUser(User):
         self.request_name = f"{self.mode} {self.size}B"
         self.batch = BATCH if self.think <= 0 else 1
         self._fire = self.environment.events.request.fire
-        self._ctx: object = None
+        self._phase: object = None
         self.client: TCPClient | UDPClient | None = None
         self._once = self._persistent if self.mode == "persistent" else self._connect
+        self.uid = next(_user_ids)
+        stepstats.STATE.users.add(self.uid)
 
     def wait_time(self) -> float:
         return self.think
 
     def on_stop(self) -> None:
+        stepstats.STATE.users.discard(getattr(self, "uid", None))
         if self.client is not None:
             self.client.close()
 
     @task
     def exchange(self) -> None:
+        if self.mode == "arrivals":
+            self._arrivals()  # an open loop: runs until the user is stopped
+            return
         once = self._once
         for _ in range(self.batch):
             once()
+
+    def _arrivals(self) -> None:
+        """New connections at this user's share of the offered rate, each in its own greenlet.
+
+        An attempt that waits for its timeout holds up no later arrival, so the offered
+        rate does not depend on how the server copes. The times come block by block from
+        :func:`~loadtests.common.arrival_times` (Poisson times, the offered count); a
+        generator that falls behind makes its late arrivals at once. Arrivals beyond
+        :data:`ARRIVALS_IN_FLIGHT` attempts at once are not made: the achieved rate, which
+        the summary sets beside the offered one, then shows it.
+        """
+        from gevent.pool import Pool
+
+        pool = Pool(ARRIVALS_IN_FLIGHT)
+        try:
+            self._arrive(pool)
+        finally:
+            # Stopped: the attempts in flight end unreported, as a stopped user's would
+            # (neither locust nor the windows count them).
+            pool.kill(block=True, timeout=1.0)
+
+    def _arrive(self, pool: Any) -> None:
+        carry = 0.0
+        while True:
+            rate, end, start = stepstats.arrival_block(time.monotonic())
+            share = rate / max(stepstats.STATE.arrival_users, 1)
+            times, carry = arrival_times(share, start, end, _random, carry)
+            for due in times:
+                pause = due - time.monotonic()
+                if pause > 0:
+                    gevent.sleep(pause)
+                if pool.full():
+                    window = stepstats.STATE.phase.window
+                    if window is not None:
+                        window.skipped += 1
+                    continue
+                pool.spawn(self._connect)
+            pause = end - time.monotonic()
+            if pause > 0:
+                gevent.sleep(pause)
 
     def new_client(self) -> TCPClient | UDPClient:
         raise NotImplementedError
@@ -152,13 +210,13 @@ class SocketUser(User):
     def _persistent(self) -> None:
         state = stepstats.STATE
         client = self.client
-        if client is None or self._ctx is not state.ctx:
+        if client is None or self._phase is not state.phase:
             # A new phase began: its requests go over a connection opened within it.
             if client is not None:
                 client.close()
             client = self.client = self.new_client()
-            self._ctx = state.ctx
-        ctx = self._ctx
+            self._phase = state.phase
+        ctx = stepstats.take(self.uid)
         start = time.perf_counter()
         try:
             done = client.exchange(self.payload)
@@ -170,7 +228,7 @@ class SocketUser(User):
                    response_length=len(done.reply), exception=None, context=ctx)
 
     def _connect(self) -> None:
-        ctx = stepstats.STATE.ctx
+        ctx = stepstats.take(self.uid)
         start = time.perf_counter()
         try:
             done = exchange_once(self.address, self.port, self.payload,
@@ -189,12 +247,13 @@ class SocketUser(User):
         error = as_exchange_error(exc)
         self._fire(request_type=self.transport, name=self.request_name, response_time=elapsed * 1000.0,
                    response_length=0, exception=error, context=ctx)
-        if self.think <= 0 and elapsed < FAILURE_PAUSE:
+        if self.think <= 0 and elapsed < FAILURE_PAUSE and self.mode != "arrivals":
             gevent.sleep(FAILURE_PAUSE - elapsed)
 
 
 class TCPUser(SocketUser):
-    """Verified exchanges over TCP, one connection per user or one per request (``--mode``)."""
+    """Verified exchanges over TCP, one connection per user or one per request (``--mode``);
+    with ``--mode arrivals``, an open-loop source of new connections at the step's rate."""
 
     transport = "tcp"
 
@@ -256,7 +315,11 @@ def on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) 
             # test_start fires just before the shape's clock starts and the first users
             # are sent: the workers time their windows from this
             environment.events.test_start.add_listener(lambda **_: runner.send_message(
-                stepstats.CLOCK, {"wall": time.time()}))
+                stepstats.CLOCK, {"wall": time.time(),
+                                  "arrival_users": max(runner.worker_count, 1)}))
+    if not isinstance(runner, WorkerRunner) and getattr(options, "csv_prefix", None):
+        environment.events.quit.add_listener(
+            lambda **_: write_final_csv(environment, options.csv_prefix))
     if isinstance(runner, MasterRunner):
         initialised: set[str] = set()
         runner.register_message(stepstats.READY,
@@ -338,6 +401,27 @@ def _quit_when_workers_left(runner: MasterRunner) -> Any:
             gevent.sleep(MASTER_POLL)
         runner.greenlet.kill(block=True)
     return quit
+
+
+def write_final_csv(environment: Any, prefix: str) -> None:
+    """Rewrite ``<prefix>_stats.csv`` and ``<prefix>_failures.csv`` with the run's final
+    statistics, with locust's own row writers.
+
+    Locust rewrites its CSV files once a second while it runs, but not at exit: the last
+    reports of the workers (the attempts that ended in the last second or so) reach its
+    JSON file and not its CSV files. Rewritten here, at its ``quit`` event, they hold the
+    same totals as locust's JSON and as summary.json.
+    """
+    from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+    writer = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    for suffix, write in (("_stats.csv", writer.requests_csv),
+                          ("_failures.csv", writer.failures_csv)):
+        try:
+            with open(f"{prefix}{suffix}", "w", newline="") as handle:
+                write(csv.writer(handle))
+        except OSError as exc:  # the run's figures are elsewhere too: say so, go on
+            log.warning("could not rewrite %s%s: %s", prefix, suffix, exc)
 
 
 def _pick_on_swarm(environment: Any, web_ui: Any) -> None:

@@ -33,7 +33,8 @@ from locust.runners import MasterRunner
 from loadtests import stepstats
 from loadtests.common import AT_ONCE, Schedule
 
-#: Seconds the master waits for the workers' final reports at the end of a run.
+#: Seconds the master waits for the workers' final reports at the end of a run, beyond
+#: the longest attempt (the last window closes once its attempts have ended).
 FINISH_TIMEOUT = 10.0
 
 
@@ -81,7 +82,8 @@ class StepShape(LoadTestShape):
         master = isinstance(runner, MasterRunner)
         workers = ({node.id for node in runner.clients.all} if master
                    else {stepstats.node_id(runner)})
-        deadline = time.monotonic() + FINISH_TIMEOUT
+        deadline = (time.monotonic() + FINISH_TIMEOUT
+                    + stepstats.longest_attempt(runner.environment.parsed_options))
         if not self._stop_requested():
             # a worker whose users came late may still be measuring: let it finish
             last = len(self.schedule().steps) - 1
@@ -110,5 +112,9 @@ class StepShape(LoadTestShape):
                 self._stopped = True
                 self._finish()
             return None
-        rate = float(getattr(self.runner.environment.parsed_options, "step_spawn_rate", 0.0) or 0.0)
+        options = self.runner.environment.parsed_options
+        if getattr(options, "mode", "") == "arrivals":
+            # the steps are offered rates: one open-loop user per worker shares each
+            return max(getattr(self.runner, "worker_count", 1), 1), AT_ONCE
+        rate = float(getattr(options, "step_spawn_rate", 0.0) or 0.0)
         return users, rate if rate > 0 else AT_ONCE

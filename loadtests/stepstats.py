@@ -13,10 +13,20 @@ open, fed by a listener on locust's ``request`` event:
   more than :data:`CLOCK_TOLERANCE` s, or that hears nothing, starts its own
   clock at its ``test_start``), so a worker's windows open and close with the
   master's steps even when the first users reach it late;
-- each request carries, as its ``context``, the marker of the phase its
-  connection was opened in (persistent mode) or it was started in (connect
-  mode): a request counts in a window only if that marker is the window's, so
+- every attempt is counted in the window in which it started, whatever the
+  phase when it ends: a user takes a :class:`Ticket` of the current phase
+  before each attempt (:func:`take`) and passes it as the ``request`` event's
+  ``context``. In persistent mode a new phase also means a new connection, so
   a window is measured on connections opened after its warm-up;
+- a window stops taking new attempts when its time is up, but is closed only
+  once every attempt started in it has ended: served, failed or timed out
+  (at most ``--connect-timeout`` + ``--io-timeout`` later). An attempt that
+  fails by timing out takes the whole timeout, so a window closed on time
+  would keep the quick successes and lose the slow failures;
+- each window also counts the replies of every user that ran in it, so the
+  report can say how many clients got anything at all, and how fairly;
+- every process also counts every attempt of the run by outcome, warm-ups
+  included, for a cross-check against locust's own statistics;
 - a closed window is sent to the master with locust's custom messages
   (``runner.send_message``); the master (or the local process) keeps every
   worker's windows apart and rewrites the ``--step-stats-file`` JSON after each
@@ -54,43 +64,89 @@ _log = math.log
 
 
 class Window:
-    """What one process saw in one measured window."""
+    """What one process saw in one measured window: the attempts that started in it."""
 
-    __slots__ = ("index", "users", "t_start", "mono_start", "served", "bytes", "failures", "hist",
-                 "max_ms", "users_start")
+    __slots__ = ("index", "users", "t_start", "mono_start", "t_end", "mono_end", "started",
+                 "ended", "served", "bytes", "failures", "hist", "max_ms", "users_start",
+                 "replies", "skipped")
 
-    def __init__(self, index: int, users: int, users_start: int) -> None:
+    def __init__(self, index: int, users: int, users_start: int, user_ids: list[int]) -> None:
         self.index, self.users, self.users_start = index, users, users_start
         self.t_start, self.mono_start = time.time(), time.monotonic()
+        self.t_end: float | None = None  # when it stopped taking new attempts
+        self.mono_end: float | None = None
+        self.started = self.ended = 0
         self.served = self.bytes = 0
         self.failures: dict[str, int] = {}
         self.hist: dict[int, int] = {}
         self.max_ms = 0.0
+        self.replies: dict[int, int] = dict.fromkeys(user_ids, 0)  # user -> replies
+        self.skipped = 0  # arrivals not made (arrivals mode): too many attempts in flight
+
+    @property
+    def in_flight(self) -> int:
+        return self.started - self.ended
 
     def as_dict(self, users_end: int, complete: bool) -> dict[str, Any]:
         failed = sum(self.failures.values())
+        t_end = self.t_end if self.t_end is not None else time.time()
+        mono_end = self.mono_end if self.mono_end is not None else time.monotonic()
         return {
             "step": self.index, "users": self.users, "users_start": self.users_start,
-            "users_end": users_end, "t_start": self.t_start, "t_end": time.time(),
-            "window_s": time.monotonic() - self.mono_start, "complete": complete,
+            "users_end": users_end, "t_start": self.t_start, "t_end": t_end,
+            "window_s": mono_end - self.mono_start, "complete": complete,
+            "drained_s": round(time.monotonic() - mono_end, 4),
+            "started": self.started, "unfinished": self.in_flight, "skipped": self.skipped,
             "requests": self.served + failed, "served": self.served, "bytes": self.bytes,
             "failures": dict(self.failures), "max_ms": self.max_ms,
             # pairs, not a mapping: locust's messages and JSON both keep them as they are
             "hist": sorted(self.hist.items()),
+            "replies_per_user": sorted(self.replies.values()),
         }
 
 
+class Ticket:
+    """What a user carries through one attempt: the window it started in (None in a
+    warm-up) and who the user is."""
+
+    __slots__ = ("window", "user")
+
+    def __init__(self, window: Window | None, user: int) -> None:
+        self.window, self.user = window, user
+
+
+class Phase:
+    """One stretch of the schedule: a window, or the warm-up before one (window None)."""
+
+    __slots__ = ("window", "name")
+
+    def __init__(self, window: Window | None, name: str) -> None:
+        self.window, self.name = window, name
+
+
 class State:
-    """The process-wide phase: the open window (or None) and the marker of the current phase."""
+    """The process-wide phase, the windows still waiting for their attempts, the run's totals."""
 
     def __init__(self) -> None:
-        self.window: Window | None = None
-        self.ctx: dict[str, int] = {"warmup": 0}
+        self.phase = Phase(None, "warmup 0")
+        self.draining: list[Window] = []  # time up, attempts still running
+        self.users: set[int] = set()  # the users running in this process
         self.total = 0  # every request event of the run, in any phase
+        self.served_total = 0
+        self.failures_total: dict[str, int] = {}
         self.clock: Any = None  # the greenlet opening and closing the windows
         self.origin: float | None = None  # the schedule's start, as time.time(), if told
         self.schedule: Schedule | None = None
+        self.longest_attempt = 10.0  # seconds an attempt may take, from the timeouts
         self.runner: Any = None
+        self.arrival_users = 1  # users sharing an offered arrival rate (the master says)
+        self.started_mono: float | None = None  # the schedule's start, on this clock
+        self.skipped = 0  # arrivals not made: too many attempts in flight
+
+    @property
+    def ctx(self) -> Phase:
+        """The current phase (the marker a persistent user compares to reconnect)."""
+        return self.phase
 
 
 STATE = State()
@@ -98,14 +154,31 @@ STATE = State()
 COLLECTOR: Collector | None = None
 
 
+def take(user: int) -> Ticket:
+    """Before an attempt: a ticket of the current phase; counts the attempt as started."""
+    window = STATE.phase.window
+    if window is not None:
+        window.started += 1
+        if user not in window.replies:
+            window.replies[user] = 0
+    return Ticket(window, user)
+
+
 def on_request(request_type: str, name: str, response_time: float, response_length: int,
                exception: BaseException | None = None, context: Any = None, **_: Any) -> None:
-    """Count a request in the open window if it belongs there; kept lean, it runs per request."""
+    """Count an ended attempt in the run's totals, and in its window if it started in one;
+    kept lean, it runs per request."""
     state = STATE
     state.total += 1
-    window = state.window
-    if window is None or context is not state.ctx:
+    if exception is None:
+        state.served_total += 1
+    else:
+        kind = getattr(exception, "kind", "other")
+        state.failures_total[kind] = state.failures_total.get(kind, 0) + 1
+    window = getattr(context, "window", None)
+    if window is None:
         return
+    window.ended += 1
     if exception is None:
         window.served += 1
         window.bytes += response_length
@@ -114,6 +187,7 @@ def on_request(request_type: str, name: str, response_time: float, response_leng
         hist[key] = hist.get(key, 0) + 1
         if response_time > window.max_ms:
             window.max_ms = response_time
+        window.replies[context.user] = window.replies.get(context.user, 0) + 1
     else:
         kind = getattr(exception, "kind", "other")
         window.failures[kind] = window.failures.get(kind, 0) + 1
@@ -133,27 +207,64 @@ def _publish(data: dict[str, Any]) -> None:
 
 
 def _open(index: int, users: int) -> None:
-    STATE.ctx = {"window": index}
-    STATE.window = Window(index, users, STATE.runner.user_count)
+    window = Window(index, users, STATE.runner.user_count, sorted(STATE.users))
+    STATE.phase = Phase(window, f"window {index}")
+
+
+def _end(index: int) -> Window | None:
+    """The window's time is up: new attempts go to the next warm-up; it drains."""
+    window = STATE.phase.window
+    STATE.phase = Phase(None, f"warmup {index + 1}")
+    if window is None:
+        return None
+    window.t_end, window.mono_end = time.time(), time.monotonic()
+    STATE.draining.append(window)
+    return window
+
+
+def _report(window: Window, complete: bool) -> None:
+    if window in STATE.draining:
+        STATE.draining.remove(window)
+        _publish({"window": window.as_dict(STATE.runner.user_count, complete)})
 
 
 def _close(complete: bool) -> None:
-    window, STATE.window = STATE.window, None
-    if window is None:
-        return
-    STATE.ctx = {"warmup": window.index + 1}
-    _publish({"window": window.as_dict(STATE.runner.user_count, complete)})
+    """End the open window and report it now, whatever is still in flight."""
+    window = _end(STATE.phase.window.index if STATE.phase.window else -1)
+    if window is not None:
+        _report(window, complete)
+
+
+#: How often a draining window looks whether its last attempts have ended (seconds).
+DRAIN_POLL = 0.005
+#: Slack beyond the longest attempt before a window is reported with attempts unfinished.
+DRAIN_SLACK = 1.0
+
+
+def _drain(window: Window) -> None:
+    """Report ``window`` once every attempt started in it has ended (or, should a user
+    have been stopped mid-attempt, after the longest attempt and some slack)."""
+    import gevent
+
+    deadline = time.monotonic() + STATE.longest_attempt + DRAIN_SLACK
+    while window.in_flight > 0 and time.monotonic() < deadline:
+        gevent.sleep(DRAIN_POLL)
+    _report(window, complete=window.in_flight <= 0)
 
 
 def _run_clock(schedule: Schedule, started: float) -> None:
     import gevent  # here, not at the top: this module is imported by tests without gevent
 
+    drains = []
     for index, users in enumerate(schedule.steps):
         start, end = schedule.window_bounds(index)
         gevent.sleep(max(0.0, started + start - time.monotonic()))
         _open(index, users)
         gevent.sleep(max(0.0, started + end - time.monotonic()))
-        _close(complete=True)
+        window = _end(index)
+        if window is not None:
+            drains.append(gevent.spawn(_drain, window))
+    gevent.joinall(drains)
 
 
 def start(runner: Any, options: Any, origin: float | None = None) -> None:
@@ -164,13 +275,22 @@ def start(runner: Any, options: Any, origin: float | None = None) -> None:
     """
     stop_clock()
     STATE.runner = runner
-    STATE.window, STATE.ctx, STATE.total = None, {"warmup": 0}, 0
-    if not getattr(options, "step_stats_file", ""):
-        STATE.schedule = None
-        return
+    STATE.phase, STATE.draining = Phase(None, "warmup 0"), []
+    STATE.total = STATE.served_total = 0
+    STATE.failures_total = {}
+    STATE.started_mono, STATE.skipped = None, 0
+    STATE.longest_attempt = longest_attempt(options)
     STATE.schedule = Schedule.from_options(options)
+    if not getattr(options, "step_stats_file", ""):
+        return
     _start_clock(origin if origin is not None else STATE.origin)
     STATE.origin = None
+
+
+def longest_attempt(options: Any) -> float:
+    """How long one attempt may take before it fails, from the locustfile's timeouts."""
+    return (float(getattr(options, "connect_timeout", 5.0))
+            + float(getattr(options, "io_timeout", 5.0)))
 
 
 def _start_clock(origin: float | None) -> None:
@@ -180,14 +300,34 @@ def _start_clock(origin: float | None) -> None:
     if origin is None or abs(now - origin) > CLOCK_TOLERANCE:
         origin = now
     assert STATE.schedule is not None
-    STATE.clock = gevent.spawn(_run_clock, STATE.schedule, time.monotonic() - (now - origin))
+    STATE.started_mono = time.monotonic() - (now - origin)
+    STATE.clock = gevent.spawn(_run_clock, STATE.schedule, STATE.started_mono)
+
+
+def arrival_block(now: float) -> tuple[float, float, float]:
+    """In arrivals mode (the schedule's steps are offered rates): the rate at ``now`` (a
+    ``time.monotonic()``) and the end of the block that starts there: at most a second,
+    cut at the schedule's next boundary so no block straddles a window's edge. After the
+    schedule (while the last window drains), the last step's rate, in blocks of a second."""
+    schedule = STATE.schedule
+    if schedule is None:
+        return 0.0, now + 1.0, now
+    if STATE.started_mono is None:  # no clock: a flat run at the first step's rate
+        return float(schedule.steps[0]), now + 1.0, now
+    elapsed = now - STATE.started_mono
+    phase = schedule.phase_at(elapsed)
+    rate = float(schedule.steps[-1] if phase is None else phase.users)
+    end = min(schedule.next_boundary(elapsed), elapsed + 1.0)
+    return rate, STATE.started_mono + end, now
 
 
 def on_clock(environment: Any = None, msg: Any = None, **_: Any) -> None:
     """On a worker: the master's start time; a clock already running with no window
     opened yet is restarted on it."""
     origin = float(msg.data["wall"])
-    if STATE.clock is not None and STATE.window is None and not STATE.ctx.get("warmup"):
+    STATE.arrival_users = int(msg.data.get("arrival_users", 1) or 1)
+    if STATE.clock is not None and STATE.phase.window is None \
+            and STATE.phase.name == "warmup 0":
         stop_clock()
         _start_clock(origin)
     else:
@@ -208,7 +348,10 @@ def finish(options: Any) -> None:
     if not getattr(options, "step_stats_file", ""):
         return
     _close(complete=False)
-    _publish({"final": {"requests": STATE.total}})
+    for window in list(STATE.draining):  # stopped before their attempts ended
+        _report(window, complete=False)
+    _publish({"final": {"requests": STATE.total, "served": STATE.served_total,
+                        "failures": dict(STATE.failures_total)}})
 
 
 def on_finish(environment: Any = None, msg: Any = None, **_: Any) -> None:

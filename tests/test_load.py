@@ -166,17 +166,59 @@ def test_two_workers_add_up(tmp_path: Path) -> None:
     assert summary["requests"] == sum(step["requests"] for step in summary["steps"])
 
 
-def test_denials_are_classed(tmp_path: Path) -> None:
+def test_denials_are_classed_and_every_attempt_counted(tmp_path: Path) -> None:
     """A server that holds one client a second, with a listen queue of one, turns the
-    others away: timeouts (or refusals), never an unexplained failure."""
+    others away: timeouts (or refusals), never an unexplained failure. The window (2 s) is
+    shorter than twice the longest attempt (1 + 1.5 s): its attempts that time out after
+    it closed still count in it, and over the whole run, warm-up included, the totals by
+    class are locust's own (its CSV files)."""
     summary = run_load(spec(tmp_path, "--model", "sequential", "--service", "echo",
                             "--backlog", "1", "--delay", "1", steps=[30], mode="connect",
-                            step_time=3.0, connect_timeout=1.0, io_timeout=1.0))
+                            step_time=2.0, connect_timeout=1.0, io_timeout=1.5))
     check_summary(summary, tmp_path / "results")
-    failures = summary["steps"][0]["failures"]
-    assert sum(failures.values()) > 0
+    step = summary["steps"][0]
+    failures = step["failures"]
+    assert sum(failures.values()) >= 30, failures  # 30 clients, one served at a time
     allowed = {"connect_timeout", "io_timeout", "refused"}
     assert all(count == 0 for kind, count in failures.items() if kind not in allowed), failures
+    assert step["started"] == step["requests"] and step["unfinished"] == 0
+    assert step["served_share"] < 0.2
+    generator = summary["generator"]
+    csv_totals = generator["locust_csv"]
+    assert csv_totals is not None and generator["matches_locust"], generator
+    assert generator["all_phases"]["failures"] == csv_totals["failures"]
+    assert sum(csv_totals["failures"].values()) > sum(failures.values())  # warm-up's too
+
+
+def test_offered_arrival_rate_is_achieved(tmp_path: Path) -> None:
+    """Arrivals at 50 new connections a second, to a server that answers at once: the
+    window sees the offered rate (within 5%), every attempt served."""
+    summary = run_load(spec(tmp_path, "--model", "threading", "--service", "echo",
+                            steps=[50], mode="arrivals", step_time=2.0, warmup=0.5))
+    check_summary(summary, tmp_path / "results")
+    assert summary["complete"], summary["error"]
+    step = summary["steps"][0]
+    assert step["offered_rate"] == 50
+    assert step["achieved_rate"] == pytest.approx(50, rel=0.05), step
+    assert not step["rate_short"] and step["served_share"] == 1.0
+    assert step["clients"] is None  # no closed-loop users here
+    assert summary["generator"]["matches_locust"]
+
+
+@pytest.mark.parametrize(("model", "fair"), [("threading", True), ("sequential", False)])
+def test_clients_served_and_fairness(model: str, fair: bool, tmp_path: Path) -> None:
+    """Five persistent users: a thread each shares the replies evenly (Jain's index 1.0);
+    one client at a time gives nearly all of them to one user (near 1/5)."""
+    summary = run_load(spec(tmp_path, "--model", model, "--service", "echo", steps=[5],
+                            connect_timeout=0.5, io_timeout=0.5))
+    assert summary["complete"], summary["error"]
+    clients = summary["steps"][0]["clients"]
+    assert clients["users"] == 5
+    if fair:
+        assert clients["served_any"] == 5 and clients["jain"] > 0.95, clients
+    else:
+        assert clients["jain"] < 0.3, clients
+        assert clients["replies_max"] > 50 * max(clients["replies_min"], 1), clients
 
 
 def _children_running_servers() -> list[psutil.Process]:

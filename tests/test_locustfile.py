@@ -108,31 +108,41 @@ class _Runner:
         self.sent.append((kind, data))
 
 
-def test_window_counts_only_its_own_connections() -> None:
-    """A request counts in the open window only if its connection was opened in it."""
+def test_an_attempt_counts_in_the_window_it_started_in() -> None:
+    """A window keeps the attempts that started in it, also those that end after its time
+    is up, and is reported only once the last of them has ended."""
     runner = _Runner()
     state = stepstats.STATE
-    state.runner, state.total = runner, 0
-    old_ctx = state.ctx
+    state.runner, state.total, state.draining = runner, 0, []
+    state.served_total, state.failures_total = 0, {}
+    state.users = {1, 2, 3}
+    warmup = stepstats.take(1)  # started before the window opened
     stepstats._open(0, 3)
-    ctx = state.ctx
+    first, second, slow = stepstats.take(1), stepstats.take(2), stepstats.take(2)
     failure = SimpleNamespace(kind="io_timeout")
-    stepstats.on_request("tcp", "x", 0.5, 64, None, context=ctx)
-    stepstats.on_request("tcp", "x", 2.0, 64, None, context=ctx)
-    stepstats.on_request("tcp", "x", 1.0, 0, failure, context=ctx)
-    stepstats.on_request("tcp", "x", 0.1, 64, None, context=old_ctx)  # warm-up connection
+    stepstats.on_request("tcp", "x", 0.5, 64, None, context=first)
+    stepstats.on_request("tcp", "x", 2.0, 64, None, context=second)
+    stepstats.on_request("tcp", "x", 0.1, 64, None, context=warmup)  # not the window's
     stepstats.on_request("tcp", "x", 0.1, 64, None)  # someone else's request
-    stepstats._close(complete=True)
-    stepstats.on_request("tcp", "x", 0.1, 64, None, context=ctx)  # after the window
-    assert state.total == 6
+    window = stepstats._end(0)
+    later = stepstats.take(3)  # the window's time is up: the next warm-up's
+    assert window is not None and window.in_flight == 1 and not runner.sent
+    stepstats.on_request("tcp", "x", 1000.0, 0, failure, context=slow)  # timed out, late
+    stepstats.on_request("tcp", "x", 0.1, 64, None, context=later)
+    assert window.in_flight == 0
+    stepstats._report(window, complete=True)
+    assert state.total == 6 and state.served_total == 5
+    assert state.failures_total == {"io_timeout": 1}
     ((kind, data),) = runner.sent
-    window = data["window"]
+    record = data["window"]
     assert kind == stepstats.MESSAGE and data["worker"] == "worker-a"
-    assert (window["requests"], window["served"], window["bytes"]) == (3, 2, 128)
-    assert window["failures"] == {"io_timeout": 1} and window["max_ms"] == 2.0
-    assert window["complete"] and window["users_start"] == 3
-    assert sum(count for _, count in window["hist"]) == 2
-    assert state.ctx is not ctx  # the next warm-up opens new connections
+    assert (record["started"], record["requests"], record["served"]) == (3, 3, 2)
+    assert record["bytes"] == 128 and record["unfinished"] == 0
+    assert record["failures"] == {"io_timeout": 1} and record["max_ms"] == 2.0
+    assert record["complete"] and record["users_start"] == 3
+    assert record["replies_per_user"] == [0, 1, 1]  # user 3 got nothing in the window
+    assert sum(count for _, count in record["hist"]) == 2
+    assert state.phase.window is None  # the next warm-up opens new connections
 
 
 def test_histogram_percentiles_within_one_percent() -> None:

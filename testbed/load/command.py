@@ -59,8 +59,16 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--warmup", type=duration, default=2.0, metavar="T",
                         help="unrecorded warm-up before each step's window, on connections "
                         "closed before the window opens (default 2s)")
-    parser.add_argument("--mode", choices=("persistent", "connect"), default="persistent",
-                        help="persistent: one connection per user; connect: one per request")
+    parser.add_argument("--mode", choices=("persistent", "connect", "arrivals"),
+                        default="persistent",
+                        help="persistent: one connection per user; connect: one per request; "
+                        "arrivals: new connections at an offered rate (--rate, --rates)")
+    parser.add_argument("--rate", type=positive(int), metavar="R",
+                        help="offered rate of a flat arrivals run, new connections per "
+                        "second, Poisson arrivals (implies --mode arrivals)")
+    parser.add_argument("--rates", type=user_counts, metavar="R,R,...",
+                        help="offered rate of each step, connections per second (implies "
+                        "--mode arrivals and --step)")
     parser.add_argument("--payload-size", type=positive(int), default=64, metavar="B",
                         help="bytes per request, newline included (default 64)")
     parser.add_argument("--expect", choices=("echo", "upper"),
@@ -110,6 +118,17 @@ def server_options_from(args: argparse.Namespace) -> list[str]:
 
 def spec_from(args: argparse.Namespace, argv: list[str]) -> LoadSpec:
     steps = args.steps or (list(DEFAULT_STEPS) if args.step else [args.users])
+    if args.rate or args.rates:
+        if args.mode == "persistent" and any(a.split("=")[0] == "--mode" for a in argv):
+            raise LoadError("--rate and --rates offer new connections (--mode arrivals), "
+                            "not persistent ones")
+        if args.steps or "--users" in argv or "-u" in argv:
+            raise LoadError("--rate and --rates set the load of an arrivals run: give them "
+                            "instead of --users and --steps")
+        args.mode = "arrivals"
+        steps = args.rates or [args.rate]
+    elif args.mode == "arrivals":
+        raise LoadError("--mode arrivals needs an offered rate: --rate R or --rates R,R,...")
     if args.target and server_options_given(argv, ignore=("--udp", "--workers")):
         raise LoadError("give either --target or server options (--model, --service, ...), "
                         "not both")
@@ -132,12 +151,20 @@ def _fmt(value: Any, spec: str = ",.0f") -> str:
 
 def table(summary: dict[str, Any]) -> str:
     """The short table printed at the end of a run."""
-    head = ("users", "rps", "p50 ms", "p95 ms", "p99 ms", "max ms", "failures", "cpu µs/req",
-            "rss MiB", "gen-bound")
+    arrivals = summary["options"]["mode"] == "arrivals"
+    head = ("conn/s offered" if arrivals else "users",
+            "achieved" if arrivals else "clients served", "served %", "rps", "p50 ms",
+            "p95 ms", "p99 ms", "max ms", "failures", "cpu µs/req", "rss MiB", "gen-bound")
     rows = [head]
     for step in summary["steps"]:
         server = step["server"] or {}
-        rows.append((str(step["users"]), _fmt(step["rps"]), _fmt(step["p50_ms"], ".3f"),
+        clients = step.get("clients") or {}
+        second = (_fmt(step.get("achieved_rate"), ",.1f") if arrivals else
+                  f"{clients['served_any']} of {clients['users']}" if clients else "-")
+        share = step.get("served_share")
+        rows.append((str(step["users"]), second, _fmt(None if share is None else share * 100,
+                                                      ".1f"),
+                     _fmt(step["rps"]), _fmt(step["p50_ms"], ".3f"),
                      _fmt(step["p95_ms"], ".3f"), _fmt(step["p99_ms"], ".3f"),
                      _fmt(step["max_ms"], ".2f"),
                      _fmt(sum(step["failures"].values()), ",d"),

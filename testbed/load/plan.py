@@ -37,8 +37,10 @@ def parse_target(target: str, udp: bool) -> tuple[str, str, int | None]:
 
 def check(spec: LoadSpec) -> Plan:
     """Refuse a spec that can't run, with one clear line (LoadError)."""
-    if spec.mode not in ("persistent", "connect"):
-        raise LoadError(f"mode must be persistent or connect, not {spec.mode!r}")
+    if spec.mode not in ("persistent", "connect", "arrivals"):
+        raise LoadError(f"mode must be persistent, connect or arrivals, not {spec.mode!r}")
+    if spec.mode == "arrivals" and spec.udp:
+        raise LoadError("arrivals are new TCP connections; over UDP, use --mode connect")
     if spec.expect not in (None, "echo", "upper"):
         raise LoadError(f"expect must be echo or upper, not {spec.expect!r}")
     if not spec.steps or any(int(n) != n or n < 1 for n in spec.steps):

@@ -32,7 +32,7 @@ class LoadSpec:
     warmup: float = 2.0
     first_warmup: float | None = None  # the first step's warm-up, on a fresh server; None: warmup
     spawn_rate: float | None = None  # users started per second; None: each step's users at once
-    mode: str = "persistent"
+    mode: str = "persistent"  # or "connect"; or "arrivals", where the steps are offered rates
     payload_size: int = 64
     udp: bool = False
     expect: str | None = None  # the reply to check for; None: the server's service (echo for a target)

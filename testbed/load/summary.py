@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.metadata
 import json
 import math
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 
 #: A locust worker using at least this share of one CPU in a window is saturated.
 SATURATED_CPU = 0.9
+#: In arrivals mode, a step whose achieved rate falls short of the offered one by more than
+#: this share measured the generator's limit, not only the server's.
+RATE_SHORTFALL = 0.05
 
 
 def package_version(package: str) -> str | None:
@@ -64,16 +68,32 @@ def _failures(counts: dict[str, int]) -> dict[str, int]:
     return merged
 
 
+def jain_index(values: list[int]) -> float | None:
+    """Jain's fairness index of the replies per client: 1.0 when every client got as many,
+    1/n when one client got them all; None when nobody got anything."""
+    squares = sum(v * v for v in values)
+    if not values or not squares:
+        return None
+    return sum(values) ** 2 / (len(values) * squares)
+
+
 def _merge(windows: list[dict[str, Any]]) -> dict[str, Any]:
     hist: dict[int, int] = {}
     failures: dict[str, int] = {}
+    replies: list[int] = []
     for window in windows:
+        replies.extend(int(n) for n in window.get("replies_per_user", ()))
         for key, count in window["hist"]:
             hist[int(key)] = hist.get(int(key), 0) + int(count)
         for kind, count in window["failures"].items():
             failures[kind] = failures.get(kind, 0) + count
     return {
         "requests": sum(w["requests"] for w in windows),
+        "started": sum(w.get("started", w["requests"]) for w in windows),
+        "unfinished": sum(w.get("unfinished", 0) for w in windows),
+        "skipped": sum(w.get("skipped", 0) for w in windows),
+        "replies": replies,
+        "drained_s": max((w.get("drained_s", 0.0) for w in windows), default=0.0),
         "served": sum(w["served"] for w in windows),
         "bytes": sum(w["bytes"] for w in windows),
         "failures": failures, "hist": hist,
@@ -123,19 +143,41 @@ def _bound(rps: float, ceiling: float | None, cpu: float | None) -> bool:
                                                                  cpu >= SATURATED_CPU))
 
 
+def _clients(merged: dict[str, Any]) -> dict[str, Any] | None:
+    """How many of the step's clients got at least one reply, and how evenly replies went."""
+    replies = merged["replies"]
+    if not replies:
+        return None
+    jain = jain_index(replies)
+    return {"users": len(replies), "served_any": sum(1 for n in replies if n),
+            "jain": None if jain is None else round(jain, 4),
+            "replies_min": min(replies), "replies_max": max(replies)}
+
+
 def _record(run: Run, users: int, merged: dict[str, Any], buckets_per_e: float,
             ceiling: float | None, by_worker: dict[str, int]) -> dict[str, Any]:
     window_s = merged["window_s"]
     served, requests = merged["served"], merged["requests"]
     rps = served / window_s if window_s > 0 else 0.0
     cpu = _generator_cpu(run, merged["t_start"], merged["t_end"])
-    return {
+    arrivals: dict[str, Any] = {}
+    bound = _bound(rps, ceiling, cpu)
+    if run.spec.mode == "arrivals":
+        achieved = merged["started"] / window_s if window_s > 0 else 0.0
+        short = achieved < (1 - RATE_SHORTFALL) * users
+        arrivals = {"offered_rate": users, "achieved_rate": round(achieved, 2),
+                    "rate_short": short, "skipped": merged["skipped"]}
+        bound = short or (cpu is not None and cpu >= SATURATED_CPU)
+    return {**arrivals,
         "users": users, "window_s": round(window_s, 3), "requests": requests, "served": served,
         "served_share": round(served / requests, 4) if requests else None,
         "failures": _failures(merged["failures"]), "rps": round(rps, 1),
         **latency_figures(merged["hist"], merged["max_ms"], buckets_per_e),
         "server": _server_figures(run, merged["t_start"], merged["t_end"], served),
-        "generator_bound": _bound(rps, ceiling, cpu), "generator_cpu": cpu,
+        "generator_bound": bound, "generator_cpu": cpu,
+        "clients": None if run.spec.mode == "arrivals" else _clients(merged),
+        "started": merged["started"], "unfinished": merged["unfinished"],
+        "drained_s": round(merged["drained_s"], 3),
         "complete": merged["complete"], "users_running": merged["users_running"],
         "bytes": merged["bytes"], "workers": by_worker,
         "t_start": round(merged["t_start"], 3), "t_end": round(merged["t_end"], 3),
@@ -193,9 +235,15 @@ def summarize(plan: Plan, run: Run, run_id: str, started: datetime) -> dict[str,
         "requests_all_phases": sum((data.get("final") or {}).get("requests", 0)
                                    for data in workers.values()),
         "locust_requests": _locust_total(run.run_dir),
+        "all_phases": _all_phases(workers),
+        "locust_csv": locust_csv_totals(run.run_dir),
         "per_worker": {wid: (data.get("final") or {}).get("requests")
                        for wid, data in workers.items()},
     }
+    counted, csv_totals = summary["generator"]["all_phases"], summary["generator"]["locust_csv"]
+    summary["generator"]["matches_locust"] = bool(csv_totals) and (
+        counted["requests"] == csv_totals["requests"]
+        and counted["failures"] == csv_totals["failures"])
     summary["files"] = sorted(p.name for p in run.run_dir.iterdir()) + ["summary.json"]
     (run.run_dir / "samples.json").write_text(json.dumps(run.sampler.dump()) + "\n")
     return summary
@@ -231,6 +279,41 @@ def _totals(windows: list[dict[str, Any]], steps: list[dict[str, Any]],
         "server": server,
         "generator_bound": any(step["generator_bound"] for step in steps),
     }
+
+
+def _all_phases(workers: dict[str, Any]) -> dict[str, Any]:
+    """Every attempt of the run by outcome, warm-ups and drains included, over all workers:
+    what locust's own statistics count too."""
+    served, failures = 0, {}
+    for data in workers.values():
+        final = data.get("final") or {}
+        served += int(final.get("served", 0))
+        for kind, count in (final.get("failures") or {}).items():
+            failures[kind] = failures.get(kind, 0) + int(count)
+    return {"requests": served + sum(failures.values()), "served": served,
+            "failures": dict(sorted(failures.items()))}
+
+
+def locust_csv_totals(run_dir: Path) -> dict[str, Any] | None:
+    """Locust's own totals from its CSV files: requests, and failures by class (the error
+    text of a harness failure is its class)."""
+    try:
+        with open(run_dir / "locust_stats.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        with open(run_dir / "locust_failures.csv", newline="") as handle:
+            failure_rows = list(csv.DictReader(handle))
+    except OSError:
+        return None
+    try:
+        total = next(row for row in rows if row.get("Name") == "Aggregated")
+        failures: dict[str, int] = {}
+        for row in failure_rows:
+            kind = row["Error"].strip()
+            failures[kind] = failures.get(kind, 0) + int(row["Occurrences"])
+        return {"requests": int(total["Request Count"]),
+                "failures": dict(sorted(failures.items()))}
+    except (StopIteration, KeyError, ValueError):
+        return None
 
 
 def _locust_total(run_dir: Path) -> int | None:
