@@ -11,6 +11,7 @@ import csv
 import importlib.util
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from testbed.compare import contenders
 from testbed.compare.command import build_parser as compare_parser
 from testbed.compare.plan import make_plan
 from testbed.compare.progress import Progress
-from testbed.compare.scenarios import FULL, QUICK, scenario_names
+from testbed.compare.scenarios import FULL, QUICK, QUICK_BUDGET, scenario_names
 from tests.conftest import MODELS, WITHOUT_UVLOOP, no_traceback, one_line
 from tests.test_report import check_markdown_matches_json, md_table, scenario_section
 
@@ -92,7 +93,7 @@ def test_list_shows_models_scenarios_and_an_estimate():
 
 
 def test_plan_runs_every_model_through_every_scenario_one_at_a_time():
-    plan = make_plan(compare_parser().parse_args([]))
+    plan = make_plan(compare_parser().parse_args(["--repeat", "1"]))
     everyone = contenders.names()
     assert everyone[:len(MODELS)] == MODELS
     assert [(run.scenario.name, run.model) for run in plan.runs] == [
@@ -100,62 +101,91 @@ def test_plan_runs_every_model_through_every_scenario_one_at_a_time():
     assert [run.timing for run in plan.runs[::len(everyone)]] == [
         QUICK.get(name).timing for name in scenario_names()]
     timed = make_plan(compare_parser().parse_args(["--run-time", "3s", "--models", "select"]))
-    assert all((run.timing.first, run.timing.window) == (2.0, 3.0) for run in timed.runs)
+    assert all((run.timing.first, run.timing.window) == (1.0, 3.0) for run in timed.runs)
     even = make_plan(compare_parser().parse_args(["--warmup", "0.5", "--models", "select"]))
     assert all(run.timing.first == run.timing.warmup == 0.5 for run in even.runs)
     full = make_plan(compare_parser().parse_args(["--full", "--run-time", "3s", "--steps",
-                                                  "4,1", "--models", "select"]))
+                                                  "4,1", "--models", "select", "--repeat", "1"]))
     assert all(run.timing.window == 3 for run in full.runs)
     assert [run.timing.warmup for run in full.runs] == [FULL.get(name).timing.warmup
                                                         for name in scenario_names()]
     assert all(run.scenario.steps == (1, 4) for run in full.runs)
 
 
+def test_repeats_rotate_the_models_order():
+    """--repeat 3: each scenario's repeats follow one another, each starting one model
+    later, so that a drifting machine hits every model alike."""
+    plan = make_plan(compare_parser().parse_args(["--repeat", "3", "--models",
+                                                  "select,threading,asyncio", "--scenarios",
+                                                  "slow-io,cpu"]))
+    assert plan.repeats == 3 and not plan.repeats_from_budget
+    order = [(run.scenario.name, run.repeat, run.model) for run in plan.runs]
+    assert order[:9] == [("slow-io", 0, "select"), ("slow-io", 0, "threading"),
+                         ("slow-io", 0, "asyncio"), ("slow-io", 1, "threading"),
+                         ("slow-io", 1, "asyncio"), ("slow-io", 1, "select"),
+                         ("slow-io", 2, "asyncio"), ("slow-io", 2, "select"),
+                         ("slow-io", 2, "threading")]
+    assert [name for name, _, _ in order[9:]] == ["cpu"] * 9
+
+
 def test_progress_tells_the_step_from_the_time_spent():
     """Without a message from the run, the step shown comes from the schedule: quick fast
-    is 2 s warm-up + 1 s, then 0.1 + 1 s per later step."""
-    plan = make_plan(compare_parser().parse_args(["--models", "select", "--scenarios", "fast"]))
+    is 1 s warm-up + 0.5 s, then 0.1 + 0.5 s per later step."""
+    plan = make_plan(compare_parser().parse_args(["--models", "select", "--scenarios", "fast",
+                                                  "--repeat", "1"]))
     progress = Progress(plan, stream=io.StringIO())
     progress.begin(0)
     progress.overheads = [0.0]
-    for spent, shown in ((0.5, "step 1/3 (1 user)"), (3.5, "step 2/3 (10 users)"),
-                         (4.5, "step 3/3 (50 users)"), (60.0, "step 3/3 (50 users)")):
+    for spent, shown in ((0.5, "step 1/3 (1 user)"), (1.8, "step 2/3 (10 users)"),
+                         (2.4, "step 3/3 (50 users)"), (60.0, "step 3/3 (50 users)")):
         progress.run_started = time.monotonic() - spent
         assert shown in progress.line(), (spent, progress.line())
 
 
 @pytest.mark.parametrize("preset", [QUICK, FULL], ids=["quick", "full"])
-def test_every_window_outlasts_one_attempt(preset):
-    """A window counts the attempts that end in it: a waiting client must fail inside it."""
+def test_every_attempt_is_bounded(preset):
+    """A window is closed once its attempts have ended, so every attempt must end: each
+    scenario bounds it with its timeouts (the drain of the last window is planned for)."""
     for name in preset.names():
         scenario = preset.get(name)
-        assert scenario.timing.window > scenario.longest_attempt, name
+        assert 0 < scenario.longest_attempt <= 5.0, name
+    plan = make_plan(compare_parser().parse_args(["--models", "select", "--repeat", "1"]))
+    for run in plan.runs:
+        assert run.step_seconds() >= (run.timing.seconds(len(run.scenario.steps))
+                                      + run.scenario.longest_attempt)
 
 
-def test_quick_preset_fits_its_budget():
-    """9 contenders in under 5 minutes at the ~1 s of locust start and stop each run costs
-    (0.5-0.7 s measured), with 2 s on each fresh server before its first window."""
-    measured_overhead = 1.0
-    per_model = sum(s.timing.seconds(len(s.steps)) + measured_overhead
-                    for s in map(QUICK.get, QUICK.names()))
-    assert per_model * 9 < 280
-    assert all(QUICK.get(name).timing.first == 2.0 for name in QUICK.names())
+def test_quick_preset_repeats_as_its_budget_allows():
+    """The quick preset's estimate, with every contender, stays within its 6-minute budget,
+    and the budget chooses the repeats: more of them when fewer models are compared."""
+    everyone = make_plan(compare_parser().parse_args([]))
+    assert everyone.repeats_from_budget and everyone.repeats >= 1
+    assert everyone.estimate() <= QUICK_BUDGET or everyone.repeats == 1
+    two = make_plan(compare_parser().parse_args(["--models", "select,threading"]))
+    assert two.repeats > everyone.repeats or two.repeats == 3
+    assert two.estimate() <= QUICK_BUDGET
+    short = make_plan(compare_parser().parse_args(["--models", "select,threading",
+                                                   "--budget", "10s"]))
+    assert short.repeats == 1  # never fewer than one
+    assert all(QUICK.get(name).timing.first == 1.0 for name in QUICK.names())
     assert duration("1.5s") == 1.5 and duration("1m") == 60 and duration("2") == 2
 
 
 def test_scenarios_are_those_of_the_issue():
     fast, slow, cpu, denial = (QUICK.get(name) for name in ("fast", "slow-io", "cpu", "denial"))
     assert (fast.mode, fast.payload_size, fast.steps) == ("persistent", 64, (1, 10, 50))
+    assert fast.metric == "cpu_us_per_request" and fast.capacity is not None
     assert "--delay 0.1" in slow.server_summary() and slow.steps == (1, 10, 50)
     assert "--work-ms 5" in cpu.server_summary() and cpu.steps == (1, 10)
-    assert denial.mode == "connect" and denial.metric == "served_share"
+    assert denial.mode == "arrivals" and denial.metric == "served_share"
+    assert denial.unit == "conn/s" and denial.steps == (10, 40, 100)
     assert "--backlog 1" in denial.server_summary() and "--delay 0.5" in denial.server_summary()
     assert denial.connect_timeout <= 2 and denial.io_timeout <= 2  # every attempt bounded
     assert fast.server_options("select")[:2] == ["--model", "select"]
 
 
 def run_tiny(tmp_path: Path, models: list[str], scenarios: list[str], steps: str,
-             timeout: float) -> tuple[subprocess.CompletedProcess, Path, dict]:
+             timeout: float, repeat: int = 1) -> tuple[subprocess.CompletedProcess, Path, dict]:
     """A real comparison with tiny steps; returns the result, its directory and results.json.
 
     Run from tmp_path with the default, relative ``--out results``, as tox runs it.
@@ -163,7 +193,8 @@ def run_tiny(tmp_path: Path, models: list[str], scenarios: list[str], steps: str
     result = subprocess.run([sys.executable, "-m", "testbed", "compare",
                              "--models", ",".join(models), "--scenarios", ",".join(scenarios),
                              "--steps", steps, "--run-time", "0.6", "--warmup", "0.3",
-                             "--workers", "1"], cwd=tmp_path, capture_output=True, text=True,
+                             "--workers", "1", "--repeat", str(repeat)], cwd=tmp_path,
+                            capture_output=True, text=True,
                             timeout=timeout)
     tmp_path = tmp_path / "results"
     assert result.returncode == 0, result.stderr
@@ -209,6 +240,32 @@ def test_small_comparison_writes_every_file_and_report_matches_json(tmp_path):
     models, scenarios = ["select", "threading"], ["slow-io"]
     result, out, doc = run_tiny(tmp_path, models, scenarios, "3", timeout=28)
     check_tiny(result, out, doc, models, scenarios, [3])
+
+
+def test_repeats_give_every_cell_a_spread_and_the_report_rebuilds_from_json(tmp_path):
+    """--repeat 2 on two models: results.json keeps both repeats of every cell, every
+    figure of the summary table carries its spread, and testbed report rebuilds the very
+    same report from results.json alone."""
+    models = ["select", "threading"]
+    result, out, doc = run_tiny(tmp_path, models, ["slow-io"], "3", timeout=28, repeat=2)
+    assert doc["metadata"]["repeats"] == 2
+    assert sorted((r["model"], r["repeat"]) for r in doc["runs"]) == [
+        (model, repeat) for model in models for repeat in (0, 1)]
+    assert [r["model"] for r in doc["runs"]] == ["select", "threading", "threading", "select"]
+    text = (out / "report.md").read_text(encoding="utf-8")
+    rows = md_table(scenario_section(text, "slow-io"), "### At 3 users")
+    assert [row["model"] for row in rows] == models
+    for row in rows:
+        for header, shown in row.items():
+            if header != "model" and shown != "–":
+                assert re.fullmatch(r"\S+ \(\S+–\S+\)", shown.replace("**", "")), (header, shown)
+    (out / "report.md").unlink()
+    rebuilt = subprocess.run([sys.executable, "-m", "testbed", "report", "--quiet",
+                              str(out / "results.json")], capture_output=True, text=True,
+                             timeout=60)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (out / "report.md").read_text(encoding="utf-8") == text
+    assert "Over 2 repeats" in result.stdout
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from testbed.compare.scenarios import QUICK
 from testbed.reporting import write_report
 from testbed.reporting.data import parse
 from testbed.reporting.describe import facts
-from testbed.reporting.sentences import verdict
+from testbed.reporting.sentences import verdict, verdicts
 from testbed.reporting.tables import fmt
 from tests.conftest import one_line
 
@@ -59,11 +59,24 @@ def summary(steps: list[dict], *, complete: bool = True, error: str | None = Non
             "warmup_s": 0.5, "generator_ceiling_rps": 5000.0}
 
 
-def run(model: str, scenario: str, steps: list[dict], **kwargs: Any) -> dict[str, Any]:
+def run(model: str, scenario: str, steps: list[dict], *, repeat: int = 0,
+        capacity: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
     record = summary(steps, **kwargs)
     crashed = not record["complete"] or bool(record["error"])
-    return {"model": model, "scenario": scenario, "status": "crashed" if crashed else "ok",
-            "error": record["error"], "duration_s": 5.0, "summary": record}
+    found = {"model": model, "scenario": scenario, "status": "crashed" if crashed else "ok",
+             "error": record["error"], "duration_s": 5.0, "summary": record, "repeat": repeat}
+    if capacity is not None:
+        found["capacity"] = capacity
+    return found
+
+
+def bench(cpu_us: float, rps: float, *, served: int = 10, limit: str = "server",
+          errors: int = 0) -> dict[str, Any]:
+    """A testbed bench --json record, as the comparison keeps it."""
+    return {"ok": True, "rps": rps, "connections": 10, "served_connections": served,
+            "error_count": errors, "limit": limit,
+            "server": {"cpu_us_per_request": cpu_us, "cores_busy": 0.9},
+            "client": {"cores_busy": 0.7}}
 
 
 def document(runs: list[dict], scenarios: list[str] | None = None) -> dict[str, Any]:
@@ -130,9 +143,19 @@ def number(text: str) -> tuple[float, float]:
     return float(bare), 0.5 * 10 ** -decimals + 1e-9
 
 
-def json_figure(step_record: dict[str, Any], header: str) -> float | None:
+def json_figure(step_record: dict[str, Any], header: str,
+                record: dict[str, Any] | None = None) -> float | None:
     """The results.json figure behind a report column, read without the report's code."""
     server = step_record["server"]
+    clients = step_record.get("clients") or {}
+    capacity = (record or {}).get("capacity") or {}
+    extra = {"clients served": clients.get("served_any"), "fairness": clients.get("jain"),
+             "achieved conn/s": step_record.get("achieved_rate"),
+             "bench µs/req": (capacity.get("server") or {}).get("cpu_us_per_request"),
+             "bench req/s": capacity.get("rps"),
+             "bench conns served": capacity.get("served_connections")}
+    if header in extra:
+        return extra[header]
     direct = {"req/s": "rps", "p50 ms": "p50_ms", "p95 ms": "p95_ms", "p99 ms": "p99_ms",
               "max ms": "max_ms", "attempts": "requests"}
     if header in direct:
@@ -154,7 +177,8 @@ def check_markdown_matches_json(report_md: str, doc: dict[str, Any]) -> int:
     for scenario in doc["scenarios"]:
         section = scenario_section(report_md, scenario["name"])
         top = max(scenario["steps"])
-        tables = [(f"### At {top} users", None), ("### Every step", "users")]
+        unit = scenario.get("unit", "users")
+        tables = [(f"### At {top} {unit}", None), ("### Every step", unit)]
         for heading, users_column in tables:
             for row in md_table(section, heading):
                 record = next(r for r in doc["runs"] if r["model"] == row["model"]
@@ -164,9 +188,9 @@ def check_markdown_matches_json(report_md: str, doc: dict[str, Any]) -> int:
                 users = int(row[users_column]) if users_column else top
                 step_record = next(s for s in record["summary"]["steps"] if s["users"] == users)
                 for header, shown in row.items():
-                    if header in ("model", "users", "status"):
+                    if header in ("model", "users", "conn/s", "status"):
                         continue
-                    expected = json_figure(step_record, header)
+                    expected = json_figure(step_record, header, record)
                     assert expected is not None or shown == "–", (header, shown)
                     if expected is None:
                         continue
@@ -203,8 +227,9 @@ def test_report_files_and_markdown_figures_equal_json(tmp_path):
     rows = list(csv.DictReader(written.csv.open(encoding="utf-8")))
     assert len(rows) == 2 * 2 * 3  # model x scenario x step
     bound = [r for r in rows if r["generator_bound"] == "true"]
-    assert [(r["model"], r["scenario"], r["users"]) for r in bound] == [("threading", "fast",
-                                                                          "50")]
+    assert [(r["model"], r["scenario"], r["step"]) for r in bound] == [("threading", "fast",
+                                                                         "50")]
+    assert {r["repeat"] for r in rows} == {"1"}
     assert all(r["cpu_us_per_request"] for r in rows)
 
 
@@ -235,8 +260,8 @@ def test_sentence_names_winner_and_loser_and_swaps_with_the_data():
 
 def test_denial_sentence_ranks_by_share_served_and_names_failure_classes():
     def denial(model: str, share: float, fails: dict[str, int]) -> dict:
-        return run(model, "denial", [step(5, 9.0, 600), step(20, 9.0, 1200),
-                                     step(50, 9.5 if share < 1 else 80.0, 1500, share=share,
+        return run(model, "denial", [step(10, 9.0, 600), step(40, 9.0, 1200),
+                                     step(100, 9.5 if share < 1 else 80.0, 1500, share=share,
                                           failures=fails)])
 
     doc = document([denial("select", 1.0, {}),
@@ -244,36 +269,47 @@ def test_denial_sentence_ranks_by_share_served_and_names_failure_classes():
                    ["denial"])
     results = parse(doc)
     sentence = verdict(results, results.scenarios[0])
-    assert sentence.startswith("denial, 50 users: select won with 100.0% of attempts served")
+    assert sentence.startswith("denial, 100 conn/s: select won with 100.0% of attempts served")
     assert "sequential came last with 20.0% of attempts served" in sentence
     assert "connect_timeout (61) and io_timeout (15)" in sentence
 
 
 def test_close_figures_are_not_called_a_win():
-    doc = document([run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20)]),
-                    run("threading", "fast", [step(1, 990, 1), step(50, 3900, 22)])], ["fast"])
+    doc = document([run("select", "slow-io", [step(1, 9.8, 101), step(50, 460, 120)]),
+                    run("threading", "slow-io", [step(1, 9.7, 101), step(50, 450, 122)])],
+                   ["slow-io"])
     results = parse(doc)
     sentence = verdict(results, results.scenarios[0])
     assert "no clear winner" in sentence and "won with" not in sentence
 
 
-def test_fast_sentence_names_the_leanest_and_costliest_server_per_request():
-    doc = document([run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20, cpu_s=0.06)]),
-                    run("asyncio", "fast", [step(1, 990, 1), step(50, 3900, 22, cpu_s=0.07)]),
-                    run("forking", "fast", [step(1, 900, 1), step(50, 3000, 25, cpu_s=0.12)])],
-                   ["fast", "slow-io"])
+def test_fast_ranks_by_bench_cpu_per_request_not_by_locust_throughput():
+    """Locust's req/s in the fast scenario measure locust (generator-bound): the verdict
+    comes from testbed bench's server CPU per request, and says which generator gave it."""
+    doc = document([
+        run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20, generator_bound=True)],
+            capacity=bench(4.5, 220000, limit="both")),
+        run("asyncio", "fast", [step(1, 990, 1), step(50, 4100, 22, generator_bound=True)],
+            capacity=bench(9.0, 110000)),
+        run("sequential", "fast", [step(1, 900, 1), step(50, 3000, 25)],
+            capacity=bench(27.6, 13900, served=1))], ["fast"])
     results = parse(doc)
     sentence = verdict(results, results.scenarios[0])
-    # 0.06 s over 4000 req/s x 2 s = 7.5 µs; 0.12 s over 6000 requests = 20 µs
-    assert "least for select (7.5 µs), most for forking (20.0 µs)" in sentence
-    doc["runs"] = slow_io_runs()
-    slow = parse(doc)
-    assert "CPU per request" not in verdict(slow, slow.scenarios[1])  # waits, not overhead
-    close = parse(document([
-        run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20, cpu_s=0.060)]),
-        run("asyncio", "fast", [step(1, 990, 1), step(50, 3900, 22, cpu_s=0.062)]),
-        run("forking", "fast", [step(1, 900, 1), step(50, 3000, 25, cpu_s=0.050)])], ["fast"]))
-    assert "does not cap" not in verdict(close, close.scenarios[0])  # 7.5 to 8.3 µs: too close
+    assert sentence.startswith("fast, 50 users: select won with 4.5 µs of server CPU per "
+                               "request (220000 req/s under testbed bench)"), sentence
+    assert "its req/s are a floor" in sentence  # the bench client was busy too
+    assert ("sequential came last with 27.6 µs of server CPU per request (13900 req/s under "
+            "testbed bench): under testbed bench it served 1 of 10 connections") in sentence
+
+
+def test_no_winner_is_named_from_generator_bound_figures():
+    runs = [run(model, "slow-io", [step(1, 9.8, 101), step(50, rps, 120,
+                                                            generator_bound=True)])
+            for model, rps in (("select", 470), ("sequential", 300))]
+    results = parse(document(runs, ["slow-io"]))
+    sentence = verdict(results, results.scenarios[0])
+    assert "no winner named: the load generator was the limit" in sentence
+    assert "won with" not in sentence
 
 
 def test_method_line_says_the_timing_that_was_given():
@@ -316,8 +352,8 @@ def test_crashed_cell_is_shown_as_crashed_in_markdown_and_csv(tmp_path):
     assert steps[0]["req/s"] == "9.50" and steps[2]["req/s"] == "–"
     rows = [r for r in csv.DictReader(written.csv.open(encoding="utf-8"))
             if r["model"] == "forking"]
-    assert [(r["users"], r["status"]) for r in rows] == [("1", "crashed"), ("10", "crashed"),
-                                                         ("50", "crashed")]
+    assert [(r["step"], r["status"]) for r in rows] == [("1", "crashed"), ("10", "crashed"),
+                                                        ("50", "crashed")]
     assert all("status -9" in r["error"] for r in rows)
     assert rows[2]["rps"] == ""
     assert "forking crashed during the run" in verdict(parse(doc), parse(doc).scenarios[0])
@@ -390,8 +426,8 @@ def test_a_model_with_no_attempt_inside_the_window_loses_and_says_so(tmp_path):
     results = parse(doc)
     sentence = verdict(results, results.scenarios[0])
     assert "select won with 450 req/s" in sentence
-    assert ("sequential came last with no attempt that ended inside the measured window: "
-            "at 50 users none of its clients finished an exchange within the 2 s window") \
+    assert ("sequential came last with no attempt in the measured window: "
+            "at 50 users none of its clients attempted an exchange in the 2 s window") \
         in sentence
     text = write_report(write(tmp_path, doc)).markdown.read_text(encoding="utf-8")
     row = next(r for r in md_table(text, "### At 50 users") if r["model"] == "sequential")
@@ -411,17 +447,17 @@ def test_models_level_with_the_winner_or_the_loser_are_named_with_them():
 
 def test_throughput_bought_by_leaving_clients_waiting_does_not_win():
     def fast(prefork_rps: float, threadpool_failures: int) -> str:
-        runs = [run("prefork", "fast", [step(1, 20000, 0.1), step(50, prefork_rps, 0.1,
-                                                                   failures={"io_timeout": 129})]),
-                run("forking", "fast", [step(1, 15000, 0.1), step(50, 31000, 28.7)]),
-                run("asyncio", "fast", [step(1, 9000, 0.1), step(50, 16500, 10.9)]),
-                run("threadpool", "fast", [step(1, 9000, 0.1), step(50, 12000, 3.1, failures={
+        runs = [run("prefork", "slow-io", [step(1, 20000, 0.1), step(
+                    50, prefork_rps, 0.1, failures={"io_timeout": 129})]),
+                run("forking", "slow-io", [step(1, 15000, 0.1), step(50, 31000, 28.7)]),
+                run("asyncio", "slow-io", [step(1, 9000, 0.1), step(50, 16500, 10.9)]),
+                run("threadpool", "slow-io", [step(1, 9000, 0.1), step(50, 12000, 3.1, failures={
                     "closed_early": threadpool_failures})])]
-        results = parse(document(runs, ["fast"]))
+        results = parse(document(runs, ["slow-io"]))
         return verdict(results, results.scenarios[0])
 
     sentence = fast(57000, 1797)
-    assert sentence.startswith("fast, 50 users: forking won with 31000 req/s (p99 28.7 ms); "
+    assert sentence.startswith("slow-io, 50 users: forking won with 31000 req/s (p99 28.7 ms); "
                                "prefork pushed more (57000 req/s) but left clients waiting: "
                                "129 attempts failed as io_timeout (129);")
     assert "threadpool came last with 12000 req/s" in sentence
@@ -445,3 +481,36 @@ def test_throughput_that_peaks_then_falls_is_not_called_flat():
     assert "threadpool came last" in sentence
     assert "peaked at 95.0 req/s with 10 users, then fell to 9.00 req/s with 50" in sentence
     assert "stayed flat" not in sentence
+
+
+def test_repeats_show_medians_and_spreads_and_how_stable_the_ranking_was(tmp_path):
+    """Three repeats: every cell is the median with its spread (min–max); models whose
+    spreads overlap are level; the verdict says in how many repeats the winner won."""
+    def slow(model: str, rps: float, repeat: int) -> dict:
+        return run(model, "slow-io", [step(1, 9.8, 104), step(10, rps / 5, 110),
+                                      step(50, rps, 120 + repeat)], repeat=repeat)
+
+    runs = [slow("select", rps, r) for r, rps in enumerate((450, 470, 430))]
+    runs += [slow("asyncio", rps, r) for r, rps in enumerate((440, 480, 420))]
+    runs += [slow("sequential", rps, r) for r, rps in enumerate((9.7, 9.9, 9.8))]
+    doc = document(runs, ["slow-io"])
+    written = write_report(write(tmp_path, doc))
+    text = written.markdown.read_text(encoding="utf-8")
+    rows = {row["model"]: row for row in md_table(text, "### At 50 users")}
+    assert rows["select"]["req/s"].replace("**", "") == "450 (430–470)"
+    assert rows["asyncio"]["req/s"].replace("**", "") == "440 (420–480)"
+    assert rows["sequential"]["p99 ms"].replace("**", "") == "121 (120–122)"
+    assert rows["select"]["procs"] == "1 (1–1)"  # a spread for every figure, even a flat one
+    assert "the median of 3 repeats" in text
+    sentence = dict(verdicts(parse(doc)))["slow-io"]
+    assert "select and asyncio were level at the top" in sentence  # 430–470 meets 420–480
+    assert ("Over 3 repeats, the winner (asyncio or select) was first in 3 of 3 and the "
+            "loser (sequential) last in 3 of 3.") in sentence
+    csv_rows = list(csv.DictReader(written.csv.open(encoding="utf-8")))
+    assert len(csv_rows) == 3 * 3 * 3 and {r["repeat"] for r in csv_rows} == {"1", "2", "3"}
+    assert sorted(float(r["rps"]) for r in csv_rows
+                  if r["model"] == "select" and r["step"] == "50") == [430, 450, 470]
+    # rebuilt from results.json alone: the same report
+    again = tmp_path / "again"
+    assert write_report(written.markdown.parent / "results.json", again).markdown.read_text(
+        encoding="utf-8") == text

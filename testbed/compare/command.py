@@ -28,13 +28,22 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--scenarios", type=name_list, metavar="A,B",
                         help=f"scenarios to run (default: all of {', '.join(scenario_names())})")
     parser.add_argument("--full", action="store_true",
-                        help="longer steps and more user counts (default: the quick preset)")
+                        help="longer windows, more steps and 3 repeats (default: the quick "
+                        "preset)")
+    parser.add_argument("--repeat", type=positive(int), metavar="N",
+                        help="run every model and scenario N times, the models' order rotated "
+                        "between repeats; tables show medians and spreads (default: as many "
+                        "as --budget allows in the quick preset, up to 3; 3 in the full one)")
+    parser.add_argument("--budget", type=duration, metavar="T",
+                        help="the time the quick preset's repeats may take, estimated before "
+                        "it starts (default 6m); --repeat overrides it")
     parser.add_argument("--run-time", type=duration, metavar="S",
                         help="measured window of every step (default: each scenario's own, "
-                        "1-1.6 s in the quick preset, 6-10 s in the full one)")
+                        "0.5-1.5 s in the quick preset, 6-10 s in the full one)")
     parser.add_argument("--warmup", type=duration, metavar="S",
                         help="unrecorded warm-up before every window, the first one's too "
-                        "(default: each scenario's own, 2 s on each fresh server)")
+                        "(default: each scenario's own, 1 s (quick) or 2 s (full) on each "
+                        "fresh server)")
     parser.add_argument("--steps", type=user_counts, metavar="N,N",
                         help="measure these user counts in every scenario instead of its own")
     parser.add_argument("--workers", type=positive(int), default=None, metavar="W",
@@ -55,8 +64,10 @@ def list_plan(plan: ComparisonPlan) -> None:
     print(f"scenarios ({plan.preset.name} preset):")
     for scenario in plan.scenarios:
         assert scenario.timing is not None
-        print(f"  {scenario.name:<8} {scenario.title}; users "
+        print(f"  {scenario.name:<8} {scenario.title}; {scenario.unit} "
               f"{', '.join(map(str, scenario.steps))}; {scenario.timing.describe()}")
+    why = " (as many as the budget allows)" if plan.repeats_from_budget else ""
+    print(f"repeats: {plan.repeats}{why}")
     print(f"about {clock(plan.estimate())} for {len(plan.runs)} runs")
 
 
@@ -82,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{exc.strerror or exc}", file=sys.stderr)
         return 1
 
-    for warning in plan.warnings():
-        print(f"testbed compare: warning: {warning}", file=sys.stderr)
     progress = Progress(plan, enabled=not args.quiet)
     records: list[dict] = []
     interrupted = False

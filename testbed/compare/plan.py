@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from testbed.compare import contenders
-from testbed.compare.scenarios import Preset, Scenario, Timing, preset
+from testbed.compare.scenarios import QUICK_BUDGET, Preset, Scenario, Timing, preset
 
 #: First guess of a run's fixed cost (server and locust start and stop), seconds;
 #: replaced by the measured mean as soon as one run has finished.
@@ -27,6 +27,7 @@ def _choose(kind: str, chosen: list[str] | None, valid: list[str]) -> list[str]:
 class PlannedRun:
     model: str
     scenario: Scenario  # with its timing filled in
+    repeat: int = 0  # which repeat (0-based)
 
     @property
     def timing(self) -> Timing:
@@ -34,7 +35,16 @@ class PlannedRun:
         return self.scenario.timing
 
     def step_seconds(self) -> float:
-        return self.timing.seconds(len(self.scenario.steps))
+        """The planned length of the run: its steps, the drain of its last window (at most
+        the longest attempt, counted in full), and its bench run, if any."""
+        seconds = self.timing.seconds(len(self.scenario.steps)) + self.scenario.longest_attempt
+        if self.scenario.capacity is not None:
+            seconds += self.scenario.capacity.seconds + BENCH_OVERHEAD
+        return seconds
+
+
+#: A bench run's fixed cost beyond its warm-up and window (its server's start and stop).
+BENCH_OVERHEAD = 0.5
 
 
 @dataclass
@@ -46,16 +56,28 @@ class ComparisonPlan:
     pin: bool
     warmup: float | None = None  # set by --warmup for every scenario, else per scenario
     window: float | None = None  # set by --run-time
+    repeats: int = 1
+    repeats_from_budget: bool = False  # the preset's budget chose the repeats, not --repeat
     runs: list[PlannedRun] = field(default_factory=list)
 
     def estimate(self, overhead: float = OVERHEAD_GUESS) -> float:
         return sum(run.step_seconds() + overhead for run in self.runs)
 
-    def warnings(self) -> list[str]:
-        """Windows too short to see a waiting client fail (an attempt ends after them)."""
-        return [f"in {s.name}, the {s.timing.window:g} s window is not longer than one attempt "
-                f"may last ({s.longest_attempt:g} s): clients left waiting may not show as failures"
-                for s in self.scenarios if s.timing and s.timing.window <= s.longest_attempt]
+
+def rotated(models: list[str], repeat: int) -> list[str]:
+    """The models in the order of repeat ``repeat``: each repeat starts one model later, so
+    that a machine that drifts during the comparison hits every model alike."""
+    if not models:
+        return []
+    shift = repeat % len(models)
+    return models[shift:] + models[:shift]
+
+
+def runs_in_order(scenarios: list[Scenario], models: list[str], repeats: int) -> list[PlannedRun]:
+    """Scenario by scenario, so the models of one scenario are measured close in time; in
+    each scenario, the repeats one after another, the models rotated from one to the next."""
+    return [PlannedRun(model, scenario, repeat) for scenario in scenarios
+            for repeat in range(repeats) for model in rotated(models, repeat)]
 
 
 def make_plan(args: argparse.Namespace) -> ComparisonPlan:
@@ -79,10 +101,19 @@ def make_plan(args: argparse.Namespace) -> ComparisonPlan:
         if args.run_time is not None:
             timing = Timing(timing.warmup, args.run_time, timing.first_warmup)
         scenarios.append(scenario.with_timing(timing))
-    plan = ComparisonPlan(chosen, scenarios, models, args.workers or load_default_workers(), args.pin,
-                warmup=args.warmup, window=args.run_time)
-    # Scenario by scenario, so the models of one scenario are measured close in time.
-    plan.runs = [PlannedRun(model, scenario) for scenario in scenarios for model in models]
+    plan = ComparisonPlan(chosen, scenarios, models, args.workers or load_default_workers(),
+                          args.pin, warmup=args.warmup, window=args.run_time)
+    repeats = getattr(args, "repeat", None) or chosen.repeats
+    if repeats is None:  # as many as the preset's budget allows, at least one
+        one = ComparisonPlan(chosen, scenarios, models, plan.workers, plan.pin,
+                             runs=runs_in_order(scenarios, models, 1)).estimate()
+        budget = getattr(args, "budget", None) or QUICK_BUDGET
+        repeats = max(1, min(MAX_BUDGET_REPEATS, int(budget // max(one, 1e-9))))
+        plan.repeats_from_budget = True
+    plan.repeats = repeats
+    plan.runs = runs_in_order(scenarios, models, repeats)
     return plan
 
 
+#: The most repeats a budget chooses by itself (a small comparison could fit dozens).
+MAX_BUDGET_REPEATS = 3

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import IO
 
-from testbed.compare.plan import OVERHEAD_GUESS, ComparisonPlan
+from testbed.compare.plan import OVERHEAD_GUESS, ComparisonPlan, PlannedRun
 
 
 def clock(seconds: float) -> str:
@@ -69,10 +69,17 @@ class Progress:
         filled = int(width * done / total)
         bar = "#" * filled + "-" * (width - filled)
         steps = run.scenario.steps
-        where = (f"step {step + 1}/{len(steps)} ({steps[step]} user{'s' if steps[step] > 1 else ''})"
+        unit = run.scenario.unit if steps[step] > 1 or run.scenario.unit != "users" else "user"
+        where = (f"step {step + 1}/{len(steps)} ({steps[step]} {unit})"
                  if "step" in self.message or not self.message else self.message)
-        return (f"[{bar}] {self.index + 1}/{total} {run.model} · {run.scenario.name} · {where} · "
+        return (f"[{bar}] {self.index + 1}/{total} {self._name(run)} · {where} · "
                 f"~{clock(self.left())} left")
+
+    def _name(self, run: PlannedRun) -> str:
+        """``model · scenario``, with ``· repeat 2/3`` when there are repeats."""
+        repeat = (f" · repeat {run.repeat + 1}/{self.plan.repeats}" if self.plan.repeats > 1
+                  else "")
+        return f"{run.model} · {run.scenario.name}{repeat}"
 
     def _draw(self) -> None:
         if not self.tty:
@@ -102,8 +109,9 @@ class Progress:
         self._draw()
 
     def start(self) -> None:
+        repeats = f" x {self.plan.repeats} repeats" if self.plan.repeats > 1 else ""
         self.say(f"comparing {len(self.plan.models)} model(s) x {len(self.plan.scenarios)} "
-                 f"scenario(s) = {len(self.plan.runs)} runs, about "
+                 f"scenario(s){repeats} = {len(self.plan.runs)} runs, about "
                  f"{clock(self.plan.estimate())} ({self.plan.preset.name} preset)")
         if self.tty:
             self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
@@ -114,8 +122,8 @@ class Progress:
             self.index, self.run_started, self.message = index, time.monotonic(), ""
         if not self.tty:
             run = self.plan.runs[index]
-            self.say(f"[{index + 1}/{len(self.plan.runs)}] {run.model} · {run.scenario.name} · "
-                     f"users {','.join(map(str, run.scenario.steps))} · "
+            self.say(f"[{index + 1}/{len(self.plan.runs)}] {self._name(run)} · "
+                     f"{run.scenario.unit} {','.join(map(str, run.scenario.steps))} · "
                      f"~{clock(self.left())} left")
         self._draw()
 
@@ -127,9 +135,9 @@ class Progress:
         run = self.plan.runs[index]
         self.overheads.append(max(seconds - run.step_seconds(), 0.0))
         if crashed:
-            self.say(f"{run.model} · {run.scenario.name}: CRASHED: {crashed}")
+            self.say(f"{self._name(run)}: CRASHED: {crashed}")
         elif not self.tty:
-            self.say(f"[{index + 1}/{len(self.plan.runs)}] {run.model} · {run.scenario.name}: "
+            self.say(f"[{index + 1}/{len(self.plan.runs)}] {self._name(run)}: "
                      f"done in {seconds:.1f} s")
 
     def close(self) -> None:

@@ -7,6 +7,8 @@ import os
 import platform
 import shlex
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -47,6 +49,12 @@ def make_out_dir(base: Path, now: datetime) -> Path:
     raise FileExistsError(f"too many comparisons started at {stamp} in {base}")
 
 
+def run_dir_name(run: PlannedRun) -> str:
+    """``<scenario>-<model>``, and ``-r<N>`` from the second repeat on."""
+    suffix = f"-r{run.repeat + 1}" if run.repeat else ""
+    return f"{run.scenario.name}-{run.model}{suffix}"
+
+
 def load_spec(plan: ComparisonPlan, run: PlannedRun, out_dir: Path) -> Any:
     """The LoadSpec of one (model, scenario): its own server, every step in one locust run.
 
@@ -64,7 +72,7 @@ def load_spec(plan: ComparisonPlan, run: PlannedRun, out_dir: Path) -> Any:
         expect=scenario.service, think_time=scenario.think_time,
         connect_timeout=scenario.connect_timeout, io_timeout=scenario.io_timeout,
         workers=plan.workers, pin=plan.pin, out_dir=out_dir,
-        run_id=f"{scenario.name}-{run.model}",
+        run_id=run_dir_name(run),
         locust_html=False)  # the comparison writes its own report (locust's: 1 MB a run)
 
 
@@ -79,10 +87,14 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
 
     started = time.monotonic()
     record: dict[str, Any] = {"model": run.model, "scenario": run.scenario.name,
+                              "repeat": run.repeat,
                               "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-                              "out_dir": str(out_dir / f"{run.scenario.name}-{run.model}")}
+                              "out_dir": str(out_dir / run_dir_name(run))}
     try:
         summary = run_load(load_spec(plan, run, out_dir), progress=note)
+        if run.scenario.capacity is not None:
+            note("capacity: testbed bench")
+            record["capacity"] = run_bench(plan, run, out_dir / run_dir_name(run))
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of one run is that cell's result
@@ -94,6 +106,42 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
                       summary=summary)
     record["duration_s"] = round(time.monotonic() - started, 3)
     return record
+
+
+def run_bench(plan: ComparisonPlan, run: PlannedRun, run_dir: Path) -> dict[str, Any]:
+    """The scenario's capacity: ``testbed bench --json`` on a fresh server of the same
+    options, in a process of its own like every server and generator here. Its output is
+    kept in ``bench.json`` and returned; a bench that fails is recorded as such."""
+    capacity = run.scenario.capacity
+    assert capacity is not None
+    model, extra = contenders.server_options(run.model)
+    server = run.scenario.server_options(model, extra)
+    server = [option for option in server if option != "--quiet"]
+    command = [sys.executable, "-m", "testbed", "bench", *server, *capacity.options(),
+               "--payload-size", str(run.scenario.payload_size), "--json"]
+    if len(os.sched_getaffinity(0)) >= 2:
+        command.append("--pin")  # the server on one core, the client on another
+    timeout = capacity.seconds + BENCH_SLACK
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"testbed bench did not finish in {timeout:g} s"}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "bench.json").write_text(done.stdout)
+    (run_dir / "bench.log").write_text(done.stderr)
+    try:
+        data = json.loads(done.stdout)
+    except ValueError:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        return {"ok": False, "error": lines[-1] if lines else f"exit status {done.returncode}"}
+    data["ok"] = done.returncode in (0, 1)  # 1: the window saw errors, still measured
+    data["command"] = shlex.join(["testbed", *command[3:]])
+    return data
+
+
+#: Seconds a bench run may take beyond its warm-up and window (start, stop, the server's).
+BENCH_SLACK = 30.0
 
 
 def results_document(plan: ComparisonPlan, runs: list[dict], argv: list[str], started: datetime,
@@ -108,6 +156,7 @@ def results_document(plan: ComparisonPlan, runs: list[dict], argv: list[str], st
             "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
             "duration_s": round(seconds, 1),
             "preset": plan.preset.name, "warmup_s": plan.warmup, "window_s": plan.window,
+            "repeats": plan.repeats,
             "workers": plan.workers, "pin": plan.pin,
             "command_line": shlex.join(["testbed", "compare", *argv]),
             "interrupted": interrupted,

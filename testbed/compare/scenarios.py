@@ -8,8 +8,16 @@ measured, one window each. Two presets exist: ``quick`` (the default of
 cores) and ``full`` (longer windows, more user counts).
 
 Each scenario also names the figure that decides its winner (``metric``):
-throughput for the speed scenarios, the share of attempts served for the
-denial one. The report's sentences are built on it.
+throughput where requests wait or compute, the share of attempts served for
+the denial one, and for ``fast`` the server's CPU per request measured by the
+lean closed loop of ``testbed bench`` (:class:`Capacity`): one locust worker
+costs more CPU per request than a fast server, so locust's throughput there
+measures locust. Locust still gives that scenario's latencies at each user count.
+The report's sentences are built on it.
+
+The denial scenario offers new connections at stated rates (``mode="arrivals"``:
+its steps are connections per second, not users), so each attempt is
+independent of how the earlier ones fared and of when the other clients retry.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Any, Literal
 
 from loadtests.common import Schedule
 
-Metric = Literal["rps", "served_share"]
+Metric = Literal["rps", "served_share", "cpu_us_per_request"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,24 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """A ``testbed bench`` run beside the locust one: throughput and server CPU per request
+    where the load generator is not the limit (``connections`` closed-loop connections)."""
+
+    connections: int = 10
+    warmup: float = 1.0
+    window: float = 2.0
+
+    def options(self) -> list[str]:
+        return ["--connections", str(self.connections), "--warmup", f"{self.warmup:g}",
+                "--duration", f"{self.window:g}"]
+
+    @property
+    def seconds(self) -> float:
+        return self.warmup + self.window
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One situation every model is put through, with its user steps."""
 
@@ -68,19 +94,24 @@ class Scenario:
     delay: float = 0.0
     work_ms: float = 0.0
     backlog: int | None = None  # None: the server's default
-    mode: Literal["persistent", "connect"] = "persistent"
+    mode: Literal["persistent", "connect", "arrivals"] = "persistent"
     payload_size: int = 64
     think_time: float = 0.0
     connect_timeout: float = 1.0
     io_timeout: float = 1.0
     extra_server_options: tuple[str, ...] = field(default=())
     timing: Timing | None = None  # None: the preset's
+    capacity: Capacity | None = None  # a testbed bench run too (metric cpu_us_per_request)
+
+    @property
+    def unit(self) -> str:
+        """What a step counts: users, or offered connections per second."""
+        return "conn/s" if self.mode == "arrivals" else "users"
 
     @property
     def longest_attempt(self) -> float:
         """How long one attempt can take before it counts as failed (seconds)."""
-        connect = self.connect_timeout if self.mode == "connect" else 0.0
-        return connect + self.io_timeout
+        return self.connect_timeout + self.io_timeout
 
     def server_options(self, model: str, extra: tuple[str, ...] = ()) -> list[str]:
         """The ``testbed serve`` options that start this scenario's server in ``model``
@@ -100,11 +131,18 @@ class Scenario:
 
     def load_summary(self) -> str:
         """The load in words: mode, payload, timeouts, users."""
-        users = ", ".join(map(str, self.steps))
+        steps = ", ".join(map(str, self.steps))
         think = f", think time {self.think_time:g} s" if self.think_time else ""
-        return (f"{self.mode} connections, {self.payload_size}-byte requests{think}, "
+        what = ("new connections at offered rates (Poisson arrivals)" if self.mode == "arrivals"
+                else f"{self.mode} connections")
+        capacity = ""
+        if self.capacity:
+            capacity = (f"; capacity and CPU per request from testbed bench, "
+                        f"{self.capacity.connections} connections, {self.capacity.warmup:g} s "
+                        f"warm-up, {self.capacity.window:g} s window")
+        return (f"{what}, {self.payload_size}-byte requests{think}, "
                 f"connect/I-O timeouts {self.connect_timeout:g}/{self.io_timeout:g} s, "
-                f"users {users}")
+                f"{self.unit} {steps}{capacity}")
 
     def with_steps(self, steps: tuple[int, ...]) -> Scenario:
         return replace(self, steps=tuple(steps))
@@ -118,6 +156,7 @@ class Scenario:
         data["steps"] = list(self.steps)
         data["extra_server_options"] = list(self.extra_server_options)
         data.pop("timing")
+        data["unit"] = self.unit
         data["warmup_s"] = self.timing.warmup if self.timing else None
         data["first_warmup_s"] = self.timing.first if self.timing else None
         data["window_s"] = self.timing.window if self.timing else None
@@ -135,6 +174,7 @@ class Preset:
     name: str
     timing: Timing
     scenarios: tuple[Scenario, ...]
+    repeats: int | None = None  # None: as many as the budget allows
 
     def names(self) -> list[str]:
         return [scenario.name for scenario in self.scenarios]
@@ -163,12 +203,13 @@ class Budget:
     first_warmup: float = FIRST_WARMUP
 
 
-def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget) -> tuple[Scenario, ...]:
-    """The four scenarios of the issue; the presets differ in users, timing and timeouts.
+def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget,
+               capacity: Capacity) -> tuple[Scenario, ...]:
+    """The four scenarios; the presets differ in steps, timing and timeouts.
 
-    A window counts the attempts that finish inside it, so every window is longer than
-    the longest attempt (its timeouts): a client left waiting shows up as a failure
-    instead of vanishing from the figures.
+    A window counts every attempt that started in it, followed to its end, so a window
+    may be shorter than the longest attempt: a client left waiting still shows up as a
+    failure, in the window it started in.
     """
     def common(budget: Budget) -> dict:
         return {"steps": budget.steps,
@@ -178,8 +219,10 @@ def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget) -> tuple
     return (
         Scenario(
             name="fast", title="echo, persistent connections, 64-byte requests",
-            description="No delay, no work: each model's own overhead per request.",
-            **common(fast)),
+            description="No delay, no work: each model's own overhead per request, as server "
+                        "CPU per request under a lean closed loop that keeps it busy; locust "
+                        "gives the latency at each user count.",
+            metric="cpu_us_per_request", capacity=capacity, **common(fast)),
         Scenario(
             name="slow-io", title="every request waits 0.1 s (--delay 0.1)",
             description="Requests that wait on something slow: a model that serves one client "
@@ -191,34 +234,42 @@ def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget) -> tuple
                         "processes use every core, an event loop blocks while it computes.",
             work_ms=5.0, **common(cpu)),
         Scenario(
-            name="denial", title="a new connection per request, --backlog 1 --delay 0.5",
-            description="Clients connect for every request to a server with a one-slot listen "
-                        "queue and slow replies: which share of attempts each model serves, "
-                        "and how the rest fail (connect timeouts, refusals, resets).",
-            metric="served_share", mode="connect", delay=0.5, backlog=1, **common(denial)),
+            name="denial", title="new connections at offered rates, --backlog 1 --delay 0.5",
+            description="New connections arrive at a stated rate (Poisson arrivals, each "
+                        "independent of the others) at a server with a one-slot listen queue "
+                        "and slow replies: which share of attempts each model serves as the "
+                        "offered rate grows, and how the rest fail (connect timeouts, "
+                        "refusals, resets).",
+            metric="served_share", mode="arrivals", delay=0.5, backlog=1, **common(denial)),
     )
 
 
-#: The default, budgeted for every model (9 with asyncio+uvloop) in under 5 minutes on 2
-#: cores, where each run also costs about 0.7 s of locust start and stop: each fresh
-#: server warmed up for 2 s, then short windows and short timeouts.
-QUICK = Preset("quick", Timing(warmup=0.2, window=1.2, first_warmup=FIRST_WARMUP), _scenarios(
-    fast=Budget((1, 10, 50), warmup=0.1, window=1.0, io_timeout=0.3, connect_timeout=0.3),
-    slow=Budget((1, 10, 50), warmup=0.2, window=1.0, io_timeout=0.5),
-    cpu=Budget((1, 10), warmup=0.2, window=1.2, io_timeout=0.8),
-    denial=Budget((5, 20, 50), warmup=0.3, window=2.0, io_timeout=1.2),
+#: The default, budgeted for every model (9 with asyncio+uvloop) on 2 cores: each fresh
+#: server warmed up for 1 s, short windows and short timeouts, and as many repeats as
+#: :data:`QUICK_BUDGET` allows (each run also costs about 0.7 s of locust start and stop).
+QUICK = Preset("quick", Timing(warmup=0.2, window=1.0, first_warmup=1.0), _scenarios(
+    fast=Budget((1, 10, 50), warmup=0.1, window=0.5, io_timeout=0.3, connect_timeout=0.3,
+                first_warmup=1.0),
+    slow=Budget((1, 10, 50), warmup=0.2, window=0.8, io_timeout=0.5, first_warmup=1.0),
+    cpu=Budget((1, 10), warmup=0.2, window=1.0, io_timeout=0.8, first_warmup=1.0),
+    denial=Budget((10, 40, 100), warmup=0.3, window=1.5, io_timeout=1.2, first_warmup=1.0),
+    capacity=Capacity(connections=10, warmup=0.5, window=1.0),
 ))
 
-#: ``--full``: longer windows and more user counts, for numbers worth quoting.
+#: Seconds the quick preset may take; its repeats are as many as fit (at least one).
+QUICK_BUDGET = 6 * 60.0
+
+#: ``--full``: longer windows and more steps, for numbers worth quoting.
 FULL = Preset("full", Timing(warmup=2.0, window=8.0), _scenarios(
     fast=Budget((1, 10, 50, 100, 200), warmup=2.0, window=6.0, io_timeout=2.0,
                 connect_timeout=2.0),
     slow=Budget((1, 10, 50, 100, 200), warmup=2.0, window=8.0, io_timeout=2.0,
                 connect_timeout=2.0),
     cpu=Budget((1, 2, 5, 10, 20), warmup=2.0, window=8.0, io_timeout=3.0, connect_timeout=2.0),
-    denial=Budget((5, 20, 50, 100, 200), warmup=2.0, window=10.0, io_timeout=2.0,
+    denial=Budget((5, 10, 20, 50, 100, 200), warmup=2.0, window=10.0, io_timeout=2.0,
                   connect_timeout=1.0),
-))
+    capacity=Capacity(connections=10, warmup=2.0, window=5.0),
+), repeats=3)
 
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in (QUICK, FULL)}
 

@@ -4,24 +4,32 @@ The file ``testbed compare`` writes (format ``testbed-compare/1``)::
 
     {"format": "testbed-compare/1",
      "metadata": {"date", "started", "finished", "duration_s", "preset", "warmup_s",
-                  "window_s", "workers", "pin", "command_line", "interrupted",
+                  "window_s", "repeats", "workers", "pin", "command_line", "interrupted",
                   "machine": {"hostname", "cpu_model", "cores", "platform", "python"},
                   "versions": {"testbed", "locust", "psutil", "matplotlib"},
                   "models": [...], "scenarios": [...]},
-     "scenarios": [{"name", "title", "description", "metric", "steps", "server_options",
-                    "load", ...}],
-     "runs": [{"model", "scenario", "status": "ok" | "crashed", "error", "duration_s",
-               "summary": <the dict testbed.load.run_load returned, or null>}]}
+     "scenarios": [{"name", "title", "description", "metric", "unit", "steps",
+                    "server_options", "load", "capacity", ...}],
+     "runs": [{"model", "scenario", "repeat", "status": "ok" | "crashed", "error",
+               "duration_s", "summary": <the dict testbed.load.run_load returned, or null>,
+               "capacity": <the JSON of testbed bench, for scenarios that have one>}]}
 
 A run's steps are the ``summary["steps"]`` records of ``testbed load``. Reading is
 forgiving about missing figures (they show as "–"), strict about the shape.
+
+With repeats, every (model, scenario) has several runs. :attr:`Results.repeat_runs`
+keeps each of them; :attr:`Results.runs` merges them into one run per (model,
+scenario) whose figures are the medians over the repeats that did not crash, each
+with its spread (min, max), so every renderer shows medians and the verdicts can
+tell apart what the spreads separate.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import statistics
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +73,18 @@ class Step:
     peak_processes: float | None = None
     peak_fds: float | None = None
     generator_bound: bool = False
+    offered_rate: float | None = None  # arrivals: connections per second offered ...
+    achieved_rate: float | None = None  # ... and made
+    clients_users: float | None = None  # closed-loop users in the window ...
+    clients_served: float | None = None  # ... that got at least one reply
+    jain: float | None = None  # Jain's fairness index of the replies per user
+    spread: dict[str, tuple[float, float]] = field(default_factory=dict)  # key: (min, max)
+    repeats: int = 1
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Step:
         server = record.get("server") or {}
+        clients = record.get("clients") or {}
         failures = {str(kind): int(count) for kind, count in (record.get("failures") or {}).items()
                     if _number(count) is not None}
         share = _number(record.get("served_share"))
@@ -89,6 +105,11 @@ class Step:
             peak_processes=_number(server.get("peak_processes")),
             peak_fds=_number(server.get("peak_fds")),
             generator_bound=bool(record.get("generator_bound")),
+            offered_rate=_number(record.get("offered_rate")),
+            achieved_rate=_number(record.get("achieved_rate")),
+            clients_users=_number(clients.get("users")),
+            clients_served=_number(clients.get("served_any")),
+            jain=_number(clients.get("jain")),
         )
 
     @property
@@ -102,6 +123,13 @@ class Step:
             return None
         return self.cpu_s / self.window_s
 
+    def range_of(self, key: str) -> tuple[float, float] | None:
+        """The (min, max) of a figure over the repeats; None with one repeat or no figure."""
+        if key == "served_pct" and "served_share" in self.spread:
+            low, high = self.spread["served_share"]
+            return low * 100.0, high * 100.0
+        return self.spread.get(key)
+
     def value(self, key: str) -> float | None:
         """A figure by name; ``failures:CLASS`` for one failure class, ``served_pct`` in %."""
         if key.startswith("failures:"):
@@ -114,9 +142,62 @@ class Step:
         return None if value is None else float(value)
 
 
+#: The bench limits that say the client was (also) the limit: its req/s are a floor.
+CLIENT_BOUND_LIMITS = ("client", "both")
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What ``testbed bench`` measured beside a locust run: throughput and the server's CPU
+    per request under a closed loop lean enough to keep a fast server busy."""
+
+    rps: float | None = None
+    cpu_us_per_request: float | None = None
+    server_cores: float | None = None
+    client_cores: float | None = None
+    limit: str | None = None  # "server", "client", "both", "neither"
+    connections: float | None = None
+    served_connections: float | None = None
+    errors: float | None = None
+    ok: bool = True
+    error: str | None = None
+    spread: dict[str, tuple[float, float]] = field(default_factory=dict)
+    repeats: int = 1
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any] | None) -> Capacity | None:
+        if not record:
+            return None
+        server = record.get("server") or {}
+        client = record.get("client") or {}
+        return cls(
+            rps=_number(record.get("rps")),
+            cpu_us_per_request=_number(server.get("cpu_us_per_request")),
+            server_cores=_number(server.get("cores_busy")),
+            client_cores=_number(client.get("cores_busy")),
+            limit=record.get("limit"), connections=_number(record.get("connections")),
+            served_connections=_number(record.get("served_connections")),
+            errors=_number(record.get("error_count")),
+            ok=bool(record.get("ok", True)) and record.get("rps") is not None,
+            error=record.get("error"))
+
+    @property
+    def client_bound(self) -> bool:
+        """The client was (also) the limit: the req/s are a floor of the server's."""
+        return self.limit in CLIENT_BOUND_LIMITS
+
+    def value(self, key: str) -> float | None:
+        value = getattr(self, key, None)
+        return None if value is None or isinstance(value, str) else float(value)
+
+    def range_of(self, key: str) -> tuple[float, float] | None:
+        return self.spread.get(key)
+
+
 @dataclass(frozen=True)
 class Run:
-    """One model through one scenario: a fresh server, one locust run over every step."""
+    """One model through one scenario: a fresh server, one locust run over every step, and
+    for some scenarios a bench run; or, merged over repeats, the medians of such runs."""
 
     model: str
     scenario: str
@@ -124,6 +205,10 @@ class Run:
     error: str | None
     steps: tuple[Step, ...]
     duration_s: float | None = None
+    repeat: int = 0
+    capacity: Capacity | None = None
+    repeats: int = 1  # merged: how many runs it stands for ...
+    crashed_repeats: int = 0  # ... and how many of those crashed
 
     @property
     def crashed(self) -> bool:
@@ -141,16 +226,26 @@ class ScenarioInfo:
     name: str
     title: str
     description: str
-    metric: str  # "rps" or "served_share"
+    metric: str  # "rps", "served_share" or "cpu_us_per_request"
     steps: tuple[int, ...]
     server_options: str
     load: str
     raw: dict[str, Any]
+    unit: str = "users"  # or "conn/s": what a step counts
 
     @property
     def top(self) -> int:
-        """The highest user count: the step the summary tables show."""
+        """The highest step (users or offered rate): the step the summary tables show."""
         return max(self.steps)
+
+    @property
+    def arrivals(self) -> bool:
+        return self.unit != "users"
+
+    def at(self, value: int | float) -> str:
+        """``50 users``, ``1 user``, ``100 conn/s``."""
+        unit = "user" if self.unit == "users" and value == 1 else self.unit
+        return f"{value:g} {unit}"
 
 
 @dataclass(frozen=True)
@@ -158,7 +253,18 @@ class Results:
     metadata: dict[str, Any]
     scenarios: tuple[ScenarioInfo, ...]
     models: tuple[str, ...]
-    runs: tuple[Run, ...]
+    runs: tuple[Run, ...]  # one per (model, scenario): medians over the repeats
+    repeat_runs: tuple[Run, ...] = ()  # every run as measured
+
+    @property
+    def repeats(self) -> int:
+        return max((run.repeats for run in self.runs), default=1)
+
+    def repeats_of(self, model: str, scenario: str) -> list[Run]:
+        """The runs of one (model, scenario), one per repeat, in order."""
+        return sorted((run for run in self.repeat_runs
+                       if run.model == model and run.scenario == scenario),
+                      key=lambda run: run.repeat)
 
     def runs_for(self, scenario: str) -> list[Run]:
         """The runs of one scenario, in the order the models ran."""
@@ -197,7 +303,7 @@ def _scenario(data: dict[str, Any], steps_seen: dict[str, set[int]]) -> Scenario
         name=name, title=str(data.get("title", "")), description=str(data.get("description", "")),
         metric=str(data.get("metric", "rps")), steps=steps,
         server_options=str(data.get("server_options", "")), load=str(data.get("load", "")),
-        raw=data)
+        raw=data, unit=str(data.get("unit") or "users"))
 
 
 def _run(data: dict[str, Any]) -> Run:
@@ -211,7 +317,75 @@ def _run(data: dict[str, Any]) -> Run:
         status = "crashed"
     return Run(model=str(data["model"]), scenario=str(data["scenario"]), status=status,
                error=None if error is None else str(error), steps=steps,
-               duration_s=_number(data.get("duration_s")))
+               duration_s=_number(data.get("duration_s")), repeat=int(data.get("repeat") or 0),
+               capacity=Capacity.from_record(data.get("capacity")))
+
+
+def _median_of(items: list[Any], names: list[str]) -> tuple[dict[str, Any], dict]:
+    """The median of each numeric field over ``items``, and its (min, max) over them."""
+    medians: dict[str, Any] = {}
+    spread: dict[str, tuple[float, float]] = {}
+    for name in names:
+        values = [v for item in items if (v := getattr(item, name)) is not None]
+        if not values:
+            continue
+        medians[name] = statistics.median(values)
+        if len(items) > 1:
+            spread[name] = (min(values), max(values))
+    return medians, spread
+
+
+_STEP_FIGURES = [f.name for f in fields(Step) if f.name not in
+                 ("users", "failures", "generator_bound", "spread", "repeats")]
+_CAPACITY_FIGURES = ["rps", "cpu_us_per_request", "server_cores", "client_cores", "connections",
+                     "served_connections", "errors"]
+
+
+def merge_steps(steps: list[Step]) -> Step:
+    """One step standing for the same step of several repeats: medians and spreads; its
+    failures are the median count of each class; generator-bound if any repeat was."""
+    if len(steps) == 1:
+        return steps[0]
+    medians, spread = _median_of(steps, _STEP_FIGURES)
+    kinds = {kind for step in steps for kind in step.failures}
+    failures = {kind: int(round(statistics.median(step.failures.get(kind, 0) for step in steps)))
+                for kind in kinds}
+    for kind in kinds:
+        counts = [step.failures.get(kind, 0) for step in steps]
+        spread[f"failures:{kind}"] = (min(counts), max(counts))
+    totals = [step.failed for step in steps]
+    spread["failed"] = (min(totals), max(totals))
+    return Step(users=steps[0].users, failures=failures,
+                generator_bound=any(step.generator_bound for step in steps),
+                spread=spread, repeats=len(steps), **medians)
+
+
+def merge_capacities(found: list[Capacity]) -> Capacity | None:
+    measured = [capacity for capacity in found if capacity.ok]
+    if not measured:
+        return found[0] if found else None
+    if len(measured) == 1 and len(found) == 1:
+        return measured[0]
+    medians, spread = _median_of(measured, _CAPACITY_FIGURES)
+    limits = [capacity.limit for capacity in measured if capacity.limit]
+    limit = max(set(limits), key=limits.count) if limits else None  # the most frequent
+    return Capacity(limit=limit, spread=spread, repeats=len(measured), **medians)
+
+
+def merge_runs(runs: list[Run]) -> Run:
+    """One run standing for the repeats of one (model, scenario), from those that did not
+    crash; crashed only if every repeat did."""
+    ok = [run for run in runs if not run.crashed]
+    if not ok:
+        return replace(runs[0], repeats=len(runs), crashed_repeats=len(runs))
+    users = sorted({step.users for run in ok for step in run.steps})
+    steps = tuple(merge_steps([step for run in ok if (step := run.at(count)) is not None])
+                  for count in users)
+    capacities = [run.capacity for run in ok if run.capacity is not None]
+    return Run(model=ok[0].model, scenario=ok[0].scenario, status="ok", error=None,
+               steps=steps, duration_s=sum(run.duration_s or 0.0 for run in runs),
+               capacity=merge_capacities(capacities), repeats=len(runs),
+               crashed_repeats=len(runs) - len(ok))
 
 
 def parse(document: Any) -> Results:
@@ -219,7 +393,11 @@ def parse(document: Any) -> Results:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ResultsError(f"not a comparison's results (expected format {FORMAT!r})")
     try:
-        runs = tuple(_run(run) for run in document.get("runs") or ())
+        repeat_runs = tuple(_run(run) for run in document.get("runs") or ())
+        groups: dict[tuple[str, str], list[Run]] = {}
+        for run in repeat_runs:
+            groups.setdefault((run.model, run.scenario), []).append(run)
+        runs = tuple(merge_runs(group) for group in groups.values())
         steps_seen: dict[str, set[int]] = {}
         for run in runs:
             steps_seen.setdefault(run.scenario, set()).update(step.users for step in run.steps)
@@ -228,7 +406,8 @@ def parse(document: Any) -> Results:
         models = tuple(metadata.get("models") or dict.fromkeys(run.model for run in runs))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ResultsError(f"malformed results: {type(exc).__name__}: {exc}") from None
-    return Results(metadata=metadata, scenarios=scenarios, models=models, runs=runs)
+    return Results(metadata=metadata, scenarios=scenarios, models=models, runs=runs,
+                   repeat_runs=repeat_runs)
 
 
 def load(path: str | Path) -> Results:

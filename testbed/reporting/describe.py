@@ -39,9 +39,12 @@ def facts(results: Results) -> list[tuple[str, str]]:
                   f"{_num(meta.get('window_s'), 's')} measured window")
     else:
         timing = "each step: a warm-up (not recorded), then a measured window, as per scenario"
+    repeats = results.repeats
+    again = (f"; {repeats} repeats, the models' order rotated from one to the next, figures "
+             "the medians with their spreads" if repeats > 1 else "; one run of each")
     method = (f"{meta.get('preset', '?')} preset; {timing}; "
               f"{workers if workers is not None else '?'} locust worker process(es){pinned}; "
-              "every model on a freshly started server, one model at a time")
+              f"every model on a freshly started server, one model at a time{again}")
     rows = [
         ("Date", str(meta.get("date", "unknown"))),
         ("Machine", where),
@@ -69,8 +72,18 @@ def glossary(generator_marker: str) -> list[str]:
         "req/s: replies received and verified per second of the measured window.",
         "p50/p95/p99/max ms: round-trip time of the exchanges served, as the client saw it; "
         "failed attempts are not in these figures but in the failure columns.",
-        "Only attempts that ended inside a measured window count, each on a connection opened "
-        "in that window: a client still waiting when the window closes is not counted.",
+        "Every attempt that started in a measured window counts in it, followed to its end "
+        "(served, failed or timed out) even after the window's time is up; with persistent "
+        "connections, each on a connection opened in that window.",
+        "clients served: the users that got at least one reply in the window; fairness: Jain's "
+        "index of the replies per user, 1.00 when all got as many, 1/N when one got them all.",
+        "conn/s (denial): new connections offered per second, Poisson arrivals, each "
+        "independent of how the others fared; achieved: the rate locust made.",
+        "bench columns: testbed bench, a lean closed loop (10 persistent connections, one "
+        "request in flight on each) that keeps a fast server busy where locust cannot; its "
+        "server CPU per request decides the fast scenario.",
+        "With repeats: each figure is the median over the repeats, with its spread (min–max); "
+        "models whose spreads overlap are called level.",
         "served %: the share of attempts that got the right reply; the others are counted "
         "by failure class (refused, reset, connect_timeout, io_timeout, closed_early, "
         "mismatch, unreachable, other).",
@@ -79,5 +92,6 @@ def glossary(generator_marker: str) -> list[str]:
         "means less than one tick); CPU µs/req: that time divided by the requests served.",
         "RSS MiB, threads, procs, fds: peaks over the server's process tree.",
         f"{generator_marker} generator-bound: the load generator was near its own measured "
-        "ceiling, so the figure is a floor for the server, not its limit.",
+        "ceiling, a worker's core was busy, or arrivals fell short of the offered rate, so the "
+        "figure is a floor for the server, not its limit; no verdict names a winner from it.",
     ]

@@ -96,7 +96,7 @@ def render(results: Results, plots: list[Plot]) -> str:
         parts += [f"<h2>{text(scenario.name)}: {text(scenario.title)}</h2>",
                   f"<p>{text(scenario.description)}</p>",
                   facts(describe.scenario_facts(results, scenario.name)),
-                  f"<h3>At {scenario.top} users</h3>",
+                  f"<h3>At {text(scenario.at(scenario.top))}</h3>",
                   table(tables.summary_table(results, scenario))]
         images = [image(plot) for plot in plots if plot.scenario == scenario.name]
         if images:

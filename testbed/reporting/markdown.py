@@ -48,7 +48,8 @@ def render(results: Results, plots: list[Plot]) -> str:
         out += ["", f"## {scenario.name}: {scenario.title}", "", scenario.description, ""]
         out += [f"- {label}: `{text}`" if label == "Server" else f"- {label}: {text}"
                 for label, text in describe.scenario_facts(results, scenario.name)]
-        out += ["", f"### At {scenario.top} users", "", table(tables.summary_table(results, scenario))]
+        out += ["", f"### At {scenario.at(scenario.top)}", "",
+                table(tables.summary_table(results, scenario))]
         images = [plot for plot in plots if plot.scenario == scenario.name]
         if images:
             out += [""] + [f"![{plot.title}]({plot.filename})" for plot in images]

@@ -1,10 +1,14 @@
 """PNG plots with matplotlib (Agg, no display): per scenario, a figure against the user count.
 
 Three plots per scenario, one line per model: throughput (req/s), p99 latency
-(ms) and the share of attempts served (%). Crashed runs keep the points they
+(ms) and the share of attempts served (%), against the users (or the offered
+connections per second of the denial scenario). With repeats, each point is the
+median and a bar spans its spread (min-max). Crashed runs keep the points they
 measured, drawn dashed and labelled "(crashed)"; generator-bound points are
-circled. Figures are built with ``matplotlib.figure.Figure`` directly, so no
-global pyplot state or GUI backend is involved.
+circled. A scenario measured with ``testbed bench`` also gets a bar chart of the
+server's CPU per request, one bar per model. Figures are built with
+``matplotlib.figure.Figure`` directly, so no global pyplot state or GUI backend
+is involved.
 """
 
 from __future__ import annotations
@@ -73,8 +77,17 @@ def _figure(results: Results, scenario: ScenarioInfo, kind: Kind) -> Figure:
             continue
         xs, ys = zip(*points, strict=True)
         values += ys
-        axes.plot(xs, ys, marker=MARKERS[index % len(MARKERS)], linewidth=1.8,
-                  linestyle="--" if run.crashed else "-", label=label)
+        line = axes.plot(xs, ys, marker=MARKERS[index % len(MARKERS)], linewidth=1.8,
+                         linestyle="--" if run.crashed else "-", label=label)[0]
+        spans = [(step.users, value, found) for step in run.steps
+                 if (value := step.value(kind.key)) is not None
+                 and (found := step.range_of(kind.key)) is not None]
+        if spans:
+            sx, sy, sr = zip(*spans, strict=True)
+            low = [y - r[0] for y, r in zip(sy, sr, strict=True)]
+            high = [r[1] - y for y, r in zip(sy, sr, strict=True)]
+            axes.errorbar(sx, sy, yerr=[low, high], fmt="none", ecolor=line.get_color(),
+                          elinewidth=1.0, capsize=3, alpha=0.8)
         if kind.key == "rps":
             bound += [(step.users, step.rps) for step in run.steps
                       if step.generator_bound and step.rps is not None]
@@ -96,26 +109,60 @@ def _figure(results: Results, scenario: ScenarioInfo, kind: Kind) -> Figure:
         axes.set_ylim(0, 105)
     else:
         axes.set_ylim(bottom=0)
-    axes.set_xlabel("concurrent users")
+    axes.set_xlabel("offered new connections per second" if scenario.arrivals
+                    else "concurrent users")
     axes.set_ylabel(kind.label)
-    axes.set_title(f"{scenario.name}: {kind.title} against users\n{scenario.title}", fontsize=11)
+    against = "offered rate" if scenario.arrivals else "users"
+    axes.set_title(f"{scenario.name}: {kind.title} against {against}\n{scenario.title}",
+                   fontsize=11)
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     figure.text(0.005, 0.005, _footer(results), ha="left", va="bottom", fontsize=7, color="grey")
     return figure
 
 
+def _capacity_figure(results: Results, scenario: ScenarioInfo) -> Figure | None:
+    """Server CPU per request under testbed bench, one bar per model, lower is better."""
+    bars = [(run.model, run.capacity.cpu_us_per_request, run.capacity.range_of(
+        "cpu_us_per_request")) for run in results.runs_for(scenario.name)
+        if run.capacity is not None and run.capacity.cpu_us_per_request is not None]
+    if not bars:
+        return None
+    figure = Figure(figsize=(8.0, 4.2), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    names, values, spans = zip(*bars, strict=True)
+    low = [v - (r[0] if r else v) for v, r in zip(values, spans, strict=True)]
+    high = [(r[1] if r else v) - v for v, r in zip(values, spans, strict=True)]
+    axes.bar(range(len(names)), values, yerr=[low, high], capsize=4, color="#4c72b0")
+    axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    axes.set_ylabel("server CPU per request (µs)")
+    axes.set_ylim(bottom=0)
+    axes.set_title(f"{scenario.name}: server CPU per request under testbed bench (lower is "
+                   f"better)\n{scenario.title}", fontsize=11)
+    axes.grid(True, axis="y", alpha=0.3)
+    figure.text(0.005, 0.005, _footer(results), ha="left", va="bottom", fontsize=7, color="grey")
+    return figure
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    # No "Software" text chunk: the PNG then carries no URL either.
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
 def render(results: Results) -> list[Plot]:
     """Every plot of every scenario, as PNG bytes (no file written)."""
     plots = []
     for scenario in results.scenarios:
+        capacity = _capacity_figure(results, scenario)
+        if capacity is not None:
+            plots.append(Plot(scenario.name, "cpu", f"{scenario.name}: server CPU per request",
+                              f"{scenario.name}-cpu.png", _png(capacity)))
         for kind in KINDS:
-            figure = _figure(results, scenario, kind)
-            buffer = io.BytesIO()
-            # No "Software" text chunk: the PNG then carries no URL either.
-            figure.savefig(buffer, format="png", metadata={"Software": None})
             plots.append(Plot(scenario.name, kind.slug, f"{scenario.name}: {kind.title}",
-                              f"{scenario.name}-{kind.slug}.png", buffer.getvalue()))
+                              f"{scenario.name}-{kind.slug}.png",
+                              _png(_figure(results, scenario, kind))))
     return plots
 
 

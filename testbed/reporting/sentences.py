@@ -1,13 +1,16 @@
 """One plain sentence per scenario, derived from the figures: the winner, the loser, and why.
 
 The winner and the loser are ranked on the scenario's own figure at its
-highest user count (throughput, or for the denial scenario the share of
-attempts served; p99 breaks ties). Models level with the winner or the loser
-are named with them. The "why" is read off the data, never assumed from a
-model's name: a throughput that stays flat (or falls) while the users grow,
-the failure classes of the attempts that were not served, clients that got
-nothing at all within the window, the number of cores the server kept busy,
-the p99 latency, the generator-bound flag.
+highest step (throughput; the share of attempts served for the denial
+scenario; the server's CPU per request under ``testbed bench`` for the fast
+one; p99 breaks ties). Models level with the winner or the loser are named
+with them: with repeats, level means that their spreads (min-max over the
+repeats) overlap. A figure the load generator limited never names a winner.
+The "why" is read off the data, never assumed from a model's name: a
+throughput that stays flat (or falls) while the users grow, the failure
+classes of the attempts that were not served, clients that got no reply, the
+connections the bench got served, the number of cores the server kept busy,
+the p99 latency.
 """
 
 from __future__ import annotations
@@ -19,42 +22,81 @@ from testbed.reporting.tables import fmt, human_ms
 CLOSE_RPS = 0.10
 #: ... or closer than this many percentage points of attempts served.
 CLOSE_SHARE_POINTS = 2.0
-#: Models this close (relative throughput, or points of share) to the winner or loser are level.
-LEVEL_RPS, LEVEL_SHARE_POINTS = 0.02, 0.5
+#: Without repeats (no spreads), models this close (relative throughput or CPU per
+#: request, or points of share) to the winner or loser are level with it.
+LEVEL_RPS, LEVEL_SHARE_POINTS, LEVEL_CPU = 0.02, 0.5, 0.05
 
 Pair = tuple[Run, Step]
 
 
-def _primary(scenario: ScenarioInfo, step: Step) -> float:
+def _score(scenario: ScenarioInfo, run: Run, step: Step) -> float | None:
+    """The scenario's deciding figure, higher is better (CPU per request negated)."""
     if scenario.metric == "served_share":
-        return step.served_share if step.served_share is not None else 0.0
-    return step.rps if step.rps is not None else 0.0
+        return step.served_share
+    if scenario.metric == "cpu_us_per_request":
+        cpu = run.capacity.cpu_us_per_request if run.capacity else None
+        return None if cpu is None else -cpu
+    return step.rps
 
 
-def _clean(scenario: ScenarioInfo, step: Step) -> bool:
+def _score_range(scenario: ScenarioInfo, run: Run, step: Step) -> tuple[float, float] | None:
+    """The deciding figure's spread over the repeats (min, max), as a score; None without."""
+    if scenario.metric == "cpu_us_per_request":
+        found = run.capacity.range_of("cpu_us_per_request") if run.capacity else None
+        return None if found is None else (-found[1], -found[0])
+    return step.range_of("served_share" if scenario.metric == "served_share" else "rps")
+
+
+def _primary(scenario: ScenarioInfo, pair: Pair) -> float:
+    score = _score(scenario, *pair)
+    return float("-inf") if score is None else score
+
+
+def _clean(scenario: ScenarioInfo, pair: Pair) -> bool:
     """Every attempt served. Where throughput decides, a model that left clients waiting
-    (any failed attempt) ranks below those that served them all, whatever its req/s."""
-    return scenario.metric == "served_share" or step.failed == 0
+    (any failed attempt) ranks below those that served them all, whatever its req/s;
+    where CPU per request decides, the bench run must have had no error."""
+    run, step = pair
+    if scenario.metric == "served_share":
+        return True
+    if scenario.metric == "cpu_us_per_request":
+        return run.capacity is not None and run.capacity.ok and not run.capacity.errors
+    return step.failed == 0
 
 
-def _rank_key(scenario: ScenarioInfo, step: Step) -> tuple[bool, float, float, float]:
+def _rank_key(scenario: ScenarioInfo, pair: Pair) -> tuple[bool, float, float, float]:
     """Higher is better: no failures, the scenario's figure, throughput, a lower p99."""
+    step = pair[1]
     p99 = step.p99_ms if step.p99_ms is not None else float("inf")
-    return (_clean(scenario, step), _primary(scenario, step), step.rps or 0.0, -p99)
+    return (_clean(scenario, pair), _primary(scenario, pair), step.rps or 0.0, -p99)
 
 
-def _level(scenario: ScenarioInfo, a: Step, b: Step) -> bool:
+def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:
+    """Level: their spreads over the repeats overlap; without repeats, within a few percent."""
     if _clean(scenario, a) != _clean(scenario, b):
         return False
+    ra, rb = _score_range(scenario, *a), _score_range(scenario, *b)
+    if ra is not None and rb is not None:
+        return ra[0] <= rb[1] and rb[0] <= ra[1]
     x, y = _primary(scenario, a), _primary(scenario, b)
+    if x == y:
+        return True
     if scenario.metric == "served_share":
         return abs(x - y) * 100 <= LEVEL_SHARE_POINTS
-    return abs(x - y) <= LEVEL_RPS * max(x, y) or x == y
+    tolerance = LEVEL_CPU if scenario.metric == "cpu_us_per_request" else LEVEL_RPS
+    return abs(x - y) <= tolerance * max(abs(x), abs(y))
 
 
-def _figure(scenario: ScenarioInfo, step: Step) -> str:
+def _figure(scenario: ScenarioInfo, pair: Pair) -> str:
+    run, step = pair
+    if scenario.metric == "cpu_us_per_request":
+        capacity = run.capacity
+        if capacity is None or capacity.cpu_us_per_request is None:
+            return "no CPU per request measured (testbed bench)"
+        return (f"{fmt('us', capacity.cpu_us_per_request)} µs of server CPU per request "
+                f"({fmt('rps', capacity.rps)} req/s under testbed bench)")
     if not step.requests:
-        return "no attempt that ended inside the measured window"
+        return "no attempt in the measured window"
     if scenario.metric == "served_share":
         share = fmt("pct", None if step.served_share is None else step.served_share * 100)
         return f"{share}% of attempts served"
@@ -95,23 +137,48 @@ def _scaling(run: Run, step: Step, winner: Pair) -> str | None:
     return f"its throughput stayed flat {span}, as if it served one client at a time"
 
 
+def _clients(step: Step) -> str | None:
+    """``2 of its 50 clients got any reply`` where persistent clients went unserved, or
+    the replies went to few of them (Jain's index well under 1)."""
+    if step.clients_users is None or step.clients_served is None:
+        return None
+    users, served = int(step.clients_users), int(step.clients_served)
+    if served < users:
+        return f"{served} of its {users} clients got any reply"
+    if step.jain is not None and step.jain < 0.8:
+        return f"its replies went to few clients (fairness {step.jain:.2f})"
+    return None
+
+
 def _why_loser(scenario: ScenarioInfo, results: Results, loser: Pair, winner: Pair) -> str:
     run, step = loser
-    w_step = winner[1]
-    if not step.requests:
-        window = f" {round(step.window_s, 1):g} s" if step.window_s else ""
-        return (f"at {step.users} users none of its clients finished an exchange within the"
-                f"{window} window, they were all still waiting")
+    w_run, w_step = winner
     parts: list[str] = []
-    scaling = _scaling(run, step, winner)
-    if scaling:
-        parts.append(scaling)
+    if scenario.metric == "cpu_us_per_request":
+        capacity, best = run.capacity, w_run.capacity
+        if capacity is not None and capacity.served_connections is not None and \
+                capacity.connections and capacity.served_connections < capacity.connections:
+            parts.append(f"under testbed bench it served {capacity.served_connections:g} of "
+                         f"{capacity.connections:g} connections")
+        if capacity is not None and best is not None and capacity.rps and best.rps:
+            parts.append(f"{fmt('rps', capacity.rps)} req/s against {fmt('rps', best.rps)}")
+    elif not step.requests:
+        window = f" {round(step.window_s, 1):g} s" if step.window_s else ""
+        return (f"at {scenario.at(step.users)} none of its clients attempted an exchange in the"
+                f"{window} window")
+    if scenario.metric == "rps":
+        scaling = _scaling(run, step, winner)
+        if scaling:
+            parts.append(scaling)
     if (scenario.raw.get("work_ms") and step.cores_busy is not None
             and (w_step.cores_busy or 0) - step.cores_busy >= 0.3):
         cores = f" of {results.cores}" if results.cores else ""
         parts.append(f"it kept {step.cores_busy:.1f}{cores} cores busy against "
                      f"{(w_step.cores_busy or 0):.1f} for the winner")
-    if step.failed:
+    clients = _clients(step)
+    if clients:
+        parts.append(clients)
+    if step.failed and step.requests:
         if not step.served:
             parts.append(f"every attempt failed, as {_failures(step)}")
         elif scenario.metric == "served_share":
@@ -124,34 +191,39 @@ def _why_loser(scenario: ScenarioInfo, results: Results, loser: Pair, winner: Pa
             parts.append(f"p99 {human_ms(step.p99_ms)}")
         else:
             parts.append(f"p99 {human_ms(step.p99_ms)} against {human_ms(w_step.p99_ms)}")
-            if step.cpu_us_per_request is not None and w_step.cpu_us_per_request is not None:
-                parts.append(f"{fmt('us', step.cpu_us_per_request)} µs of server CPU per "
-                             f"request against {fmt('us', w_step.cpu_us_per_request)}")
     return "; ".join(parts) if parts else "no figure says more"
 
 
-def _why_winner(scenario: ScenarioInfo, step: Step) -> str:
+def _why_winner(scenario: ScenarioInfo, pair: Pair) -> str:
+    run, step = pair
     parts = [f"p99 {human_ms(step.p99_ms)}"]
     if scenario.metric == "served_share":
         parts.insert(0, f"{fmt('rps', step.rps)} req/s")
+    if scenario.metric == "cpu_us_per_request":
+        parts[0] = f"p99 {human_ms(step.p99_ms)} under locust"
+        if run.capacity is not None and run.capacity.client_bound:
+            parts.append("the bench client was busy too, so its req/s are a floor")
     if scenario.raw.get("work_ms") and step.cores_busy is not None:
         parts.append(f"{step.cores_busy:.1f} cores busy")
-    if step.generator_bound:
-        parts.append("generator-bound, so the server may do better still")
     return ", ".join(parts)
 
 
-def _close(scenario: ScenarioInfo, best: Step, worst: Step) -> bool:
-    if not best.requests or not worst.requests or _clean(scenario, best) != _clean(scenario,
-                                                                                   worst):
+def _close(scenario: ScenarioInfo, best: Pair, worst: Pair) -> bool:
+    if _clean(scenario, best) != _clean(scenario, worst):
+        return False
+    if scenario.metric == "cpu_us_per_request":
+        x, y = _score(scenario, *best), _score(scenario, *worst)
+        return x is not None and y is not None and (x - y) < CLOSE_RPS * abs(x)
+    b, w = best[1], worst[1]
+    if not b.requests or not w.requests:
         return False
     if scenario.metric == "served_share":
-        if best.served_share is None or worst.served_share is None:
+        if b.served_share is None or w.served_share is None:
             return False
-        return (best.served_share - worst.served_share) * 100 < CLOSE_SHARE_POINTS
-    if not best.rps or worst.rps is None:
+        return (b.served_share - w.served_share) * 100 < CLOSE_SHARE_POINTS
+    if not b.rps or w.rps is None:
         return False
-    return (best.rps - worst.rps) / best.rps < CLOSE_RPS
+    return (b.rps - w.rps) / b.rps < CLOSE_RPS
 
 
 def _crash_clause(crashed: list[Run]) -> str:
@@ -168,26 +240,22 @@ def _p99_range(ranked: list[Pair]) -> str:
     return f"; p99 from {human_ms(min(values))} to {human_ms(max(values))}"
 
 
-#: The costliest server per request is named only this much above the leanest (relative).
-CLEAR_CPU = 0.15
+def _measured(results: Results, scenario: ScenarioInfo, runs: list[Run]) -> list[Pair]:
+    top = scenario.top
+    pairs = [(run, step) for run in runs if not run.crashed and (step := run.at(top)) is not None]
+    if scenario.metric == "cpu_us_per_request":
+        pairs = [pair for pair in pairs if _score(scenario, *pair) is not None]
+    return pairs
 
 
-def _cpu_clause(scenario: ScenarioInfo, ranked: list[Pair], said: str) -> str:
-    """Where requests neither wait nor compute, the leanest and the costliest server per
-    request: with a load generator that cannot saturate the servers, throughput ties while
-    this still tells the models apart. Not when they are close, nor when ``said`` (the
-    sentence so far) already compared the only two."""
-    if scenario.metric != "rps" or scenario.raw.get("delay") or scenario.raw.get("work_ms"):
-        return ""
-    costs = sorted((step.cpu_us_per_request, run.model) for run, step in ranked
-                   if step.cpu_us_per_request is not None and step.served)
-    if len(costs) < 2 or (len(costs) == 2 and "µs of server CPU per request" in said):
-        return ""
-    (low, lean), (high, costly) = costs[0], costs[-1]
-    if high < (1 + CLEAR_CPU) * low:
-        return ""
-    return (f" Server CPU per request, which the load generator does not cap: least for "
-            f"{lean} ({fmt('us', low)} µs), most for {costly} ({fmt('us', high)} µs).")
+def _ranked(scenario: ScenarioInfo, pairs: list[Pair]) -> list[Pair]:
+    return sorted(pairs, key=lambda pair: _rank_key(scenario, pair), reverse=True)
+
+
+def _bound(scenario: ScenarioInfo, pair: Pair) -> bool:
+    """The figure that decides was limited by the load generator: no verdict from it (CPU
+    per request is not: it is the server's own, whoever set the pace)."""
+    return scenario.metric != "cpu_us_per_request" and pair[1].generator_bound
 
 
 def verdict(results: Results, scenario: ScenarioInfo) -> str:
@@ -195,58 +263,106 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
     top = scenario.top
     runs = results.runs_for(scenario.name)
     crashed = [run for run in runs if run.crashed]
-    measured = [(run, step) for run in runs
-                if not run.crashed and (step := run.at(top)) is not None]
-    head = f"{scenario.name}, {top} users:"
+    measured = _measured(results, scenario, runs)
+    head = f"{scenario.name}, {scenario.at(top)}:"
     if not measured:
         return f"{head} no model completed a measurement.{_crash_clause(crashed)}"
-    ranked = sorted(measured, key=lambda pair: _rank_key(scenario, pair[1]), reverse=True)
+    ranked = _ranked(scenario, measured)
     winner, loser = ranked[0], ranked[-1]
     if len(ranked) == 1:
-        return (f"{head} only {winner[0].model} was measured: {_figure(scenario, winner[1])} "
-                f"({_why_winner(scenario, winner[1])}).{_crash_clause(crashed)}")
-    if _close(scenario, winner[1], loser[1]):
-        bound = [run for run, step in ranked if step.generator_bound]
-        if len(bound) == len(ranked):
-            limit = ", all generator-bound: the load generator, not the servers, set the pace"
-        elif bound:
-            limit = f", {_names(bound)} generator-bound"
-        else:
-            limit = ""
+        return (f"{head} only {winner[0].model} was measured: {_figure(scenario, winner)} "
+                f"({_why_winner(scenario, winner)}).{_crash_clause(crashed)}")
+    if _bound(scenario, winner):
+        bound = [run for run, step in ranked if _bound(scenario, (run, step))]
+        return (f"{head} no winner named: the load generator was the limit "
+                f"({_names(bound)} generator-bound), so the figures measure it rather than "
+                f"the servers; {_figure(scenario, loser)} for {loser[0].model} to "
+                f"{_figure(scenario, winner)} for {winner[0].model}"
+                f"{_p99_range(ranked)}.{_crash_clause(crashed)}")
+    if _close(scenario, winner, loser):
         return (f"{head} no clear winner, every model within a few percent "
-                f"({_figure(scenario, loser[1])} for {loser[0].model} to "
-                f"{_figure(scenario, winner[1])} for {winner[0].model}){limit}"
-                f"{_p99_range(ranked)}.{_crash_clause(crashed)}{_cpu_clause(scenario, ranked, '')}")
-    level = [(run, step) for run, step in ranked if _level(scenario, step, winner[1])]
-    trailers = [run for run, step in ranked[::-1] if _level(scenario, step, loser[1])]
+                f"({_figure(scenario, loser)} for {loser[0].model} to "
+                f"{_figure(scenario, winner)} for {winner[0].model})"
+                f"{_p99_range(ranked)}.{_crash_clause(crashed)}")
+    level = [pair for pair in ranked if _level(scenario, pair, winner)]
+    trailers = [run for run, step in ranked[::-1] if _level(scenario, (run, step), loser)]
     if len(level) > 1:
         # Level on the scenario's figure: the lowest p99 among them leads.
         winner = min(level, key=lambda pair: (pair[1].p99_ms is None, pair[1].p99_ms or 0.0))
-        extra = _why_winner(scenario, winner[1]).partition(", ")[2]
+        extra = _why_winner(scenario, winner).partition(", ")[2]
         lead = (f"{_names([run for run, _ in level])} were level at the top with "
-                f"{_figure(scenario, ranked[0][1])}, {winner[0].model} with the lowest p99 "
+                f"{_figure(scenario, ranked[0])}, {winner[0].model} with the lowest p99 "
                 f"({human_ms(winner[1].p99_ms)}{', ' + extra if extra else ''})")
     else:
-        lead = (f"{winner[0].model} won with {_figure(scenario, winner[1])} "
-                f"({_why_winner(scenario, winner[1])})")
+        lead = (f"{winner[0].model} won with {_figure(scenario, winner)} "
+                f"({_why_winner(scenario, winner)})")
     also = f" (as did {_names(trailers[1:])})" if len(trailers) > 1 else ""
-    faster = [(run, step) for run, step in ranked if not _clean(scenario, step)
-              and (step.rps or 0) > (winner[1].rps or 0) and run is not loser[0]]
-    if faster:
-        run, step = max(faster, key=lambda pair: pair[1].rps or 0.0)
-        lead += (f"; {run.model} pushed more ({fmt('rps', step.rps)} req/s) but left clients "
-                 f"waiting: {step.failed} attempts failed as {_failures(step)}")
+    if scenario.metric == "rps":
+        faster = [(run, step) for run, step in ranked if not _clean(scenario, (run, step))
+                  and (step.rps or 0) > (winner[1].rps or 0) and run is not loser[0]]
+        if faster:
+            run, step = max(faster, key=lambda pair: pair[1].rps or 0.0)
+            lead += (f"; {run.model} pushed more ({fmt('rps', step.rps)} req/s) but left "
+                     f"clients waiting: {step.failed} attempts failed as {_failures(step)}")
     outran = [step for _, step in ranked if (step.rps or 0) < (loser[1].rps or 0)]
-    if not _clean(scenario, loser[1]) and outran:
-        last = (f"{loser[0].model} came last{also} despite {_figure(scenario, loser[1])}, as it "
+    if scenario.metric == "rps" and not _clean(scenario, loser) and outran:
+        last = (f"{loser[0].model} came last{also} despite {_figure(scenario, loser)}, as it "
                 f"left clients waiting: {_why_loser(scenario, results, loser, winner)}")
     else:
-        last = (f"{loser[0].model} came last{also} with {_figure(scenario, loser[1])}: "
+        last = (f"{loser[0].model} came last{also} with {_figure(scenario, loser)}: "
                 f"{_why_loser(scenario, results, loser, winner)}")
-    said = f"{head} {lead}; {last}.{_crash_clause(crashed)}"
-    return said + _cpu_clause(scenario, ranked, said)
+    return f"{head} {lead}; {last}.{_crash_clause(crashed)}"
+
+
+def _winner_and_loser(results: Results, scenario: ScenarioInfo,
+                      runs: list[Run]) -> tuple[set[str], set[str]] | None:
+    """The models a verdict over ``runs`` puts first (with those level with it) and last."""
+    measured = _measured(results, scenario, runs)
+    if len(measured) < 2:
+        return None
+    ranked = _ranked(scenario, measured)
+    top = {run.model for run, step in ranked if _level(scenario, (run, step), ranked[0])}
+    bottom = {run.model for run, step in ranked if _level(scenario, (run, step), ranked[-1])}
+    return top, bottom
+
+
+def stability(results: Results, scenario: ScenarioInfo) -> str | None:
+    """One line on how the ranking held over the repeats: in how many of them the winner
+    (and the loser) of the medians was first (last), alone or level; None without repeats."""
+    repeats = sorted({run.repeat for run in results.repeat_runs
+                      if run.scenario == scenario.name})
+    if len(repeats) < 2:
+        return None
+    overall = _winner_and_loser(results, scenario, results.runs_for(scenario.name))
+    if overall is None:
+        return None
+    won = lost = 0
+    for repeat in repeats:
+        runs = [run for run in results.repeat_runs
+                if run.scenario == scenario.name and run.repeat == repeat]
+        found = _winner_and_loser(results, scenario, runs)
+        if found is None:
+            continue
+        won += bool(found[0] & overall[0])
+        lost += bool(found[1] & overall[1])
+    n = len(repeats)
+    first = _names_of(sorted(overall[0]))
+    last = _names_of(sorted(overall[1]))
+    return (f"{scenario.name}: over {n} repeats, the winner ({first}) was first in {won} of "
+            f"{n} and the loser ({last}) last in {lost} of {n}.")
+
+
+def _names_of(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def verdicts(results: Results) -> list[tuple[str, str]]:
-    """(scenario name, sentence) for every scenario, in order."""
-    return [(scenario.name, verdict(results, scenario)) for scenario in results.scenarios]
+    """(scenario name, sentence) for every scenario, in order; with repeats, each sentence
+    ends with how stable its ranking was."""
+    out = []
+    for scenario in results.scenarios:
+        sentence = verdict(results, scenario)
+        held = stability(results, scenario)
+        out.append((scenario.name, f"{sentence} {held.partition(': ')[2].capitalize()}"
+                    if held else sentence))
+    return out

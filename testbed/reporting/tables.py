@@ -1,9 +1,14 @@
 """The report's tables, built once from the results and rendered as text, Markdown or HTML.
 
-Two tables per scenario: the summary at its highest user count (one row per
-model, the best value of each column marked) and every step (one row per
-model and user count). Numbers are formatted here and only here, so the
-terminal, report.md and report.html always show the same figures.
+Two tables per scenario: the summary at its highest step (one row per model,
+the best value of each column marked) and every step (one row per model and
+step). Numbers are formatted here and only here, so the terminal, report.md
+and report.html always show the same figures. With repeats, a figure is the
+median over the repeats followed by its spread: ``412 (398–430)``.
+
+Which generator produced a figure is part of its column: the ``bench``
+columns come from ``testbed bench`` (the lean closed loop), every other
+figure from locust.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 
-from testbed.reporting.data import Results, Run, ScenarioInfo, Step
+from testbed.reporting.data import Capacity, Results, Run, ScenarioInfo, Step
 
 BEST = "*"  # marks the best value of a column in the terminal
 GENERATOR_BOUND = "†"  # marks a throughput limited by the load generator
@@ -43,6 +48,8 @@ def fmt(kind: str, value: float | None) -> str:
         return f"{value:.{_decimals(value, ((100, 0),), 1)}f}"
     if kind == "mib":
         return f"{value:.1f}"
+    if kind == "jain":
+        return f"{value:.2f}"
     return f"{value:.0f}"  # counts
 
 
@@ -57,7 +64,7 @@ def human_ms(ms: float | None) -> str:
 
 @dataclass(frozen=True)
 class Column:
-    key: str  # a Step.value() key, or "model" / "users" / "status"
+    key: str  # a Step.value() key, "bench:<Capacity field>", or "model" / "users" / "status"
     header: str
     kind: str = "count"
     better: str | None = None  # "high", "low" or None (not ranked)
@@ -92,10 +99,29 @@ def _failure_columns(classes: list[str]) -> list[Column]:
     return [Column(f"failures:{kind}", kind, better="low") for kind in classes]
 
 
-def summary_columns(failure_classes: list[str]) -> list[Column]:
-    """The columns of a scenario's summary table (the issue's list, in reading order)."""
+def _scenario_columns(scenario: ScenarioInfo, ranked: bool) -> list[Column]:
+    """The columns a scenario adds: the bench's figures, the arrival rates, the clients."""
+    high, low = ("high", "low") if ranked else (None, None)
+    columns = []
+    if scenario.raw.get("capacity"):
+        columns += [Column("bench:cpu_us_per_request", "bench µs/req", "us", low),
+                    Column("bench:rps", "bench req/s", "rps", high),
+                    Column("bench:served_connections", "bench conns served", "count", high)]
+    if scenario.arrivals:
+        columns.append(Column("achieved_rate", "achieved conn/s", "rps"))
+    elif scenario.raw.get("mode", "persistent") == "persistent":
+        columns += [Column("clients_served", "clients served", "count", high),
+                    Column("jain", "fairness", "jain", high)]
+    return columns
+
+
+def summary_columns(failure_classes: list[str],
+                    scenario: ScenarioInfo | None = None) -> list[Column]:
+    """The columns of a scenario's summary table, in reading order."""
+    extra = _scenario_columns(scenario, ranked=True) if scenario is not None else []
     return [
         MODEL,
+        *extra,
         Column("rps", "req/s", "rps", "high"),
         Column("p50_ms", "p50 ms", "ms", "low"),
         Column("p99_ms", "p99 ms", "ms", "low"),
@@ -109,10 +135,14 @@ def summary_columns(failure_classes: list[str]) -> list[Column]:
     ]
 
 
-def step_columns(failure_classes: list[str]) -> list[Column]:
+def step_columns(failure_classes: list[str],
+                 scenario: ScenarioInfo | None = None) -> list[Column]:
     """Every figure of every step, for the per-step table."""
+    extra = [column for column in _scenario_columns(scenario, ranked=False)
+             if not column.key.startswith("bench:")] if scenario is not None else []
+    users = USERS if scenario is None or not scenario.arrivals else Column("users", "conn/s")
     return [
-        MODEL, USERS,
+        MODEL, users, *extra,
         Column("rps", "req/s", "rps"),
         Column("p50_ms", "p50 ms", "ms"),
         Column("p95_ms", "p95 ms", "ms"),
@@ -131,9 +161,17 @@ def step_columns(failure_classes: list[str]) -> list[Column]:
     ]
 
 
-def _entry(column: Column, step: Step | None) -> Entry:
-    value = None if step is None else step.value(column.key)
-    entry = Entry(fmt(column.kind, value), value)
+def _entry(column: Column, step: Step | None, run: Run | None = None) -> Entry:
+    source: Step | Capacity | None = step
+    key = column.key
+    if key.startswith("bench:"):
+        source, key = (run.capacity if run is not None else None), key.partition(":")[2]
+    value = None if source is None else source.value(key)
+    text = fmt(column.kind, value)
+    spread = None if source is None or value is None else source.range_of(key)
+    if spread is not None:
+        text += f" ({fmt(column.kind, spread[0])}–{fmt(column.kind, spread[1])})"
+    entry = Entry(text, value)
     if column.key == "rps" and step is not None and step.generator_bound:
         entry.generator_bound = True
     return entry
@@ -144,7 +182,8 @@ def _mark_best(table: Table) -> None:
     for index, column in enumerate(table.columns):
         if column.better is None:
             continue
-        shown = {row: float(table.rows[row][index].text) for row in range(len(table.rows))
+        shown = {row: float(fmt(column.kind, table.rows[row][index].value))
+                 for row in range(len(table.rows))
                  if row not in table.crashed_rows and table.rows[row][index].value is not None}
         if len(shown) < 2 or len(set(shown.values())) < 2:
             continue
@@ -159,38 +198,59 @@ def crash_note(run: Run) -> str:
 
 
 def _generator_note(cells: list[str]) -> str:
-    return (f"{GENERATOR_BOUND} generator-bound: within 20% of the load generator's measured "
-            f"ceiling, so the figure measures locust rather than the server ({', '.join(cells)})")
+    return (f"{GENERATOR_BOUND} generator-bound: locust was the limit (within 20% of its "
+            f"measured ceiling, a worker's core busy, or arrivals short of the offered rate), "
+            f"so the figure measures locust rather than the server ({', '.join(cells)})")
+
+
+def _source_notes(scenario: ScenarioInfo, repeats: int) -> list[str]:
+    notes = []
+    if scenario.raw.get("capacity"):
+        notes.append("bench columns: testbed bench (a lean closed loop that keeps the server "
+                     "busy; its server CPU per request decides this scenario); the other "
+                     "columns: locust")
+    if scenario.arrivals:
+        notes.append("each step offers new connections at a rate (conn/s, Poisson arrivals); "
+                     "achieved: the rate locust made")
+    elif scenario.raw.get("mode", "persistent") == "persistent":
+        notes.append("clients served: users that got at least one reply; fairness: Jain's "
+                     "index of the replies per user (1.00 even, 1/N one user got them all)")
+    if repeats > 1:
+        notes.append(f"each figure: the median of {repeats} repeats, then its spread (min–max)")
+    return notes
 
 
 def summary_table(results: Results, scenario: ScenarioInfo) -> Table:
     """One row per model at the scenario's highest user count, best values marked."""
     top = scenario.top
-    columns = summary_columns(results.failure_classes(scenario.name, top))
-    table = Table(f"{scenario.name} at {top} users", columns, [])
+    columns = summary_columns(results.failure_classes(scenario.name, top), scenario)
+    table = Table(f"{scenario.name} at {scenario.at(top)}", columns, [])
     bound: list[str] = []
     for run in results.runs_for(scenario.name):
         step = run.at(top)
         if run.crashed:
             table.crashed_rows.add(len(table.rows))
-            table.rows.append([Entry(run.model), Entry("crashed"),
-                               *(Entry(MISSING) for _ in columns[2:])])
+            table.rows.append([Entry(run.model), *(Entry("crashed" if column.key == "rps"
+                                                         else MISSING) for column in columns[1:])])
             table.notes.append(crash_note(run))
             continue
-        table.rows.append([Entry(run.model), *(_entry(column, step) for column in columns[1:])])
+        table.rows.append([Entry(run.model),
+                           *(_entry(column, step, run) for column in columns[1:])])
         if step is not None and step.generator_bound:
             bound.append(run.model)
     _mark_best(table)
-    table.notes.insert(0, f"{BEST} best in its column (highest req/s and served %, lowest "
-                          "otherwise); unmarked when every model shows the same")
+    table.notes.insert(0, f"{BEST} best in its column (highest req/s, served %, clients "
+                          "served and fairness, lowest otherwise); unmarked when every model "
+                          "shows the same")
     if bound:
         table.notes.insert(1, _generator_note(bound))
+    table.notes += _source_notes(scenario, results.repeats)
     return table
 
 
 def step_table(results: Results, scenario: ScenarioInfo) -> Table:
     """One row per model and user count; crashed runs keep the steps they measured."""
-    columns = step_columns(results.failure_classes(scenario.name))
+    columns = step_columns(results.failure_classes(scenario.name), scenario)
     table = Table(f"{scenario.name}, every step", columns, [])
     bound: list[str] = []
     for run in results.runs_for(scenario.name):
@@ -204,7 +264,7 @@ def step_table(results: Results, scenario: ScenarioInfo) -> Table:
                 table.crashed_rows.add(len(table.rows))
             table.rows.append(row)
             if step is not None and step.generator_bound:
-                bound.append(f"{run.model} at {count} users")
+                bound.append(f"{run.model} at {scenario.at(count)}")
     if bound:
         table.notes.append(_generator_note(bound))
     return table
