@@ -24,7 +24,8 @@ import pytest
 
 from clients.harness import FAILURE_CLASSES
 from servers import registry
-from testbed.load import LoadError, LoadSpec, _bound, read_ceiling, run_load
+from testbed.load import LoadError, LoadSpec, read_ceiling, run_load
+from testbed.load.summary import _bound
 from tests.conftest import no_traceback, one_line
 
 MODELS = registry.model_names()

@@ -25,12 +25,13 @@ import pytest
 from clients.harness import parse_endpoint
 from loadtests import stepstats
 from loadtests.common import Schedule, make_payload, parse_steps
-from testbed.load import percentile
+from testbed.load.summary import percentile
 from testbed.processes import ManagedProcess, free_port
 from tests.conftest import no_traceback
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
+RUNNERS = ROOT / "loadtests" / "runners.py"
 
 
 # -- pure parts ------------------------------------------------------------------------------
@@ -183,12 +184,12 @@ def test_master_quit_replacement_matches_installed_locust() -> None:
     run) only while its body is the one it was written against. Another locust keeps its
     own quit, which is correct but costs about 2 s a run: that shows here as a skip with
     its reason, not as a failure of a working install."""
-    check = ("import sys; from loadtests.locustfile import fast_quit_supported; "
+    check = ("import sys; from loadtests.runners import fast_quit_supported; "
              "sys.exit(0 if fast_quit_supported() else 3)")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
                           timeout=25, cwd=ROOT, check=False)
     if done.returncode == 3:
-        pytest.skip("this locust's MasterRunner.quit is not the one loadtests/locustfile.py "
+        pytest.skip("this locust's MasterRunner.quit is not the one loadtests/runners.py "
                     "mirrors: runs keep locust's quit, about 2 s slower each")
     assert done.returncode == 0, done.stderr
 
@@ -199,7 +200,7 @@ def test_master_gives_up_on_missing_workers_once(tmp_path: Path) -> None:
     process = locust("--master", "--headless", "--master-bind-host", "127.0.0.1",
                      "--master-bind-port", str(free_port()), "--expect-workers", "1",
                      "--expect-workers-max-wait", "4", "--host", "tcp://127.0.0.1:9",
-                     tmp_path=tmp_path)
+                     tmp_path=tmp_path, files=f"{LOCUSTFILE},{RUNNERS}")
     assert finish(process) == 1
     log = process.stderr_text()
     assert "Gave up waiting for workers to connect" in log, log
@@ -210,8 +211,9 @@ def test_master_gives_up_on_missing_workers_once(tmp_path: Path) -> None:
     assert 3.5 < waited < 7.5, waited  # 4 s and locust's next look (1 s), not 8 s or more
 
 
-def locust(*args: str, tmp_path: Path, name: str = "locust") -> ManagedProcess:
-    return ManagedProcess([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *args],
+def locust(*args: str, tmp_path: Path, name: str = "locust",
+           files: str = str(LOCUSTFILE)) -> ManagedProcess:
+    return ManagedProcess([sys.executable, "-m", "locust", "-f", files, *args],
                           stdout=open(tmp_path / f"{name}.out", "wb"),  # noqa: SIM115
                           stderr_path=tmp_path / f"{name}.log", cwd=tmp_path)
 
@@ -299,14 +301,14 @@ def _wait_for(check: Any, timeout: float = 15.0) -> Any:
 
 
 def test_web_ui(serve: Any, tmp_path: Path) -> None:
-    """The web UI starts a run with the locustfile's own options, and a host typed into
-    its form picks the user class of that host's scheme."""
+    """The web UI starts a run with the locustfile's own options, and (with runners.py) a
+    host typed into its form picks the user class of that host's scheme."""
     tcp = serve("select", "echo")
     udp = serve("select", "echo", udp=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = locust("--host", tcp.endpoint.url, "--web-host", "127.0.0.1", "--web-port",
-                     str(port), tmp_path=tmp_path)
+                     str(port), tmp_path=tmp_path, files=f"{LOCUSTFILE},{RUNNERS}")
     try:
         page = _wait_for(lambda: _page(base + "/"))
         assert b"payload_size" in page  # the custom options are in the form

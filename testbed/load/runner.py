@@ -37,9 +37,12 @@ def _loadtests_dir() -> Path:
     return Path(next(iter(found.submodule_search_locations)))
 
 
-def _locustfiles() -> tuple[Path, Path]:
+def _locustfiles() -> tuple[str, str]:
+    """The master's locustfiles (users, shape, runner adjustments) and the workers'."""
     folder = _loadtests_dir()
-    return folder / "locustfile.py", folder / "shapes.py"
+    users, shapes, runners = (str(folder / name)
+                              for name in ("locustfile.py", "shapes.py", "runners.py"))
+    return f"{users},{shapes},{runners}", f"{users},{runners}"
 
 
 def _new_run_id(plan: Plan) -> str:
@@ -122,10 +125,10 @@ class Run:
             probe_target(plan)
             host = f"[{plan.target_host}]" if ":" in plan.target_host else plan.target_host
             url = f"{'udp' if plan.udp else 'tcp'}://{host}:{plan.target_port}"
-        locustfile, shapes = _locustfiles()
+        master_files, worker_files = _locustfiles()
         port = free_port()
         common = locust_options(plan, self.run_dir, url, self.stop_file)
-        master = [sys.executable, "-m", "locust", "-f", f"{locustfile},{shapes}", "--master",
+        master = [sys.executable, "-m", "locust", "-f", master_files, "--master",
                   "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
                   "--expect-workers", str(spec.workers), "--expect-workers-max-wait",
                   str(int(START_SLACK)), "--csv", str(self.run_dir / "locust"),
@@ -137,7 +140,7 @@ class Run:
                        "--autostart", "--autoquit", "0"]
         else:
             master += ["--headless", "--only-summary"]
-        worker = [sys.executable, "-m", "locust", "-f", str(locustfile), "--worker",
+        worker = [sys.executable, "-m", "locust", "-f", worker_files, "--worker",
                   "--master-host", "127.0.0.1", "--master-port", str(port), *common]
         self.say("starting locust: 1 master, "
                  f"{spec.workers} worker{'s' if spec.workers != 1 else ''}")

@@ -19,126 +19,16 @@ per check, and :mod:`.command` (``main``).
 
 from __future__ import annotations
 
-from clients.storm import percentile
-from testbed.resilience.bad_input import MALFORMED, check_bad_input
-from testbed.resilience.command import (
-    CHECKS,
-    build_parser,
-    denied_text,
-    detail_line,
-    main,
-    run_check,
-    summary_table,
-)
-from testbed.resilience.common import (
-    CPU_LIMIT,
-    EXIT_LIMIT,
-    FULL,
-    IDLE_SLACK,
-    IDLE_TIMEOUT,
-    INLINE_SEND,
-    MAX_UDP_PAYLOAD,
-    P99_LIMIT,
-    REDUCED,
-    RSS_LIMIT,
-    Figures,
-    MiB,
-    Scale,
-    altered,
-    capacity,
-    close_all,
-    count_handler_errors,
-    count_tracebacks,
-    cut,
-    family_of,
-    group_survivors,
-    holds_up_to,
-    open_idle,
-    paced_probes,
-    probe,
-    pump,
-    random_payload,
-    read_up_to,
-    running,
-    served_again,
-    serves_udp,
-    settled_family,
-    slots,
-    stream_exchange,
-    tally,
-    tree_cpu_percent,
-    tree_rss,
-    wait_for_eof,
-)
-from testbed.resilience.descriptors import EXHAUSTION, MAX_CONNECTIONS, check_descriptors, tree_fds
-from testbed.resilience.faults import check_faults, tcp_connections
+from testbed.resilience.bad_input import check_bad_input
+from testbed.resilience.command import CHECKS, main, run_check
+from testbed.resilience.common import FULL, REDUCED, Figures, Scale
+from testbed.resilience.descriptors import check_descriptors
+from testbed.resilience.faults import check_faults
 from testbed.resilience.integrity import check_integrity
-from testbed.resilience.nonreader import TCP_ESTABLISHED, check_nonreader, connection_open, read_stream
-from testbed.resilience.properties import PIECES, check_properties, run_properties
+from testbed.resilience.nonreader import check_nonreader
+from testbed.resilience.properties import check_properties
 from testbed.resilience.slowloris import check_slowloris
 
-__all__ = [
-    "CHECKS",
-    "CPU_LIMIT",
-    "EXHAUSTION",
-    "EXIT_LIMIT",
-    "FULL",
-    "Figures",
-    "IDLE_SLACK",
-    "IDLE_TIMEOUT",
-    "INLINE_SEND",
-    "MALFORMED",
-    "MAX_CONNECTIONS",
-    "MAX_UDP_PAYLOAD",
-    "MiB",
-    "P99_LIMIT",
-    "PIECES",
-    "REDUCED",
-    "RSS_LIMIT",
-    "Scale",
-    "TCP_ESTABLISHED",
-    "altered",
-    "build_parser",
-    "capacity",
-    "check_bad_input",
-    "check_descriptors",
-    "check_faults",
-    "check_integrity",
-    "check_nonreader",
-    "check_properties",
-    "check_slowloris",
-    "close_all",
-        "connection_open",
-    "count_handler_errors",
-    "count_tracebacks",
-    "cut",
-    "denied_text",
-    "detail_line",
-    "family_of",
-    "group_survivors",
-    "holds_up_to",
-    "main",
-    "open_idle",
-    "paced_probes",
-    "percentile",
-    "probe",
-    "pump",
-    "random_payload",
-    "read_stream",
-    "read_up_to",
-    "run_check",
-    "run_properties",
-    "running",
-    "served_again",
-    "serves_udp",
-    "settled_family",
-    "slots",
-    "stream_exchange",
-    "summary_table",
-    "tally",
-    "tcp_connections",
-    "tree_cpu_percent",
-    "tree_fds",
-    "tree_rss",
-    "wait_for_eof",
-]
+__all__ = ["CHECKS", "FULL", "REDUCED", "Figures", "Scale", "check_bad_input",
+           "check_descriptors", "check_faults", "check_integrity", "check_nonreader",
+           "check_properties", "check_slowloris", "main", "run_check"]

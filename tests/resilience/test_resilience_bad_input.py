@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.resilience import MALFORMED, check_bad_input
+from testbed.resilience import check_bad_input
+from testbed.resilience.bad_input import MALFORMED
 from tests.resilience.conftest import MODELS, no_problems
 
 

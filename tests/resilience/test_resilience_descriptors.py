@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.resilience import CPU_LIMIT, check_descriptors
+from testbed.resilience import check_descriptors
+from testbed.resilience.common import CPU_LIMIT
 from tests.resilience.conftest import MODELS, no_problems
 
 

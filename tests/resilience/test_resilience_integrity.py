@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.resilience import MAX_UDP_PAYLOAD, check_integrity, serves_udp
+from testbed.resilience import check_integrity
+from testbed.resilience.common import MAX_UDP_PAYLOAD, serves_udp
 from tests.resilience.conftest import MODELS, no_problems
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.resilience import RSS_LIMIT, MiB, check_nonreader, holds_up_to
+from testbed.resilience import check_nonreader
+from testbed.resilience.common import RSS_LIMIT, MiB, holds_up_to
 from tests.resilience.conftest import MODELS, no_problems
 
 

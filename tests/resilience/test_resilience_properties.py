@@ -11,7 +11,8 @@ import pytest
 
 from servers import registry
 from testbed.processes import ServerProcess, start_server
-from testbed.resilience import Figures, run_properties
+from testbed.resilience import Figures
+from testbed.resilience.properties import run_properties
 from tests.resilience.conftest import MODELS, no_problems
 
 SERVICES = list(registry.SERVICES)

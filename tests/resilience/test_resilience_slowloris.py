@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.resilience import P99_LIMIT, check_slowloris, holds_up_to
+from testbed.resilience import check_slowloris
+from testbed.resilience.common import P99_LIMIT, holds_up_to
 from tests.resilience.conftest import MODELS, no_problems
 
 

@@ -1,0 +1,226 @@
+"""The locust users: verified exchanges over raw TCP and UDP, built on ``clients/harness.py``.
+
+Each exchange fires locust's ``request`` event: request type ``tcp`` or ``udp``,
+name ``"<mode> <size>B"``, and on failure the harness's
+:class:`~clients.harness.ExchangeError`, whose text is its failure class
+(``refused``, ``connect_timeout``, ...), so locust's failure table groups
+failures by class. Each attempt carries, as the event's ``context``, the
+ticket of the phase it started in (:func:`loadtests.stepstats.take`), which is
+how the per-window statistics count it.
+
+Modes: ``persistent`` keeps one connection (one UDP socket) per user and opens
+a new one after a failure or at a new phase; ``connect`` opens a new connection
+for every request, as the course's attackDDoS does; ``arrivals`` is an open
+loop of new TCP connections at the step's offered rate. The locustfile
+(``locustfile.py``) declares the options these users read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Any
+
+import gevent
+from locust import User, task
+
+from clients.harness import (
+    TCPClient,
+    UDPClient,
+    as_exchange_error,
+    exchange_once,
+    parse_endpoint,
+)
+from clients.safety import UnsafeTarget, ensure_loopback
+from loadtests import stepstats
+from loadtests.common import arrival_times, make_payload
+
+#: After a failure that took less than this (refused, reset...), a user with no think time
+#: waits out the rest before its next attempt, so a dead server is not hammered in a hot loop.
+FAILURE_PAUSE = 0.01
+#: Exchanges a user with no think time makes per task run, between returns to locust's scheduler.
+BATCH = 100
+#: Attempts one arrivals user keeps in flight at most (each holds a descriptor).
+ARRIVALS_IN_FLIGHT = 1000
+
+_user_ids = itertools.count(1)
+_random = random.Random()
+
+
+def safety_error(host: str | None, options: Any) -> str | None:
+    """Why ``host`` must not be loaded (malformed, not loopback), or None."""
+    try:
+        _, name, _ = parse_endpoint(host)
+        ensure_loopback(name, allow_remote=bool(getattr(options, "allow_remote", False)))
+    except (ValueError, UnsafeTarget) as exc:
+        return str(exc)
+    return None
+
+
+class SocketUser(User):
+    """A user that makes verified exchanges through the harness and reports each one."""
+
+    abstract = True
+    transport = "tcp"
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        error = safety_error(self.host, options)
+        if error:
+            raise ValueError(error)
+        _, self.address, self.port = parse_endpoint(self.host, self.transport)
+        self.size = int(options.payload_size)
+        self.payload = make_payload(self.size)
+        self.mode = options.mode
+        self.expect = options.expect
+        self.think = float(options.think_time)
+        self.connect_timeout = float(options.connect_timeout)
+        self.io_timeout = float(options.io_timeout)
+        self.request_name = f"{self.mode} {self.size}B"
+        self.batch = BATCH if self.think <= 0 else 1
+        self._fire = self.environment.events.request.fire
+        self._phase: object = None
+        self.client: TCPClient | UDPClient | None = None
+        self._once = self._persistent if self.mode == "persistent" else self._connect
+        self.uid = next(_user_ids)
+        stepstats.STATE.users.add(self.uid)
+
+    def wait_time(self) -> float:
+        return self.think
+
+    def on_stop(self) -> None:
+        stepstats.STATE.users.discard(getattr(self, "uid", None))
+        if self.client is not None:
+            self.client.close()
+
+    @task
+    def exchange(self) -> None:
+        if self.mode == "arrivals":
+            self._arrivals()  # an open loop: runs until the user is stopped
+            return
+        once = self._once
+        for _ in range(self.batch):
+            once()
+
+    def _arrivals(self) -> None:
+        """New connections at this user's share of the offered rate, each in its own greenlet.
+
+        An attempt that waits for its timeout holds up no later arrival, so the offered
+        rate does not depend on how the server copes. The times come block by block from
+        :func:`~loadtests.common.arrival_times` (Poisson times, the offered count); a
+        generator that falls behind makes its late arrivals at once. Arrivals beyond
+        :data:`ARRIVALS_IN_FLIGHT` attempts at once are not made: the achieved rate, which
+        the summary sets beside the offered one, then shows it.
+        """
+        from gevent.pool import Pool
+
+        pool = Pool(ARRIVALS_IN_FLIGHT)
+        try:
+            self._arrive(pool)
+        finally:
+            # Stopped: the attempts in flight end unreported, as a stopped user's would
+            # (neither locust nor the windows count them).
+            pool.kill(block=True, timeout=1.0)
+
+    def _arrive(self, pool: Any) -> None:
+        carry = 0.0
+        while True:
+            rate, end, start = stepstats.arrival_block(time.monotonic())
+            share = rate / max(stepstats.STATE.arrival_users, 1)
+            times, carry = arrival_times(share, start, end, _random, carry)
+            for due in times:
+                pause = due - time.monotonic()
+                if pause > 0:
+                    gevent.sleep(pause)
+                if pool.full():
+                    window = stepstats.STATE.phase.window
+                    if window is not None:
+                        window.skipped += 1
+                    continue
+                pool.spawn(self._connect)
+            pause = end - time.monotonic()
+            if pause > 0:
+                gevent.sleep(pause)
+
+    def new_client(self) -> TCPClient | UDPClient:
+        raise NotImplementedError
+
+    def _persistent(self) -> None:
+        state = stepstats.STATE
+        client = self.client
+        if client is None or self._phase is not state.phase:
+            # A new phase began: its requests go over a connection opened within it.
+            if client is not None:
+                client.close()
+            client = self.client = self.new_client()
+            self._phase = state.phase
+        ctx = stepstats.take(self.uid)
+        start = time.perf_counter()
+        try:
+            done = client.exchange(self.payload)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported with its class
+            client.close()
+            self._failed(exc, start, ctx)
+            return
+        self._fire(request_type=self.transport, name=self.request_name, response_time=done.latency * 1000.0,
+                   response_length=len(done.reply), exception=None, context=ctx)
+
+    def _connect(self) -> None:
+        ctx = stepstats.take(self.uid)
+        start = time.perf_counter()
+        try:
+            done = exchange_once(self.address, self.port, self.payload,
+                                 udp=self.transport == "udp", expect=self.expect,
+                                 connect_timeout=self.connect_timeout, io_timeout=self.io_timeout)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported with its class
+            self._failed(exc, start, ctx)
+            return
+        # The whole cycle counts here: connect, exchange and close.
+        self._fire(request_type=self.transport, name=self.request_name,
+                   response_time=(time.perf_counter() - start) * 1000.0,
+                   response_length=len(done.reply), exception=None, context=ctx)
+
+    def _failed(self, exc: Exception, start: float, ctx: object) -> None:
+        elapsed = time.perf_counter() - start
+        error = as_exchange_error(exc)
+        self._fire(request_type=self.transport, name=self.request_name, response_time=elapsed * 1000.0,
+                   response_length=0, exception=error, context=ctx)
+        if self.think <= 0 and elapsed < FAILURE_PAUSE and self.mode != "arrivals":
+            gevent.sleep(FAILURE_PAUSE - elapsed)
+
+
+class TCPUser(SocketUser):
+    """Verified exchanges over TCP, one connection per user or one per request (``--mode``);
+    with ``--mode arrivals``, an open-loop source of new connections at the step's rate."""
+
+    transport = "tcp"
+
+    def new_client(self) -> TCPClient:
+        return TCPClient(self.address, self.port, expect=self.expect,
+                         connect_timeout=self.connect_timeout, io_timeout=self.io_timeout)
+
+
+class UDPUser(SocketUser):
+    """Verified datagram exchanges; a datagram with no answer in ``--io-timeout`` is ``io_timeout``."""
+
+    transport = "udp"
+
+    def new_client(self) -> UDPClient:
+        return UDPClient(self.address, self.port, expect=self.expect, timeout=self.io_timeout)
+
+
+USER_CLASSES: dict[str, type[SocketUser]] = {"tcp": TCPUser, "udp": UDPUser}
+
+
+def pick_user_class(environment: Any, host: str | None) -> None:
+    """Run only the user class of ``host``'s scheme (tcp:// when it has none)."""
+    try:
+        scheme = parse_endpoint(host)[0] if host else "tcp"
+    except ValueError:
+        return  # reported when the users start
+    available = getattr(environment, "available_user_classes", None) or {}
+    chosen = [cls for cls in available.values() if getattr(cls, "transport", None) == scheme]
+    if not chosen:
+        chosen = [USER_CLASSES[scheme]]
+    environment.user_classes[:] = chosen
