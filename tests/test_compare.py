@@ -171,7 +171,7 @@ def test_quick_preset_repeats_as_its_budget_allows():
     assert duration("1.5s") == 1.5 and duration("1m") == 60 and duration("2") == 2
 
 
-def test_scenarios_are_those_of_the_issue():
+def test_scenarios_are_the_documented_ones():
     fast, slow, cpu, denial = (QUICK.get(name) for name in ("fast", "slow-io", "cpu", "denial"))
     assert (fast.mode, fast.payload_size, fast.steps) == ("persistent", 64, (1, 10, 50))
     assert fast.metric == "cpu_us_per_request" and fast.capacity is not None

@@ -48,7 +48,7 @@ def known() -> list[str]:
     return [*registry.model_names(), *VARIANTS]
 
 
-def check(name: str) -> None:
+def require_installed(name: str) -> None:
     """LookupError (one line) for a variant that cannot run here."""
     variant = VARIANTS.get(name)
     if variant is not None and not variant.available():

@@ -87,7 +87,7 @@ def make_plan(args: argparse.Namespace) -> ComparisonPlan:
     chosen = preset(args.full)
     models = _choose("model", args.models, contenders.known()) if args.models else contenders.names()
     for model in models:
-        contenders.check(model)
+        contenders.require_installed(model)
     names = _choose("scenario", args.scenarios, chosen.names())
     scenarios = []
     for name in names:

@@ -1,4 +1,4 @@
-"""Checking a spec before anything starts: :func:`check` turns a LoadSpec into a Plan."""
+"""Checking a spec before anything starts: :func:`check_spec` turns a LoadSpec into a Plan."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def parse_target(target: str, udp: bool) -> tuple[str, str, int | None]:
         raise LoadError(f"--target: {exc}") from None
 
 
-def check(spec: LoadSpec) -> Plan:
+def check_spec(spec: LoadSpec) -> Plan:
     """Refuse a spec that can't run, with one clear line (LoadError)."""
     if spec.mode not in ("persistent", "connect", "arrivals"):
         raise LoadError(f"mode must be persistent, connect or arrivals, not {spec.mode!r}")

@@ -16,9 +16,9 @@ from typing import Any
 
 from clients.safety import UnsafeTarget, ensure_loopback
 from loadtests.common import Schedule
-from testbed.load.plan import Plan, check, probe_target
+from testbed.load.plan import Plan, check_spec, probe_target
 from testbed.load.spec import LoadError, LoadSpec
-from testbed.load.summary import summarize
+from testbed.load.summary import summarize_run
 from testbed.processes import ManagedProcess, StartError, cpu_affinity, free_port, start_server
 from testbed.sampling import Sampler
 
@@ -75,7 +75,7 @@ def locust_options(plan: Plan, run_dir: Path, host_url: str, stop_file: Path) ->
     return options
 
 
-class Run:
+class LoadRun:
     """The processes of one load test, stopped whatever happens."""
 
     def __init__(self, plan: Plan, run_dir: Path, progress: Callable[[str], None] | None) -> None:
@@ -278,7 +278,7 @@ def run_load(spec: LoadSpec, progress: Callable[[str], None] | None = None) -> d
     and the summary says ``complete: false`` with the ``error``. KeyboardInterrupt stops
     everything, writes the partial summary, and is raised again.
     """
-    plan = check(spec)
+    plan = check_spec(spec)
     run_id = spec.run_id or _new_run_id(plan)
     run_dir = Path(spec.out_dir).resolve() / run_id  # locust runs inside it: absolute
     try:
@@ -286,7 +286,7 @@ def run_load(spec: LoadSpec, progress: Callable[[str], None] | None = None) -> d
     except OSError as exc:
         raise LoadError(f"cannot create {run_dir}: {exc.strerror or exc}", status=1) from None
     started = datetime.now().astimezone()
-    run = Run(plan, run_dir, progress)
+    run = LoadRun(plan, run_dir, progress)
     interrupted = False
     try:
         run.start()
@@ -304,7 +304,7 @@ def run_load(spec: LoadSpec, progress: Callable[[str], None] | None = None) -> d
         raise
     finally:
         run.stop()  # also on any other exception: no process is left behind
-    summary = summarize(plan, run, run_id, started)
+    summary = summarize_run(plan, run, run_id, started)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if interrupted:
         raise KeyboardInterrupt

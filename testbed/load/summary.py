@@ -19,7 +19,7 @@ from testbed.load.plan import Plan
 from testbed.sampling import covered, window_figures
 
 if TYPE_CHECKING:
-    from testbed.load.runner import Run
+    from testbed.load.runner import LoadRun
 
 #: A locust worker using at least this share of one CPU in a window is saturated.
 SATURATED_CPU = 0.9
@@ -107,7 +107,7 @@ def _merge(windows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _server_figures(run: Run, start: float, end: float, served: int) -> dict[str, Any] | None:
+def _server_figures(run: LoadRun, start: float, end: float, served: int) -> dict[str, Any] | None:
     samples = run.sampler.series("server")
     if run.server is None or not samples:
         return None
@@ -126,7 +126,7 @@ def _server_figures(run: Run, start: float, end: float, served: int) -> dict[str
     return figures
 
 
-def _generator_cpu(run: Run, start: float, end: float) -> float | None:
+def _generator_cpu(run: LoadRun, start: float, end: float) -> float | None:
     """The busiest locust worker's share of one CPU during ``[start, end]``."""
     shares = []
     for index in range(len(run.workers)):
@@ -154,7 +154,7 @@ def _clients(merged: dict[str, Any]) -> dict[str, Any] | None:
             "replies_min": min(replies), "replies_max": max(replies)}
 
 
-def _record(run: Run, users: int, merged: dict[str, Any], buckets_per_e: float,
+def _record(run: LoadRun, users: int, merged: dict[str, Any], buckets_per_e: float,
             ceiling: float | None, by_worker: dict[str, int]) -> dict[str, Any]:
     window_s = merged["window_s"]
     served, requests = merged["served"], merged["requests"]
@@ -184,7 +184,7 @@ def _record(run: Run, users: int, merged: dict[str, Any], buckets_per_e: float,
     }
 
 
-def summarize(plan: Plan, run: Run, run_id: str, started: datetime) -> dict[str, Any]:
+def summarize_run(plan: Plan, run: LoadRun, run_id: str, started: datetime) -> dict[str, Any]:
     """Turn what the workers reported and what the sampler saw into the summary."""
     spec = plan.spec
     try:

@@ -4,9 +4,9 @@ The checks live here, once: each starts its own server(s) through
 :mod:`testbed.processes`, attacks them within a bounded count and time, and
 returns :class:`Figures` -- exchanges and bytes verified, faults injected and
 survived, what was denied and how (counted by the harness's failure classes),
-the measures taken, and ``problems``: every threshold of issue 6 that the
+the measures taken, and ``problems``: every threshold that the
 model missed. ``tests/resilience/`` asserts on those figures; this command
-prints them. The reduced scale is what CI runs, ``--full`` the issue's figures.
+prints them. The reduced scale is what the default suite runs, ``--full`` the full figures.
 
 A model that serves a bounded number of clients at once (``Model.capacity``:
 one for sequential, the workers of a fixed pool) is expected to deny service

@@ -91,13 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="testbed resilience",
         description="Attack every model on loopback (integrity, properties, slowloris, "
         "non-reader, descriptor exhaustion, faults, bad input) and print what each "
-        "withstood. Exit status 1 if any model missed a threshold of issue 6.")
+        "withstood. Exit status 1 if any model missed a threshold.")
     parser.add_argument("--models", nargs="+", metavar="MODEL", default=None,
                         help="models to attack (default: every registered model)")
     parser.add_argument("--checks", nargs="+", metavar="CHECK", default=None,
                         help=f"checks to run: {', '.join(CHECKS)} (default: all)")
     parser.add_argument("--full", action="store_true",
-                        help="the issue's full figures (2,000 exchanges, 10,000 fuzz strings, "
+                        help="the full figures (2,000 exchanges, 10,000 fuzz strings, "
                         "5 s of slowloris...) instead of the reduced CI form")
     return parser
 

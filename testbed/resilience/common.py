@@ -32,7 +32,7 @@ INLINE_SEND = 64 * 1024
 
 @dataclass(frozen=True)
 class Scale:
-    """How hard each check pushes: the issue's full figures, or a reduced form for CI."""
+    """How hard each check pushes: the full figures, or a reduced form for the default suite."""
 
     name: str
     exchanges: int  # integrity: exchanges over `connections` concurrent connections
@@ -56,7 +56,7 @@ FULL = Scale("full", exchanges=2000, datagrams=300, examples=300, slowloris_seco
 REDUCED = Scale("reduced", exchanges=200, datagrams=30, examples=25, slowloris_seconds=1.5,
                 fuzz=600, stall=0.5, overlap=True)
 
-#: thresholds of issue 6
+#: the thresholds a model must hold
 P99_LIMIT = 2.0  # s: the normal client's p99 beside 200 idle connections (wide: busy machines)
 RSS_LIMIT = 64 * MiB  # select model's RSS growth under a non-reader
 CPU_LIMIT = 20.0  # % of one core while descriptors are exhausted
@@ -83,7 +83,7 @@ class Figures:
     seconds: float = 0.0
 
     def expect(self, ok: bool, problem: str) -> None:
-        """Record ``problem`` unless ``ok``: each threshold of the issue is one expect()."""
+        """Record ``problem`` unless ``ok``: each threshold is one expect()."""
         if not ok:
             self.problems.append(problem)
 

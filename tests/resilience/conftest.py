@@ -1,7 +1,7 @@
 """The resilience suite: the checks of testbed.resilience, asserted for every registered model.
 
 Each test runs one check in its reduced form (the default run, CI) and in its full
-form (``-m slow``: the figures of issue 6). The checks start and reap their own
+form (``-m slow``: the full figures). The checks start and reap their own
 servers; the tests assert on the figures they return, which are also what
 ``testbed resilience`` prints.
 """

@@ -1,4 +1,4 @@
-"""The tools' own safety (issue 6): servers bind loopback by default; nothing runs a shell,
+"""The tools' own safety: servers bind loopback by default; nothing runs a shell,
 evaluates text or unpickles. The loopback guard of load/storm/compare is tested in
 tests/test_safety.py; what is here is not.
 """
