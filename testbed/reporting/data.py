@@ -51,6 +51,13 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else float(value)
 
 
+#: The figures a step record has at its top level, and in its "server" part.
+_RECORD_FIGURES = ("window_s", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "offered_rate",
+                   "achieved_rate")
+_SERVER_FIGURES = ("cpu_s", "cpu_us_per_request", "peak_rss_mib", "peak_threads",
+                   "peak_processes", "peak_fds")
+
+
 @dataclass(frozen=True)
 class Step:
     """One measured window of one run: the figures of one (model, scenario, users)."""
@@ -92,21 +99,10 @@ class Step:
         if share is None and requests:
             share = (served or 0.0) / requests
         return cls(
-            users=int(record["users"]),
-            window_s=_number(record.get("window_s")),
-            requests=requests, served=served, served_share=share, failures=failures,
-            rps=_number(record.get("rps")),
-            p50_ms=_number(record.get("p50_ms")), p95_ms=_number(record.get("p95_ms")),
-            p99_ms=_number(record.get("p99_ms")), max_ms=_number(record.get("max_ms")),
-            cpu_s=_number(server.get("cpu_s")),
-            cpu_us_per_request=_number(server.get("cpu_us_per_request")),
-            peak_rss_mib=_number(server.get("peak_rss_mib")),
-            peak_threads=_number(server.get("peak_threads")),
-            peak_processes=_number(server.get("peak_processes")),
-            peak_fds=_number(server.get("peak_fds")),
-            generator_bound=bool(record.get("generator_bound")),
-            offered_rate=_number(record.get("offered_rate")),
-            achieved_rate=_number(record.get("achieved_rate")),
+            users=int(record["users"]), requests=requests, served=served, served_share=share,
+            failures=failures, generator_bound=bool(record.get("generator_bound")),
+            **{name: _number(record.get(name)) for name in _RECORD_FIGURES},
+            **{name: _number(server.get(name)) for name in _SERVER_FIGURES},
             clients_users=_number(clients.get("users")),
             clients_served=_number(clients.get("served_any")),
             jain=_number(clients.get("jain")),

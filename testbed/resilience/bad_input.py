@@ -15,6 +15,7 @@ from testbed.resilience.common import (
     REDUCED,
     Figures,
     MiB,
+    Quota,
     Scale,
     _family,
     count_handler_errors,
@@ -128,7 +129,7 @@ def _fuzz(address: tuple[str, int], count: int, seed: int, figures: Figures,
     Returns the strings sent and the connections that ended abnormally (faults).
     """
     lock = threading.Lock()
-    left = [count]
+    quota = Quota(count)
     sent = [0]
     abnormal = [0]
     deadline = time.monotonic() + time_limit
@@ -136,9 +137,7 @@ def _fuzz(address: tuple[str, int], count: int, seed: int, figures: Figures,
     def worker(number: int) -> None:
         rnd = random.Random(seed * 100 + number)
         while time.monotonic() < deadline:
-            with lock:
-                batch = min(left[0], rnd.randint(1, 20))
-                left[0] -= batch
+            batch = quota.take(rnd, 20)
             if not batch:
                 return
             strings = [rnd.randbytes(min(4096, int(2 ** (rnd.random() * 12))))

@@ -480,3 +480,18 @@ def pump(sock: socket.socket, block: bytes, limit: int, stall: float, time_limit
     finally:
         sock.setblocking(True)
     return sent
+
+
+class Quota:
+    """A count of exchanges shared by worker threads, each taking a random batch at a time."""
+
+    def __init__(self, total: int) -> None:
+        self._left = total
+        self._lock = threading.Lock()
+
+    def take(self, rnd: random.Random, most: int) -> int:
+        """Up to ``most`` (at least one while any are left); 0 once none are left."""
+        with self._lock:
+            batch = min(self._left, rnd.randint(1, most))
+            self._left -= batch
+            return batch

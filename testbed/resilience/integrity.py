@@ -11,6 +11,7 @@ from testbed.resilience.common import (
     MAX_UDP_PAYLOAD,
     REDUCED,
     Figures,
+    Quota,
     Scale,
     cut,
     random_payload,
@@ -28,7 +29,7 @@ def check_integrity(model: str, scale: Scale = REDUCED, seed: int | None = None,
     seed = random.randrange(2**32) if seed is None else seed
     figures.measure("seed", str(seed))
     lock = threading.Lock()
-    left = [scale.exchanges]
+    quota = Quota(scale.exchanges)
     deadline = time.monotonic() + time_limit
 
     with running(model, "upper") as server:
@@ -37,9 +38,7 @@ def check_integrity(model: str, scale: Scale = REDUCED, seed: int | None = None,
         def worker(number: int) -> None:
             rnd = random.Random(seed * 1000 + number)
             while time.monotonic() < deadline:
-                with lock:
-                    batch = min(left[0], rnd.randint(1, 8))
-                    left[0] -= batch
+                batch = quota.take(rnd, 8)
                 if not batch:
                     return
                 try:
