@@ -29,20 +29,16 @@ import signal
 import socket
 from typing import Any
 
-from servers.models.base import (
+from servers.models import logs
+from servers.models.base import STOP_SIGNALS, ConfigError, Model, Shutdown
+from servers.models.support import (
     RECV_SIZE,
-    ConfigError,
-    Model,
-    Shutdown,
     disconnect_reason,
-    log,
+    kernel_send_queue,
     make_listener,
     peer_name,
     send_datagram,
 )
-from servers.models.select import kernel_send_queue
-
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -99,15 +95,15 @@ class AsyncioModel(Model):
             self.signalled = signal.Signals(signum).name
             loop.stop()
 
-        previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
-        for signum in SIGNALS:
+        previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, on_signal, signum)
         try:
             self.stop_requested()  # a signal whose Shutdown a callback in bind() swallowed
             loop.run_forever()
         finally:
             # Hand the signals back to testbed serve's handlers, with no gap in between.
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
                 for signum, handler in previous.items():
                     loop.remove_signal_handler(signum)
@@ -170,7 +166,7 @@ class AsyncioModel(Model):
         idle = self.config.idle_timeout
         received = requests = 0
         writing = False  # inside a drain that --idle-timeout bounds
-        log.info("client %s connected", peer)
+        logs.connected(peer)
         try:
             while True:
                 if idle:
@@ -200,17 +196,17 @@ class AsyncioModel(Model):
                     break
         except TimeoutError:
             if writing:
-                log.info("client %s: not reading its replies for %gs: closing", peer, idle)
+                logs.not_reading(peer, idle)
             else:
-                log.info("client %s idle for %gs: closing", peer, idle)
+                logs.idle(peer, idle)
         except ConnectionError as exc:
-            log.info("client %s: %s after %d bytes", peer, disconnect_reason(exc), received)
+            logs.closed(peer, disconnect_reason(exc), received)
         except OSError as exc:
-            log.info("client %s: %s", peer, exc.strerror or exc)
+            logs.failed(peer, exc)
         except Exception as exc:  # noqa: BLE001 - a bug in one client must not stop the loop
-            log.error("client %s: unexpected %s: %s", peer, type(exc).__name__, exc)
+            logs.unexpected(peer, exc)
         else:
-            log.info("client %s disconnected: %d bytes, %d requests", peer, received, requests)
+            logs.disconnected(peer, received, requests)
             writer.close()  # graceful: what is buffered is still sent, then FIN
         finally:
             self.writers.discard(writer)
@@ -222,8 +218,7 @@ class AsyncioModel(Model):
         exc = context.get("exception")
         if isinstance(exc, OSError) and self.accept_failed(exc):
             return  # asyncio itself pauses accepting for a second
-        detail = f": {type(exc).__name__}: {exc}" if exc else ""
-        log.error("event loop: %s%s", context.get("message", "error"), detail)
+        logs.loop_error(context.get("message", "error"), exc)
 
 
 async def drain_while_reading(writer: asyncio.StreamWriter, idle: float) -> None:
@@ -290,5 +285,5 @@ class Datagrams(asyncio.DatagramProtocol):
         send_datagram(self.sock, reply, addr, peer_name(addr))
 
     def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
-        log.info("receive failed: %s", getattr(exc, "strerror", None) or exc)
+        logs.receive_failed(exc)
 

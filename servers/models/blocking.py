@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import socket
 
-from servers.models.base import RECV_SIZE, Model, disconnect_reason, log, send_datagram
+from servers.models import logs
+from servers.models.base import Model
+from servers.models.support import RECV_SIZE, disconnect_reason, send_datagram
 
 
 def serve_connection(model: Model, sock: socket.socket, peer: str) -> None:
@@ -20,7 +22,7 @@ def serve_connection(model: Model, sock: socket.socket, peer: str) -> None:
     sock.settimeout(idle or None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies go out at once
     received = requests = 0
-    log.info("client %s connected", peer)
+    logs.connected(peer)
     try:
         while True:
             data = sock.recv(RECV_SIZE)
@@ -32,24 +34,24 @@ def serve_connection(model: Model, sock: socket.socket, peer: str) -> None:
             if done:
                 requests += done
                 if not cost.block(done, stop):
-                    log.info("client %s dropped: server stopping", peer)
+                    logs.dropped_stopping(peer)
                     return
             if reply:
                 sock.sendall(reply)
             if not data:
                 break
     except TimeoutError:
-        log.info("client %s idle for %gs: closing", peer, idle)
+        logs.idle(peer, idle)
         return
     except ConnectionError as exc:
-        log.info("client %s: %s after %d bytes", peer, disconnect_reason(exc), received)
+        logs.closed(peer, disconnect_reason(exc), received)
         return
     except OSError as exc:
         if stop.is_set():
             return
-        log.info("client %s: %s", peer, exc.strerror or exc)
+        logs.failed(peer, exc)
         return
-    log.info("client %s disconnected: %d bytes, %d requests", peer, received, requests)
+    logs.disconnected(peer, received, requests)
 
 
 def serve_datagram(model: Model, data: bytes, sock: socket.socket, address: tuple,

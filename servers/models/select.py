@@ -15,48 +15,27 @@ import heapq
 import itertools
 import select
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Callable
 
-from servers.models.base import (
+from servers.models import logs
+from servers.models.base import STOP_CHECK, Model
+from servers.models.support import (
     RECV_SIZE,
-    Model,
     disconnect_reason,
-    log,
+    kernel_send_queue,
     make_listener,
-    peer_name,
     pending_datagrams,
     send_datagram,
 )
 from servers.services import Session
-
-try:
-    import fcntl
-    import termios
-
-    _OUTQ: int | None = termios.TIOCOUTQ
-except (ImportError, AttributeError):  # not a Unix with TIOCOUTQ: only sends count as progress
-    fcntl = None  # type: ignore[assignment]
-    _OUTQ = None
 
 HIGH_WATER = 1024 * 1024  # stop reading a client owed more than this
 ACCEPTS_PER_WAKEUP = 64
 DATAGRAMS_PER_WAKEUP = 64
 MAX_EVENTS = 256  # events taken per wake-up; the rest come on the next one
 EXHAUSTED_PAUSE = 0.1  # seconds without accepting after EMFILE
-STOP_CHECK = 0.5  # the longest the loop sleeps before it looks at Model.signalled
-
-
-def kernel_send_queue(sock: socket.socket) -> int | None:
-    """Bytes sent to the kernel but not yet acknowledged by the peer (TIOCOUTQ), if known."""
-    if _OUTQ is None:
-        return None
-    try:
-        return struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
-    except OSError:
-        return None
 
 
 # epoll's and poll's event bits are the same numbers.
@@ -69,7 +48,8 @@ class Poller:
 
     The loop keeps its own table of handlers by fd and asks only for ``(fd, events)``
     pairs: ``selectors`` would build a key object and a tuple per event on top, which is
-    a good share of what a small request costs the loop.
+    a good share of what a small request costs the loop. clients/bench.py has one like it
+    (``_Poller``): clients/ and servers/ do not import each other.
     """
 
     def __init__(self) -> None:
@@ -193,21 +173,15 @@ class SelectModel(Model):
     def _on_accept(self, events: int) -> None:
         listener = self.listener
         for _ in range(ACCEPTS_PER_WAKEUP):
-            try:
-                sock, address = listener.accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if self.accept_failed(exc):
+            accepted = self.accept_client(listener)
+            if accepted is None:
+                if self.accept_starved:
                     # Stop watching the listener for a moment instead of spinning on it.
                     self.poller.unregister(listener.fileno())
                     del self.handlers[listener.fileno()]
                     self.call_at(time.monotonic() + EXHAUSTED_PAUSE, self._listen)
-                    return
-                log.info("accept failed: %s", exc.strerror or exc)
                 return
-            self.accept_succeeded()
-            peer = peer_name(address)
+            sock, peer = accepted
             if self.over_limit(len(self.connections), peer):
                 sock.close()
                 continue
@@ -217,7 +191,7 @@ class SelectModel(Model):
             self.connections[sock] = conn
             self.handlers[sock.fileno()] = functools.partial(self._on_ready, conn)
             self._watch(conn, READABLE)
-            log.info("client %s connected", peer)
+            logs.connected(peer)
 
     # -- one connection -----------------------------------------------------
 
@@ -309,7 +283,7 @@ class SelectModel(Model):
         try:
             self._flush(conn)
         except OSError as exc:
-            self._drop(conn, exc.strerror or str(exc))
+            self._drop(conn, disconnect_reason(exc))
             return
         self._settle(conn)
 
@@ -353,18 +327,18 @@ class SelectModel(Model):
             if conn.last_active >= limit or conn.delayed:
                 continue
             if conn.out:
-                self._drop(conn, f"not reading its replies for {idle:g}s: closing")
+                logs.not_reading(conn.peer, idle)
             else:
-                self._drop(conn, f"idle for {idle:g}s: closing")
+                logs.idle(conn.peer, idle)
+            self._drop(conn)
 
     def _finish(self, conn: Connection) -> None:
-        log.info("client %s disconnected: %d bytes, %d requests", conn.peer, conn.received,
-                 conn.requests)
+        logs.disconnected(conn.peer, conn.received, conn.requests)
         self._drop(conn)
 
     def _drop(self, conn: Connection, reason: str | None = None) -> None:
         if reason:
-            log.info("client %s: %s after %d bytes", conn.peer, reason, conn.received)
+            logs.closed(conn.peer, reason, conn.received)
         self.connections.pop(conn.sock, None)
         self.handlers.pop(conn.sock.fileno(), None)
         self._watch(conn, 0)
