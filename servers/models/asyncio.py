@@ -32,12 +32,14 @@ from typing import Any
 from servers.models import logs
 from servers.models.base import STOP_SIGNALS, ConfigError, Model, Shutdown
 from servers.models.support import (
+    LINGER,
     RECV_SIZE,
     disconnect_reason,
     kernel_send_queue,
     make_listener,
     peer_name,
     send_datagram,
+    time_limit,
 )
 
 
@@ -166,11 +168,13 @@ class AsyncioModel(Model):
         idle = self.config.idle_timeout
         received = requests = 0
         writing = False  # inside a drain that --idle-timeout bounds
+        ending = False  # the session ends the connection once its reply is sent
+        limit = time_limit(idle, session.timeout)
         logs.connected(peer)
         try:
             while True:
-                if idle:
-                    async with asyncio.timeout(idle):  # 3.11's wait_for without a new task
+                if limit is not None:
+                    async with asyncio.timeout(limit):  # 3.11's wait_for without a new task
                         data = await reader.read(RECV_SIZE)
                 else:
                     data = await reader.read(RECV_SIZE)
@@ -194,11 +198,15 @@ class AsyncioModel(Model):
                         await writer.drain()  # backpressure: wait while the client does not read
                 if not data:
                     break
+                if session.closing:
+                    ending = True
+                    break
+                limit = time_limit(idle, session.timeout)
         except TimeoutError:
             if writing:
                 logs.not_reading(peer, idle)
             else:
-                logs.idle(peer, idle)
+                logs.idle(peer, limit or 0)
         except ConnectionError as exc:
             logs.closed(peer, disconnect_reason(exc), received)
         except OSError as exc:
@@ -207,6 +215,8 @@ class AsyncioModel(Model):
             logs.unexpected(peer, exc)
         else:
             logs.disconnected(peer, received, requests)
+            if ending:
+                await linger(reader, writer)
             writer.close()  # graceful: what is buffered is still sent, then FIN
         finally:
             self.writers.discard(writer)
@@ -219,6 +229,19 @@ class AsyncioModel(Model):
         if isinstance(exc, OSError) and self.accept_failed(exc):
             return  # asyncio itself pauses accepting for a second
         logs.loop_error(context.get("message", "error"), exc)
+
+
+async def linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The session ends the connection: FIN once all is sent, then discard what the client
+    still sends until it closes, LINGER seconds at most (see support.linger)."""
+    try:
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(LINGER):
+            while await reader.read(RECV_SIZE):
+                pass
+    except (TimeoutError, OSError):
+        pass
 
 
 async def drain_while_reading(writer: asyncio.StreamWriter, idle: float) -> None:

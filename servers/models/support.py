@@ -8,6 +8,7 @@ pieces that help it do so, so that no model imports a helper from another:
 - :func:`peer_name`, :func:`disconnect_reason`: how the log names a client and an end;
 - :func:`reap_finished`, :func:`reap_children`, :func:`join_threads`: leave nothing behind;
 - :func:`kernel_send_queue`: whether a client that cannot be sent to is still reading;
+- :func:`time_limit`, :func:`linger`: a session's timeout, and the end a session asks for;
 - :class:`SignalWakeup`: wait in ``select`` without missing a signal.
 """
 
@@ -36,6 +37,9 @@ except (ImportError, AttributeError):  # not a Unix with TIOCOUTQ: only sends co
 
 RECV_SIZE = 64 * 1024
 MAX_DATAGRAM = 65535
+
+#: how long a connection the server ends is read (and the bytes discarded) after its FIN
+LINGER = 1.0
 
 
 # -- sockets ------------------------------------------------------------------
@@ -86,6 +90,33 @@ def kernel_send_queue(sock: socket.socket) -> int | None:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
     except OSError:
         return None
+
+
+def time_limit(idle: float | None, timeout: float | None) -> float | None:
+    """How long a connection may wait for its client now: the smaller of ``--idle-timeout``
+    (``idle``, None or 0 for none) and the session's own ``timeout`` (None for none)."""
+    if timeout is None:
+        return idle or None
+    return min(idle, timeout) if idle else timeout
+
+
+def linger(sock: socket.socket, seconds: float = LINGER) -> None:
+    """End a blocking connection the server closes: FIN, then read and discard until the
+    client closes too, for ``seconds`` at most (nginx's lingering close).
+
+    Closing a socket with unread bytes sends a reset, and a reset can make the client's
+    kernel discard a reply it has not read yet (a pipelined request after
+    ``Connection: close``, a body still coming after a 413).
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(RECV_SIZE):
+                return
+    except OSError:  # TimeoutError included: the client kept the connection open
+        return
 
 
 # -- datagrams ----------------------------------------------------------------
