@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
-from http.client import HTTPResponse
 
 import pytest
 from hypothesis import given, settings
@@ -12,38 +10,9 @@ from hypothesis import strategies as st
 
 from servers.services.http import SERVICE
 from servers.services.http.parsers import PARSERS
+from tests.http_parse import GET, responses
 
 PARSER_NAMES = list(PARSERS)
-GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-
-
-class _Kept(io.BufferedReader):
-    def close(self) -> None:  # HTTPResponse closes its file after each response
-        pass
-
-
-class _File:
-    """What http.client.HTTPResponse reads from: one buffer shared by successive responses."""
-
-    def __init__(self, data: bytes) -> None:
-        self.file = _Kept(io.BytesIO(data))
-
-    def makefile(self, *args, **kwargs):
-        return self.file
-
-
-def responses(data: bytes, methods: list[str]) -> list[tuple[int, dict[str, str], bytes]]:
-    """Parse ``data`` as the responses to requests of ``methods``, in order, with http.client;
-    nothing may be left over."""
-    source = _File(data)
-    parsed = []
-    for method in methods:
-        response = HTTPResponse(source, method=method)
-        response.begin()
-        parsed.append((response.status, {k.lower(): v for k, v in response.getheaders()},
-                       response.read()))
-    assert source.file.read() == b"", "bytes after the last response"
-    return parsed
 
 
 def session(parser: str, **options):
