@@ -89,11 +89,11 @@ class HttptoolsParser:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value) + 4
-        name = name.lower()
-        if name == b"content-length":
+        size = len(name)
+        self.header_bytes += size + len(value) + 4
+        if size == 14 and name.lower() == b"content-length":
             self.length = int(value)  # llhttp has checked it is digits
-        elif name == b"expect":
+        elif size == 6 and name.lower() == b"expect":
             self.expect = value.lower() == b"100-continue"
 
     def on_headers_complete(self) -> None:

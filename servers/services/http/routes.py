@@ -28,29 +28,37 @@ BINARY = b"application/octet-stream"
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What the application answers: status, body, its type, and ``Allow`` for a 405."""
+    """What the application answers: status, body, its type, and ``Allow`` for a 405.
+
+    ``static``: the same object answers every such request, so a server may keep its bytes.
+    """
 
     status: int
     body: bytes
     content_type: bytes = TEXT
     allow: bytes = b""
+    static: bool = False
 
 
 def error(status: int) -> Answer:
     """The short answer of an error status: its reason phrase, one line."""
-    return Answer(status, REASONS[status].encode() + b"\n")
+    return ERRORS[status]
 
 
-HELLO = Answer(200, b"Hello, World!")
-HEALTHY = Answer(200, b"ok\n")
-NOT_FOUND = error(404)
+ERRORS = {status: Answer(status, REASONS[status].encode() + b"\n", static=True)
+          for status in REASONS if status >= 400}
+HELLO = Answer(200, b"Hello, World!", static=True)
+HEALTHY = Answer(200, b"ok\n", static=True)
+NOT_FOUND = ERRORS[404]
+GET_ONLY = Answer(405, ERRORS[405].body, allow=b"GET, HEAD", static=True)
+POST_ONLY = Answer(405, ERRORS[405].body, allow=b"POST", static=True)
 
-#: path -> (allowed methods, the header that lists them, the handler of the body)
-ROUTES: dict[bytes, tuple[frozenset[bytes], bytes, Callable[[bytes], Answer]]] = {
-    b"/": (frozenset({b"GET", b"HEAD"}), b"GET, HEAD", lambda body: HELLO),
-    b"/health": (frozenset({b"GET", b"HEAD"}), b"GET, HEAD", lambda body: HEALTHY),
-    b"/echo": (frozenset({b"POST"}), b"POST", lambda body: Answer(200, body, BINARY)),
-    b"/upper": (frozenset({b"POST"}), b"POST", lambda body: Answer(200, body.upper(), BINARY)),
+#: path -> (allowed methods, the 405 of the others, the handler of the body)
+ROUTES: dict[bytes, tuple[frozenset[bytes], Answer, Callable[[bytes], Answer]]] = {
+    b"/": (frozenset({b"GET", b"HEAD"}), GET_ONLY, lambda body: HELLO),
+    b"/health": (frozenset({b"GET", b"HEAD"}), GET_ONLY, lambda body: HEALTHY),
+    b"/echo": (frozenset({b"POST"}), POST_ONLY, lambda body: Answer(200, body, BINARY)),
+    b"/upper": (frozenset({b"POST"}), POST_ONLY, lambda body: Answer(200, body.upper(), BINARY)),
 }
 
 
@@ -59,7 +67,7 @@ def answer(method: bytes, target: bytes, body: bytes = b"") -> Answer:
     route = ROUTES.get(target.partition(b"?")[0])
     if route is None:
         return NOT_FOUND
-    methods, allow, handler = route
+    methods, refusal, handler = route
     if method not in methods:
-        return Answer(405, b"Method Not Allowed\n", allow=allow)
+        return refusal
     return handler(body)

@@ -29,31 +29,44 @@ SERVER = b"testbed"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class Clock:
-    """The ``Date`` header's value, formatted once a second (RFC 9110's IMF-fixdate)."""
+class Responses:
+    """Response bytes: the ``Date`` header formatted once a second (RFC 9110's IMF-fixdate),
+    and the whole response of a static answer kept for that second."""
 
-    __slots__ = ("_second", "_line")
+    __slots__ = ("_second", "_date", "_kept")
 
     def __init__(self) -> None:
         self._second = -1
-        self._line = b""
+        self._date = b""
+        self._kept: dict[tuple[int, bool, bytes], bytes] = {}
 
     def date_line(self) -> bytes:
         now = int(time.time())
         if now != self._second:
             self._second = now
-            self._line = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-        return self._line
+            self._date = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+            self._kept.clear()
+        return self._date
+
+    def get(self, answer: routes.Answer, head_only: bool = False, connection: bytes = b"") -> bytes:
+        """The bytes of one response; ``connection``: the ``Connection`` header's value, if any."""
+        date = self.date_line()
+        if not answer.static:
+            return build(answer, date, head_only, connection)
+        key = (id(answer), head_only, connection)
+        data = self._kept.get(key)
+        if data is None:
+            data = self._kept[key] = build(answer, date, head_only, connection)
+        return data
 
 
-DATE = Clock()
+RESPONSES = Responses()
 
 
-def response(answer: routes.Answer, head_only: bool = False, connection: bytes = b"") -> bytes:
-    """The bytes of one response; ``connection``: the ``Connection`` header's value, if any."""
+def build(answer: routes.Answer, date_line: bytes, head_only: bool, connection: bytes) -> bytes:
     status = answer.status
     parts = [b"HTTP/1.1 %d %s\r\nServer: %s\r\n" % (status, routes.REASONS[status].encode(), SERVER),
-             DATE.date_line(),
+             date_line,
              b"Content-Type: %s\r\nContent-Length: %d\r\n" % (answer.content_type, len(answer.body))]
     if answer.allow:
         parts.append(b"Allow: %s\r\n" % answer.allow)
@@ -176,5 +189,5 @@ class HttpSession:
         self.closing = True
 
     def _answer(self, answer: routes.Answer, head: bool, connection: bytes = b"") -> None:
-        self._out.append(response(answer, head, connection))
+        self._out.append(RESPONSES.get(answer, head, connection))
         self._done += 1
