@@ -4,7 +4,9 @@ One thread, one event loop, a coroutine per connection reading with
 ``reader.read`` and answering with ``writer.write`` + ``await writer.drain()``
 (backpressure: a client that does not read its replies stops being read once
 the transport's buffer is full; with ``--idle-timeout`` a client that reads
-nothing for that long is closed, as one that sends nothing is). A ``--delay``
+nothing for that long is closed, as one that sends nothing is). A read's time
+limit (``--idle-timeout``, a session's ``timeout``) is kept by one sweep task
+for all connections, not by a timer per read. A ``--delay``
 is ``await asyncio.sleep``, so other clients are served meanwhile;
 ``--work-ms`` burns CPU in the coroutine and blocks the loop, on purpose.
 ``--loop uvloop`` runs the same code on libuv when uvloop is installed
@@ -41,6 +43,9 @@ from servers.models.support import (
     send_datagram,
     time_limit,
 )
+from servers.services import Session
+
+SWEEP = 0.25  # the longest a read waits past its time limit (seconds)
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -66,6 +71,8 @@ class AsyncioModel(Model):
         self.datagrams: asyncio.DatagramTransport | None = None
         self.writers: set[asyncio.StreamWriter] = set()  # every open connection's transport
         self.tasks: set[asyncio.Task] = set()
+        self.waits: dict[asyncio.Task, Wait] = {}  # connections whose reads have a time limit
+        self.sweeper: asyncio.Task | None = None
 
     # -- contract -------------------------------------------------------------
 
@@ -167,15 +174,19 @@ class AsyncioModel(Model):
         cost = self.cost
         idle = self.config.idle_timeout
         received = requests = 0
-        writing = False  # inside a drain that --idle-timeout bounds
         ending = False  # the session ends the connection once its reply is sent
-        limit = time_limit(idle, session.timeout)
+        loop = asyncio.get_running_loop()
+        wait = None  # watched by the sweep if a time limit applies to its reads
+        if time_limit(idle, session.timeout) is not None:
+            wait = self._watch(session)
         logs.connected(peer)
         try:
             while True:
-                if limit is not None:
-                    async with asyncio.timeout(limit):  # 3.11's wait_for without a new task
-                        data = await reader.read(RECV_SIZE)
+                if wait is not None:
+                    wait.reading = True
+                    data = await reader.read(RECV_SIZE)
+                    wait.reading = False
+                    wait.since = loop.time()
                 else:
                     data = await reader.read(RECV_SIZE)
                 if data:
@@ -191,9 +202,7 @@ class AsyncioModel(Model):
                 if reply:
                     writer.write(reply)
                     if idle:
-                        writing = True
-                        await drain_while_reading(writer, idle)
-                        writing = False
+                        await drain_while_reading(writer, idle)  # TimeoutError: not reading
                     else:
                         await writer.drain()  # backpressure: wait while the client does not read
                 if not data:
@@ -201,12 +210,12 @@ class AsyncioModel(Model):
                 if session.closing:
                     ending = True
                     break
-                limit = time_limit(idle, session.timeout)
-        except TimeoutError:
-            if writing:
-                logs.not_reading(peer, idle)
-            else:
-                logs.idle(peer, limit or 0)
+        except asyncio.CancelledError:
+            if wait is None or wait.expired is None:
+                raise  # the server is stopping
+            logs.idle(peer, wait.expired)
+        except TimeoutError:  # a drain that --idle-timeout bounds
+            logs.not_reading(peer, idle)
         except ConnectionError as exc:
             logs.closed(peer, disconnect_reason(exc), received)
         except OSError as exc:
@@ -220,8 +229,40 @@ class AsyncioModel(Model):
             writer.close()  # graceful: what is buffered is still sent, then FIN
         finally:
             self.writers.discard(writer)
+            if wait is not None:
+                self.waits.pop(wait.task, None)
             if not writer.transport.is_closing():
                 writer.transport.abort()  # failed or cancelled: drop it now
+
+    # -- time limits on reads: one sweep, nothing per request -----------------
+
+    def _watch(self, session: Session) -> Wait:
+        """Have the sweep watch the current task's reads; start the sweep if it is not running."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        wait = self.waits[task] = Wait(task, session, loop.time())
+        if self.sweeper is None:
+            self.sweeper = loop.create_task(self._sweep())
+        return wait
+
+    async def _sweep(self) -> None:
+        """Cancel the reads that have waited longer than their limit (--idle-timeout, or the
+        session's own timeout if smaller), every SWEEP seconds at most. An ``asyncio.timeout``
+        around each read would cost a timer per request; this costs a clock read."""
+        idle = self.config.idle_timeout
+        every = min(idle / 4, SWEEP) if idle else SWEEP
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            now = loop.time()
+            for wait in list(self.waits.values()):
+                if not wait.reading or wait.expired is not None:
+                    continue
+                limit = time_limit(idle, wait.session.timeout)
+                if limit is not None and now - wait.since >= limit:
+                    wait.expired = limit
+                    wait.task.cancel()
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """The loop's errors as one log line each, never a traceback; EMFILE as the others log it."""
@@ -276,6 +317,19 @@ async def drain_while_reading(writer: asyncio.StreamWriter, idle: float) -> None
                 last, since = now, loop.time()
             elif loop.time() - since >= idle:
                 raise
+
+
+class Wait:
+    """What the sweep knows of one connection: whether it is reading, since when."""
+
+    __slots__ = ("task", "session", "since", "reading", "expired")
+
+    def __init__(self, task: asyncio.Task, session: Session, since: float) -> None:
+        self.task = task
+        self.session = session
+        self.since = since  # the connection's start, or the last bytes read
+        self.reading = False
+        self.expired: float | None = None  # the limit that ran out: the sweep cancelled the read
 
 
 class Datagrams(asyncio.DatagramProtocol):
