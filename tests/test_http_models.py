@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -123,3 +124,19 @@ def test_delay_applies_per_http_request(serve, model):
         sock.sendall(GET * 3)  # pipelined: three requests, three delays
         assert [body for _, _, body in source.read_all(["GET"] * 3)] == [b"Hello, World!"] * 3
         assert time.monotonic() - start >= 0.55
+
+
+@pytest.mark.parametrize("model", PATHS)
+def test_the_last_response_survives_bytes_the_server_does_not_read(serve, model):
+    """A 1 MiB answer with Connection: close, and more requests behind it that the server
+    will not read: its lingering close keeps a reset from cutting the answer short."""
+    server = serve(model, "http")
+    body = os.urandom(1024 * 1024)
+    sock, source = connect(server)
+    with sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n%s%s" % (len(body), body, GET * 100))
+        time.sleep(0.3)  # the answer waits unread while the server closes
+        status, headers, answer = source.read("POST")
+    assert (status, headers["connection"]) == (200, "close")
+    assert answer == body
