@@ -1,7 +1,7 @@
 """Plumbing the models share that is not the contract: sockets, datagrams, children, signals.
 
 :mod:`servers.models.base` says what a model must do; this module holds the
-pieces that help it do so, so that no model imports a helper from another:
+pieces that help it do so, so that no model imports plumbing from another:
 
 - :func:`make_listener`: the bound, listening socket of ``ServerConfig``;
 - :func:`pending_datagrams`, :func:`send_datagram`: UDP receive and reply, errors logged;
