@@ -26,6 +26,10 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+# The argument types below have twins in clients/cli.py: clients/ and servers/ never
+# import each other, so a change to one is made to both.
+
+
 def non_negative_float(text: str) -> float:
     value = number(text, float)
     if value < 0:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 
 from servers.models.base import Model
-from servers.services import Service, echo, upper
+from servers.services import Service, echo, http, upper
+from servers.services.lines import LineService
 
 #: name -> "module:class", imported on first use so a broken model can't break the others
 MODELS: dict[str, str] = {
@@ -29,7 +30,14 @@ MODELS: dict[str, str] = {
 SERVICES: dict[str, Service] = {service.name: service for service in (
     echo.SERVICE,
     upper.SERVICE,
+    http.SERVICE,
 )}
+
+
+def line_services() -> list[str]:
+    """The services that answer newline-terminated lines with a byte-wise transform (echo,
+    upper): the ones the line clients (harness, nc, bench, the TCP load) speak and verify."""
+    return [name for name, service in SERVICES.items() if isinstance(service, LineService)]
 
 
 def model_names() -> list[str]:

@@ -19,6 +19,7 @@ WITHOUT_UVLOOP = ["-c", "import runpy, sys; sys.modules['uvloop'] = None; "
                   "runpy.run_module('testbed', run_name='__main__', alter_sys=True)"]
 UDP_MODELS = [name for name in MODELS if registry.get_model(name).udp]
 SERVICES = list(registry.SERVICES)
+LINE_SERVICES = registry.line_services()  # what the line clients verify
 
 StartServer = Callable[..., ServerProcess]
 

@@ -11,10 +11,10 @@ import time
 import pytest
 
 from clients.harness import TCPClient, UDPClient, read_exactly
-from tests.conftest import MODELS, SERVICES, UDP_MODELS, no_traceback
+from tests.conftest import LINE_SERVICES, MODELS, UDP_MODELS, no_traceback
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", LINE_SERVICES)
 @pytest.mark.parametrize("model", MODELS)
 def test_tcp_round_trip(serve, model, service):
     server = serve(model, service)
@@ -23,7 +23,7 @@ def test_tcp_round_trip(serve, model, service):
             client.exchange(payload)  # verified byte for byte against the service
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", LINE_SERVICES)
 @pytest.mark.parametrize("model", UDP_MODELS)
 def test_udp_round_trip(serve, model, service):
     server = serve(model, service, udp=True)

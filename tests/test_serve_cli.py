@@ -28,6 +28,10 @@ def run_serve(*args: str, timeout: float = 10) -> subprocess.CompletedProcess:
     (["--delay", "inf"], ["--delay", "inf"]),  # would overflow the timers of every model
     (["--port", "70000"], ["70000"]),
     (["--bogus"], ["--bogus"]),
+    (["--service", "http", "--http-parser", "regex"], ["--http-parser", "regex"]),
+    (["--service", "http", "--max-body", "lots"], ["--max-body", "lots"]),
+    (["--service", "http", "--keepalive-timeout", "-1"], ["--keepalive-timeout", "-1"]),
+    (["--service", "http", "--udp"], ["http", "TCP"]),
 ])
 def test_bad_options_get_one_line_and_status_2(args, words):
     result = run_serve(*args)

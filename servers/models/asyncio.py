@@ -4,7 +4,9 @@ One thread, one event loop, a coroutine per connection reading with
 ``reader.read`` and answering with ``writer.write`` + ``await writer.drain()``
 (backpressure: a client that does not read its replies stops being read once
 the transport's buffer is full; with ``--idle-timeout`` a client that reads
-nothing for that long is closed, as one that sends nothing is). A ``--delay``
+nothing for that long is closed, as one that sends nothing is). A read's time
+limit (``--idle-timeout``, a session's ``timeout``) is kept by one sweep task
+for all connections, not by a timer per read. A ``--delay``
 is ``await asyncio.sleep``, so other clients are served meanwhile;
 ``--work-ms`` burns CPU in the coroutine and blocks the loop, on purpose.
 ``--loop uvloop`` runs the same code on libuv when uvloop is installed
@@ -29,20 +31,21 @@ import signal
 import socket
 from typing import Any
 
-from servers.models.base import (
+from servers.models import logs
+from servers.models.base import STOP_SIGNALS, ConfigError, Model, Shutdown
+from servers.models.support import (
+    LINGER,
     RECV_SIZE,
-    ConfigError,
-    Model,
-    Shutdown,
     disconnect_reason,
-    log,
+    kernel_send_queue,
     make_listener,
     peer_name,
     send_datagram,
+    time_limit,
 )
-from servers.models.select import kernel_send_queue
+from servers.services import Session
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SWEEP = 0.25  # the longest a read waits past its time limit (seconds)
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -68,6 +71,8 @@ class AsyncioModel(Model):
         self.datagrams: asyncio.DatagramTransport | None = None
         self.writers: set[asyncio.StreamWriter] = set()  # every open connection's transport
         self.tasks: set[asyncio.Task] = set()
+        self.waits: dict[asyncio.Task, Wait] = {}  # connections whose reads have a time limit
+        self.sweeper: asyncio.Task | None = None
 
     # -- contract -------------------------------------------------------------
 
@@ -99,15 +104,15 @@ class AsyncioModel(Model):
             self.signalled = signal.Signals(signum).name
             loop.stop()
 
-        previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
-        for signum in SIGNALS:
+        previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, on_signal, signum)
         try:
             self.stop_requested()  # a signal whose Shutdown a callback in bind() swallowed
             loop.run_forever()
         finally:
             # Hand the signals back to testbed serve's handlers, with no gap in between.
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
                 for signum, handler in previous.items():
                     loop.remove_signal_handler(signum)
@@ -169,13 +174,19 @@ class AsyncioModel(Model):
         cost = self.cost
         idle = self.config.idle_timeout
         received = requests = 0
-        writing = False  # inside a drain that --idle-timeout bounds
-        log.info("client %s connected", peer)
+        ending = False  # the session ends the connection once its reply is sent
+        loop = asyncio.get_running_loop()
+        wait = None  # watched by the sweep if a time limit applies to its reads
+        if time_limit(idle, session.timeout) is not None:
+            wait = self._watch(session)
+        logs.connected(peer)
         try:
             while True:
-                if idle:
-                    async with asyncio.timeout(idle):  # 3.11's wait_for without a new task
-                        data = await reader.read(RECV_SIZE)
+                if wait is not None:
+                    wait.reading = True
+                    data = await reader.read(RECV_SIZE)
+                    wait.reading = False
+                    wait.since = loop.time()
                 else:
                     data = await reader.read(RECV_SIZE)
                 if data:
@@ -191,39 +202,87 @@ class AsyncioModel(Model):
                 if reply:
                     writer.write(reply)
                     if idle:
-                        writing = True
-                        await drain_while_reading(writer, idle)
-                        writing = False
+                        await drain_while_reading(writer, idle)  # TimeoutError: not reading
                     else:
                         await writer.drain()  # backpressure: wait while the client does not read
                 if not data:
                     break
-        except TimeoutError:
-            if writing:
-                log.info("client %s: not reading its replies for %gs: closing", peer, idle)
-            else:
-                log.info("client %s idle for %gs: closing", peer, idle)
+                if session.closing:
+                    ending = True
+                    break
+        except asyncio.CancelledError:
+            if wait is None or wait.expired is None:
+                raise  # the server is stopping
+            logs.idle(peer, wait.expired)
+        except TimeoutError:  # a drain that --idle-timeout bounds
+            logs.not_reading(peer, idle)
         except ConnectionError as exc:
-            log.info("client %s: %s after %d bytes", peer, disconnect_reason(exc), received)
+            logs.closed(peer, disconnect_reason(exc), received)
         except OSError as exc:
-            log.info("client %s: %s", peer, exc.strerror or exc)
+            logs.failed(peer, exc)
         except Exception as exc:  # noqa: BLE001 - a bug in one client must not stop the loop
-            log.error("client %s: unexpected %s: %s", peer, type(exc).__name__, exc)
+            logs.unexpected(peer, exc)
         else:
-            log.info("client %s disconnected: %d bytes, %d requests", peer, received, requests)
+            logs.disconnected(peer, received, requests)
+            if ending:
+                await linger(reader, writer)
             writer.close()  # graceful: what is buffered is still sent, then FIN
         finally:
             self.writers.discard(writer)
+            if wait is not None:
+                self.waits.pop(wait.task, None)
             if not writer.transport.is_closing():
                 writer.transport.abort()  # failed or cancelled: drop it now
+
+    # -- time limits on reads: one sweep, nothing per request -----------------
+
+    def _watch(self, session: Session) -> Wait:
+        """Have the sweep watch the current task's reads; start the sweep if it is not running."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        wait = self.waits[task] = Wait(task, session, loop.time())
+        if self.sweeper is None:
+            self.sweeper = loop.create_task(self._sweep())
+        return wait
+
+    async def _sweep(self) -> None:
+        """Cancel the reads that have waited longer than their limit (--idle-timeout, or the
+        session's own timeout if smaller), every SWEEP seconds at most. An ``asyncio.timeout``
+        around each read would cost a timer per request; this costs a clock read."""
+        idle = self.config.idle_timeout
+        every = min(idle / 4, SWEEP) if idle else SWEEP
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every)
+            now = loop.time()
+            for wait in list(self.waits.values()):
+                if not wait.reading or wait.expired is not None:
+                    continue
+                limit = time_limit(idle, wait.session.timeout)
+                if limit is not None and now - wait.since >= limit:
+                    wait.expired = limit
+                    wait.task.cancel()
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """The loop's errors as one log line each, never a traceback; EMFILE as the others log it."""
         exc = context.get("exception")
         if isinstance(exc, OSError) and self.accept_failed(exc):
             return  # asyncio itself pauses accepting for a second
-        detail = f": {type(exc).__name__}: {exc}" if exc else ""
-        log.error("event loop: %s%s", context.get("message", "error"), detail)
+        logs.loop_error(context.get("message", "error"), exc)
+
+
+async def linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The session ends the connection: FIN once all is sent, then discard what the client
+    still sends until it closes, LINGER seconds at most (see support.linger)."""
+    try:
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(LINGER):
+            while await reader.read(RECV_SIZE):
+                pass
+    except (TimeoutError, OSError):
+        pass
 
 
 async def drain_while_reading(writer: asyncio.StreamWriter, idle: float) -> None:
@@ -260,6 +319,19 @@ async def drain_while_reading(writer: asyncio.StreamWriter, idle: float) -> None
                 raise
 
 
+class Wait:
+    """What the sweep knows of one connection: whether it is reading, since when."""
+
+    __slots__ = ("task", "session", "since", "reading", "expired")
+
+    def __init__(self, task: asyncio.Task, session: Session, since: float) -> None:
+        self.task = task
+        self.session = session
+        self.since = since  # the connection's start, or the last bytes read
+        self.reading = False
+        self.expired: float | None = None  # the limit that ran out: the sweep cancelled the read
+
+
 class Datagrams(asyncio.DatagramProtocol):
     """UDP: each datagram is a request, answered to its sender (after the delay, if any)."""
 
@@ -290,5 +362,5 @@ class Datagrams(asyncio.DatagramProtocol):
         send_datagram(self.sock, reply, addr, peer_name(addr))
 
     def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
-        log.info("receive failed: %s", getattr(exc, "strerror", None) or exc)
+        logs.receive_failed(exc)
 

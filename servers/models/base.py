@@ -1,39 +1,39 @@
-"""The contract every concurrency model keeps, and the few things they all share.
+"""The contract every concurrency model keeps: read :class:`Model` to write a new one.
 
-A model is built from a :class:`~servers.config.ServerConfig` and a
-:class:`~servers.services.Service`; ``bind()`` opens its socket(s) and returns
-the address it got, ``serve_forever()`` runs until a :class:`Shutdown` is raised
-in it (the signal handlers of ``testbed serve`` raise one), and ``close()``
-stops accepting, drops what is in flight and reaps every thread and process the
-model started, within the grace period it is given.
+The rest a model needs is in two modules beside this one:
+:mod:`servers.models.logs` (every line a model logs) and
+:mod:`servers.models.support` (listener, datagrams, reaping, signal wake-up).
+A model imports from those three and from nothing else in ``servers/models/``,
+except a model built on another one (``reuseport`` runs ``select`` loops).
 """
 
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import signal
 import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from typing import ClassVar
 
 from servers.config import ServerConfig
+from servers.models import logs
+from servers.models.support import peer_name
 from servers.services import Service
 
-log = logging.getLogger("testbed.server")
+#: the signals that stop a server; threads and children block or reset them (see Model)
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+#: the longest any loop may wait before it calls Model.stop_requested (seconds)
+STOP_CHECK = 0.5
 
 #: accept() errors that mean "out of descriptors or memory for now", not "broken".
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 #: an EMFILE burst is over once accepts have succeeded this long without one failing
 BURST_QUIET = 1.0
-
-RECV_SIZE = 64 * 1024
-MAX_DATAGRAM = 65535
 
 
 class ConfigError(Exception):
@@ -45,7 +45,93 @@ class Shutdown(BaseException):
 
 
 class Model(ABC):
-    """One way of organising concurrency, serving any service over TCP (and UDP if ``udp``)."""
+    """One way of organising concurrency, serving any service over TCP (and UDP if ``udp``).
+
+    Methods for the caller (``testbed serve``, in servers/cli.py)::
+
+        model = SomeModel(config, service)
+        host, port = model.bind()   # open the socket(s); OSError, or ConfigError: one line
+        model.serve_forever()       # until a Shutdown is raised in it
+        model.close(grace)          # always, in the process that built the model
+
+    Class attributes a model sets: ``name`` (its name in the registry),
+    ``description`` (one line for ``testbed models``), ``udp`` (False: TCP only).
+
+    Methods a subclass must override:
+
+    - ``bind()``: open the listening socket(s) (:func:`support.make_listener
+      <servers.models.support.make_listener>` does host, port, udp and backlog)
+      and return the address actually bound; serve nothing yet.
+    - ``serve_forever()``: serve until a :class:`Shutdown` is raised. ``testbed
+      serve``'s handler of :data:`STOP_SIGNALS` raises it in the main thread;
+      call :meth:`stop_requested` at least every :data:`STOP_CHECK` seconds in
+      any loop that waits, because Python swallows an exception raised in a few
+      places. Threads the model starts block :data:`STOP_SIGNALS`
+      (``signal.pthread_sigmask``) so that only the main thread handles them;
+      a forked child resets them and must never run the parent's shutdown (it
+      leaves with ``os._exit``). A main thread that blocks in a call a signal
+      does not interrupt waits in ``select`` with a
+      :class:`~servers.models.support.SignalWakeup`.
+    - ``close(grace)``: set :attr:`stopping`, close the listener, wake the
+      handlers blocked on a client (``shutdown(SHUT_RDWR)``), drop what is in
+      flight, and reap every thread and process started, within ``grace``
+      seconds (``support.join_threads``, ``support.reap_children``).
+
+    A subclass may override :meth:`capacity` (a fixed number of clients served at once).
+
+    Methods for derived classes (call them; don't override them):
+
+    - :meth:`stop_requested`: between events, see above.
+    - :meth:`accept_client`: ``accept()`` with the bookkeeping below, for a model
+      that accepts itself; ``None`` means try again later, and after an EMFILE
+      (:attr:`accept_starved`) stop accepting for a moment instead of spinning.
+      A model whose accept is made by a library (socketserver, asyncio) calls
+      :meth:`accept_failed` when it fails and :meth:`accept_succeeded` when it
+      succeeds, which log a burst of EMFILE as two lines, not thousands.
+    - :meth:`over_limit`: once per accepted TCP connection, before serving it, with
+      the connections this model has open; True: close it at once.
+    - :meth:`answer_datagram`: each UDP datagram (logged, CPU cost burnt); the
+      model then waits the delay its own way and sends the reply with
+      ``support.send_datagram``.
+
+    A TCP connection, whatever the model (``servers.models.blocking.serve_connection``
+    is the whole of it for a blocking model, ``select.py`` for an event loop):
+
+    - ``session = self.service.session()``; ``logs.connected(peer)``;
+    - each chunk received: ``reply, requests = session.feed(data)``; at end of
+      stream ``session.close()`` instead; the reply goes out in order, after the
+      cost of the ``requests`` it completes (below), and the connection closes
+      once the client has closed and all is sent: ``logs.disconnected(peer,
+      bytes received, requests)``;
+    - any other end is one line of :mod:`~servers.models.logs` (``closed``
+      with ``support.disconnect_reason``, ``idle``, ``not_reading``, ``failed``,
+      ``unexpected``), never a traceback, and never stops the others.
+
+    Each field of :class:`~servers.config.ServerConfig`:
+
+    - ``host``, ``port``, ``udp``, ``backlog``: what ``bind()`` listens on, and the
+      listen queue (``make_listener`` passes it to ``listen()``; a library gets
+      it too: socketserver's ``request_queue_size``, asyncio's ``backlog=``).
+      A model without UDP sets ``udp = False`` and ``testbed serve`` refuses it.
+    - ``cost`` (also :attr:`cost`), per request the session says it completed:
+      ``cost.burn(requests)`` in the thread that serves (CPU, holding the GIL:
+      an event loop is blocked meanwhile, which is the point), then
+      ``cost.delay * requests`` seconds before the reply goes out. A blocking
+      model sleeps (``cost.block(requests, self.stopping)``: False means the
+      server is stopping, drop the client with ``logs.dropped_stopping``); an
+      event loop arms a timer and serves the others meanwhile, keeping each
+      connection's replies in order.
+    - ``max_connections`` (0: no limit): :meth:`over_limit`.
+    - ``idle_timeout`` (0: never): close a connection that made no progress for
+      that long: nothing received while the server waits for a request
+      (``logs.idle``), or replies owed that the client does not read
+      (``logs.not_reading``; ``support.kernel_send_queue`` going down counts as
+      reading). Waiting for a reply's own delay is the server's wait, not idleness.
+    - ``workers`` (0: the model's default): the size of a pool of threads or
+      processes; models without a pool ignore it.
+    - ``queue``: the threadpool model's waiting room (``logs.queued``,
+      ``logs.queue_full``); ``loop``: the asyncio model's event loop. Others ignore them.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
@@ -57,6 +143,7 @@ class Model(ABC):
         self.cost = config.cost
         self.stopping = threading.Event()  # cuts delays short when the server stops
         self.rejected = 0  # connections turned away by --max-connections
+        self.accept_starved = False  # the last accept_client failed for want of descriptors
         self._exhausted = False  # inside a burst of EMFILE on accept
         self._exhausted_at = 0.0  # when accept last failed for want of descriptors
         self._failed_accepts = 0  # accepts that failed in the current burst
@@ -87,7 +174,7 @@ class Model(ABC):
     def close(self, grace: float = 3.0) -> None:
         """Stop: close the listener, drop in-flight work, reap everything started."""
 
-    # -- shared by the models -------------------------------------------------
+    # -- for derived classes --------------------------------------------------
 
     def stop_requested(self) -> None:
         """Raise Shutdown if a signal asked this server to stop; loops call it between events.
@@ -101,13 +188,25 @@ class Model(ABC):
         if self.signalled and os.getpid() == self.owner_pid:
             raise Shutdown(self.signalled)
 
-    def answer_datagram(self, data: bytes, peer: str) -> bytes:
-        """Log one UDP datagram, burn its CPU cost and return its reply; the model then
-        applies the delay its own way and sends the reply with :func:`send_datagram`."""
-        log.info("client %s sent %d bytes", peer, len(data))
-        reply = self.service.datagram(data)
-        self.cost.burn(1)
-        return reply
+    def accept_client(self, listener: socket.socket) -> tuple[socket.socket, str] | None:
+        """Accept one client: (socket, peer), or None when there is none or accept failed.
+
+        Failures are logged (an EMFILE burst once, see :meth:`accept_failed`);
+        :attr:`accept_starved` says whether this one was for want of descriptors.
+        """
+        try:
+            sock, address = listener.accept()
+        except BlockingIOError:
+            self.accept_starved = False
+            return None
+        except OSError as exc:
+            self.accept_starved = self.accept_failed(exc)
+            if not self.accept_starved and not self.stopping.is_set():
+                logs.accept_error(exc)
+            return None
+        self.accept_starved = False
+        self.accept_succeeded()
+        return sock, peer_name(address)
 
     def accept_failed(self, exc: OSError) -> bool:
         """Log the first EMFILE-like accept failure of a burst; True if it was one."""
@@ -117,8 +216,7 @@ class Model(ABC):
         self._failed_accepts += 1
         if not self._exhausted:
             self._exhausted = True
-            log.warning("accept failed (%s): pausing accepts until descriptors are free",
-                        os.strerror(exc.errno or 0))
+            logs.accepts_paused(exc.errno or 0)
         return True
 
     def accept_succeeded(self) -> None:
@@ -129,8 +227,7 @@ class Model(ABC):
         """
         if self._exhausted and time.monotonic() - self._exhausted_at >= BURST_QUIET:
             self._exhausted = False
-            log.warning("accepting again (%d accepts failed for want of descriptors)",
-                        self._failed_accepts)
+            logs.accepts_resumed(self._failed_accepts)
             self._failed_accepts = 0
 
     def over_limit(self, open_connections: int, peer: str) -> bool:
@@ -138,113 +235,14 @@ class Model(ABC):
         limit = self.config.max_connections
         if limit and open_connections >= limit:
             self.rejected += 1
-            log.warning("client %s rejected: %d connections open (--max-connections %d)",
-                        peer, open_connections, limit)
+            logs.over_limit(peer, open_connections, limit)
             return True
         return False
 
-
-def make_listener(config: ServerConfig, port: int | None = None,
-                  reuse_port: bool = False) -> socket.socket:
-    """A bound (and, for TCP, listening) socket for the models that don't use socketserver.
-
-    ``port`` overrides the configured one; ``reuse_port`` joins the SO_REUSEPORT group of
-    that port (the reuseport model's workers each bind their own socket to one port).
-    """
-    kind = socket.SOCK_DGRAM if config.udp else socket.SOCK_STREAM
-    sock = socket.socket(config.family, kind)
-    try:
-        if not config.udp:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((config.host, config.port if port is None else port))
-        if not config.udp:
-            sock.listen(config.backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def pending_datagrams(sock: socket.socket, limit: int = 64) -> Iterator[tuple[bytes, tuple, str]]:
-    """(data, address, peer) of what a non-blocking UDP socket holds, at most ``limit``."""
-    for _ in range(limit):
-        try:
-            data, address = sock.recvfrom(MAX_DATAGRAM)
-        except BlockingIOError:
-            return
-        except OSError as exc:  # e.g. ICMP port unreachable from an earlier reply
-            log.info("receive failed: %s", exc.strerror or exc)
-            continue
-        yield data, address, peer_name(address)
-
-
-def send_datagram(sock: socket.socket, reply: bytes, address: tuple, peer: str) -> None:
-    """Send a UDP reply; a reply that cannot go out is logged, never raised."""
-    try:
-        sock.sendto(reply, address)
-    except OSError as exc:
-        log.info("client %s: reply lost: %s", peer, exc.strerror or exc)
-
-
-def disconnect_reason(exc: OSError) -> str:
-    """How a client's connection ended, in the log's words."""
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    if isinstance(exc, BrokenPipeError):
-        return "stopped reading (broken pipe)"
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
-def peer_name(address: tuple) -> str:
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def reap_finished(pids: set[int]) -> None:
-    """Reap the children of ``pids`` that have ended, and remove them from the set."""
-    for pid in list(pids):
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            pids.discard(pid)
-
-
-def reap_children(pids: set[int], grace: float) -> None:
-    """SIGTERM the given children, wait up to ``grace`` seconds, SIGKILL the rest, reap all."""
-    for pid in list(pids):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    while pids:
-        reap_finished(pids)
-        if not pids:
-            break
-        if time.monotonic() >= deadline:
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            for pid in list(pids):
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
-            pids.clear()
-            break
-        time.sleep(0.02)
-
-
-def join_threads(grace: float) -> None:
-    """Wait up to ``grace`` seconds for every other thread of this process to end."""
-    deadline = time.monotonic() + grace
-    for thread in threading.enumerate():
-        if thread is threading.current_thread() or not thread.is_alive():
-            continue
-        thread.join(max(0.0, deadline - time.monotonic()))
+    def answer_datagram(self, data: bytes, peer: str) -> bytes:
+        """Log one UDP datagram, burn its CPU cost and return its reply; the model then
+        applies the delay its own way and sends it with ``support.send_datagram``."""
+        logs.datagram(peer, len(data))
+        reply = self.service.datagram(data)
+        self.cost.burn(1)
+        return reply

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import socket
 
-from servers.models.base import RECV_SIZE, Model, disconnect_reason, log, send_datagram
+from servers.models import logs
+from servers.models.base import Model
+from servers.models.support import RECV_SIZE, disconnect_reason, linger, send_datagram, time_limit
 
 
 def serve_connection(model: Model, sock: socket.socket, peer: str) -> None:
-    """Pump one TCP connection through the service until the client is done."""
+    """Pump one TCP connection through the service until the client is done, or the
+    session ends it (``closing``); the session's ``timeout`` bounds each wait like
+    ``--idle-timeout`` does."""
     session = model.service.session()
     cost, stop = model.cost, model.stopping
-    idle = model.config.idle_timeout
-    sock.settimeout(idle or None)
+    idle = model.config.idle_timeout or None
+    limit = time_limit(idle, session.timeout)
+    sock.settimeout(limit)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # replies go out at once
     received = requests = 0
-    log.info("client %s connected", peer)
+    logs.connected(peer)
     try:
         while True:
             data = sock.recv(RECV_SIZE)
@@ -32,24 +37,34 @@ def serve_connection(model: Model, sock: socket.socket, peer: str) -> None:
             if done:
                 requests += done
                 if not cost.block(done, stop):
-                    log.info("client %s dropped: server stopping", peer)
+                    logs.dropped_stopping(peer)
                     return
             if reply:
+                if limit != idle:  # a send is bounded by --idle-timeout alone
+                    limit = idle
+                    sock.settimeout(limit)
                 sock.sendall(reply)
             if not data:
                 break
+            if session.closing:
+                linger(sock)
+                break
+            wait = time_limit(idle, session.timeout)
+            if wait != limit:
+                limit = wait
+                sock.settimeout(max(limit, 0.001) if limit is not None else None)
     except TimeoutError:
-        log.info("client %s idle for %gs: closing", peer, idle)
+        logs.idle(peer, limit or 0)
         return
     except ConnectionError as exc:
-        log.info("client %s: %s after %d bytes", peer, disconnect_reason(exc), received)
+        logs.closed(peer, disconnect_reason(exc), received)
         return
     except OSError as exc:
         if stop.is_set():
             return
-        log.info("client %s: %s", peer, exc.strerror or exc)
+        logs.failed(peer, exc)
         return
-    log.info("client %s disconnected: %d bytes, %d requests", peer, received, requests)
+    logs.disconnected(peer, received, requests)
 
 
 def serve_datagram(model: Model, data: bytes, sock: socket.socket, address: tuple,

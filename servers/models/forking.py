@@ -7,10 +7,9 @@ import signal
 import socketserver
 from typing import Any
 
-from servers.models.base import reap_children, reap_finished
+from servers.models.base import STOP_SIGNALS
 from servers.models.socketserver_base import SocketServerModel
-
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+from servers.models.support import reap_children, reap_finished
 
 
 class ForkWithSignalsBlocked:
@@ -18,7 +17,7 @@ class ForkWithSignalsBlocked:
 
     ``os.fork()`` runs Python at-fork hooks (logging's lock release, among others), and an
     exception raised in one is swallowed: a SIGTERM whose handler raised Shutdown there was
-    lost, and the server served on (1 run in 6 of the resilience SIGTERM-under-load check).
+    lost, and the server served on.
     Blocked, the signal waits until the child is forked and recorded, then is handled in
     ordinary code; the child starts with no pending signal and the parent's handlers.
     """

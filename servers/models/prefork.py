@@ -19,8 +19,9 @@ import socket
 import time
 
 from servers.config import ServerConfig
-from servers.models.base import MAX_DATAGRAM, log, make_listener, peer_name
+from servers.models import logs
 from servers.models.blocking import serve_connection, serve_datagram
+from servers.models.support import MAX_DATAGRAM, make_listener, peer_name
 from servers.models.workers import Board, ProcessPoolModel, default_workers
 
 
@@ -56,16 +57,12 @@ class PreforkModel(ProcessPoolModel):
     def _serve_connections(self, slot: int) -> None:
         listener, board = self.listener, self.board
         while True:
-            try:
-                sock, address = listener.accept()
-            except OSError as exc:
-                if self.accept_failed(exc):
+            accepted = self.accept_client(listener)
+            if accepted is None:
+                if self.accept_starved:
                     time.sleep(0.05)  # out of descriptors: let some close
-                else:
-                    log.info("accept failed: %s", exc.strerror or exc)
                 continue
-            self.accept_succeeded()
-            peer = peer_name(address)
+            sock, peer = accepted
             with sock:
                 if self.over_limit(board.total(), peer):
                     continue
@@ -81,6 +78,6 @@ class PreforkModel(ProcessPoolModel):
             try:
                 data, address = listener.recvfrom(MAX_DATAGRAM)
             except OSError as exc:  # e.g. ICMP port unreachable from an earlier reply
-                log.info("receive failed: %s", exc.strerror or exc)
+                logs.receive_failed(exc)
                 continue
             serve_datagram(self, data, listener, address, peer_name(address))

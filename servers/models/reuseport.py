@@ -18,8 +18,8 @@ from __future__ import annotations
 import socket
 
 from servers.config import ServerConfig
-from servers.models.base import make_listener
 from servers.models.select import SelectModel
+from servers.models.support import make_listener
 from servers.models.workers import ProcessPoolModel
 
 

@@ -15,48 +15,29 @@ import heapq
 import itertools
 import select
 import socket
-import struct
 import time
 from collections import deque
 from collections.abc import Callable
 
-from servers.models.base import (
+from servers.models import logs
+from servers.models.base import STOP_CHECK, Model
+from servers.models.support import (
+    LINGER,
     RECV_SIZE,
-    Model,
     disconnect_reason,
-    log,
+    kernel_send_queue,
     make_listener,
-    peer_name,
     pending_datagrams,
     send_datagram,
+    time_limit,
 )
 from servers.services import Session
-
-try:
-    import fcntl
-    import termios
-
-    _OUTQ: int | None = termios.TIOCOUTQ
-except (ImportError, AttributeError):  # not a Unix with TIOCOUTQ: only sends count as progress
-    fcntl = None  # type: ignore[assignment]
-    _OUTQ = None
 
 HIGH_WATER = 1024 * 1024  # stop reading a client owed more than this
 ACCEPTS_PER_WAKEUP = 64
 DATAGRAMS_PER_WAKEUP = 64
 MAX_EVENTS = 256  # events taken per wake-up; the rest come on the next one
 EXHAUSTED_PAUSE = 0.1  # seconds without accepting after EMFILE
-STOP_CHECK = 0.5  # the longest the loop sleeps before it looks at Model.signalled
-
-
-def kernel_send_queue(sock: socket.socket) -> int | None:
-    """Bytes sent to the kernel but not yet acknowledged by the peer (TIOCOUTQ), if known."""
-    if _OUTQ is None:
-        return None
-    try:
-        return struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
-    except OSError:
-        return None
 
 
 # epoll's and poll's event bits are the same numbers.
@@ -69,7 +50,8 @@ class Poller:
 
     The loop keeps its own table of handlers by fd and asks only for ``(fd, events)``
     pairs: ``selectors`` would build a key object and a tuple per event on top, which is
-    a good share of what a small request costs the loop.
+    a good share of what a small request costs the loop. clients/bench.py has one like it
+    (``_Poller``): clients/ and servers/ do not import each other.
     """
 
     def __init__(self) -> None:
@@ -93,7 +75,8 @@ class Connection:
     """One client's state in the loop: framing, unsent bytes, replies waiting for their delay."""
 
     __slots__ = ("sock", "peer", "session", "out", "delayed", "delayed_bytes", "ready_at",
-                 "eof", "events", "last_active", "queued", "received", "requests")
+                 "eof", "closing", "lingering", "events", "last_active", "queued", "received",
+                 "requests")
 
     def __init__(self, sock: socket.socket, peer: str, session: Session, now: float) -> None:
         self.sock = sock
@@ -103,7 +86,9 @@ class Connection:
         self.delayed: deque[tuple[float, bytes]] = deque()  # (due, reply), in order
         self.delayed_bytes = 0
         self.ready_at = 0.0  # when the last delayed reply is due: later ones queue behind it
-        self.eof = False
+        self.eof = False  # nothing more is read: the client closed, or the session ends it
+        self.closing = False  # the session ends the connection once all is sent
+        self.lingering = False  # sent and half-closed: reading only to discard (support.linger)
         self.events = 0
         self.last_active = now  # last progress either way: bytes read, sent, or a reply released
         self.queued = -1  # bytes in the kernel's send queue when last looked (-1: not looked)
@@ -129,6 +114,10 @@ class SelectModel(Model):
         self._seq = itertools.count()
         self.immediate = not (self.cost.delay or self.cost.work_ms)  # replies go out at once
         self.idle = self.config.idle_timeout
+        # Connections are swept for timeouts with --idle-timeout, or once a session has its own.
+        self.sweep = bool(self.idle)
+        self.sweep_every = min(self.idle / 4, 0.25) if self.idle else 0.25
+        self.next_sweep = 0.0
 
     # -- contract -----------------------------------------------------------
 
@@ -140,25 +129,23 @@ class SelectModel(Model):
         return host, port
 
     def serve_forever(self) -> None:
-        idle = self.idle
-        sweep_every = min(idle / 4, 0.25) if idle else 0.0
-        next_sweep = time.monotonic() + sweep_every
+        self.next_sweep = time.monotonic() + self.sweep_every
         poll, handlers, timers = self.poller.poll, self.handlers, self.timers
         while True:
             timeout = STOP_CHECK  # a signal whose Shutdown was swallowed is noticed by then
             if timers:
                 timeout = min(timeout, max(0.0, timers[0][0] - time.monotonic()))
-            if idle:
-                timeout = min(timeout, max(0.0, next_sweep - time.monotonic()))
+            if self.sweep:
+                timeout = min(timeout, max(0.0, self.next_sweep - time.monotonic()))
             for fd, events in poll(timeout):
                 handler = handlers.get(fd)  # None: closed by an earlier handler of this batch
                 if handler is not None:
                     handler(events)
             if timers:
                 self._run_timers()
-            if idle and time.monotonic() >= next_sweep:
-                self._close_idle(idle)
-                next_sweep = time.monotonic() + sweep_every
+            if self.sweep and time.monotonic() >= self.next_sweep:
+                self._close_idle()
+                self.next_sweep = time.monotonic() + self.sweep_every
             if self.signalled:
                 self.stop_requested()
 
@@ -193,31 +180,28 @@ class SelectModel(Model):
     def _on_accept(self, events: int) -> None:
         listener = self.listener
         for _ in range(ACCEPTS_PER_WAKEUP):
-            try:
-                sock, address = listener.accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if self.accept_failed(exc):
+            accepted = self.accept_client(listener)
+            if accepted is None:
+                if self.accept_starved:
                     # Stop watching the listener for a moment instead of spinning on it.
                     self.poller.unregister(listener.fileno())
                     del self.handlers[listener.fileno()]
                     self.call_at(time.monotonic() + EXHAUSTED_PAUSE, self._listen)
-                    return
-                log.info("accept failed: %s", exc.strerror or exc)
                 return
-            self.accept_succeeded()
-            peer = peer_name(address)
+            sock, peer = accepted
             if self.over_limit(len(self.connections), peer):
                 sock.close()
                 continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, peer, self.service.session(), time.monotonic())
+            if not self.sweep and conn.session.timeout is not None:
+                self.sweep = True  # this service has timeouts of its own: start sweeping
+                self.next_sweep = time.monotonic() + self.sweep_every
             self.connections[sock] = conn
             self.handlers[sock.fileno()] = functools.partial(self._on_ready, conn)
             self._watch(conn, READABLE)
-            log.info("client %s connected", peer)
+            logs.connected(peer)
 
     # -- one connection -----------------------------------------------------
 
@@ -247,11 +231,15 @@ class SelectModel(Model):
                     # The common case, kept short: a request in, its whole reply out at once,
                     # nothing to wait for afterwards but the next request.
                     conn.received += len(data)
-                    reply, done = conn.session.feed(data)
+                    session = conn.session
+                    reply, done = session.feed(data)
                     conn.requests += done
-                    if self.idle:
+                    if self.sweep:
                         conn.last_active = time.monotonic()
-                    if reply:
+                    if session.closing:  # the general path sends it, then ends the connection
+                        conn.eof = conn.closing = True
+                        conn.out += reply
+                    elif reply:
                         try:
                             sent = sock.send(reply)
                         except BlockingIOError:
@@ -276,6 +264,8 @@ class SelectModel(Model):
         if data:
             conn.received += len(data)
             reply, done = conn.session.feed(data)
+            if conn.session.closing:
+                conn.eof = conn.closing = True
         else:
             conn.eof = True
             reply, done = conn.session.close()
@@ -309,7 +299,7 @@ class SelectModel(Model):
         try:
             self._flush(conn)
         except OSError as exc:
-            self._drop(conn, exc.strerror or str(exc))
+            self._drop(conn, disconnect_reason(exc))
             return
         self._settle(conn)
 
@@ -335,13 +325,19 @@ class SelectModel(Model):
             events |= WRITABLE
         self._watch(conn, events)
 
-    def _close_idle(self, idle: float) -> None:
-        """Close what made no progress for ``idle`` seconds: a client that sends nothing, and
-        one that stopped reading its replies (as the blocking models' socket timeouts do).
-        A client waiting for its own --delay is not idle: the wait is the server's."""
+    def _close_idle(self) -> None:
+        """Close what made no progress for its time limit (``--idle-timeout``, or the session's
+        own ``timeout`` if smaller): a client that sends nothing, and one that stopped reading
+        its replies (as the blocking models' socket timeouts do). A client waiting for its
+        own --delay is not idle: the wait is the server's."""
         now = time.monotonic()
-        limit = now - idle
         for conn in list(self.connections.values()):
+            if conn.lingering:
+                continue
+            idle = time_limit(self.idle, conn.session.timeout)
+            if idle is None:
+                continue
+            limit = now - idle
             if conn.out:
                 # The kernel's send queue shrinking means the client is reading, even while a
                 # send() could not go through: a full send buffer takes a third of its size
@@ -353,18 +349,46 @@ class SelectModel(Model):
             if conn.last_active >= limit or conn.delayed:
                 continue
             if conn.out:
-                self._drop(conn, f"not reading its replies for {idle:g}s: closing")
+                logs.not_reading(conn.peer, idle)
             else:
-                self._drop(conn, f"idle for {idle:g}s: closing")
+                logs.idle(conn.peer, idle)
+            self._drop(conn)
 
     def _finish(self, conn: Connection) -> None:
-        log.info("client %s disconnected: %d bytes, %d requests", conn.peer, conn.received,
-                 conn.requests)
-        self._drop(conn)
+        logs.disconnected(conn.peer, conn.received, conn.requests)
+        if conn.closing:
+            self._linger(conn)
+        else:
+            self._drop(conn)
+
+    def _linger(self, conn: Connection) -> None:
+        """The session ended the connection and all is sent: FIN, then discard what the client
+        still sends until it closes, LINGER seconds at most (see support.linger)."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._drop(conn)
+            return
+        conn.lingering = True
+        self.handlers[conn.sock.fileno()] = functools.partial(self._on_linger, conn)
+        self._watch(conn, READABLE)
+        self.call_at(time.monotonic() + LINGER, lambda: self._drop(conn))
+
+    def _on_linger(self, conn: Connection, events: int) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
 
     def _drop(self, conn: Connection, reason: str | None = None) -> None:
+        if self.connections.get(conn.sock) is not conn:
+            return  # already dropped (a linger's timer after the client closed)
         if reason:
-            log.info("client %s: %s after %d bytes", conn.peer, reason, conn.received)
+            logs.closed(conn.peer, reason, conn.received)
         self.connections.pop(conn.sock, None)
         self.handlers.pop(conn.sock.fileno(), None)
         self._watch(conn, 0)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import socket
 import socketserver
+import sys
 import time
 from typing import Any, ClassVar
 
-from servers.models.base import MAX_DATAGRAM, Model, log, peer_name
+from servers.models import logs
+from servers.models.base import STOP_CHECK, Model
 from servers.models.blocking import serve_connection, serve_datagram
+from servers.models.support import MAX_DATAGRAM, peer_name
 
 
 class StreamHandler(socketserver.BaseRequestHandler):
@@ -80,11 +83,8 @@ class TestbedServerMixIn:
         super().close_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
         exc = sys.exc_info()[1]
-        log.error("client %s: unexpected %s: %s", peer_name(client_address),
-                  type(exc).__name__, exc)
+        logs.unexpected(peer_name(client_address), exc)
 
 
 class SocketServerModel(Model):
@@ -116,7 +116,7 @@ class SocketServerModel(Model):
         return host, port
 
     def serve_forever(self) -> None:
-        self.server.serve_forever(poll_interval=0.5)
+        self.server.serve_forever(poll_interval=STOP_CHECK)
 
     def close(self, grace: float = 3.0) -> None:
         self.stopping.set()

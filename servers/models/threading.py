@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socketserver
 
-from servers.models.base import join_threads
 from servers.models.socketserver_base import SocketServerModel
+from servers.models.support import join_threads
 
 
 class ThreadingModel(SocketServerModel):

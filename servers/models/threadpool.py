@@ -22,22 +22,14 @@ import time
 from collections.abc import Callable
 
 from servers.config import ServerConfig
-from servers.models.base import (
-    Model,
-    join_threads,
-    log,
-    make_listener,
-    peer_name,
-    pending_datagrams,
-)
+from servers.models import logs
+from servers.models.base import STOP_CHECK, STOP_SIGNALS, Model
 from servers.models.blocking import serve_connection, serve_datagram
-from servers.models.workers import SignalWakeup
+from servers.models.support import SignalWakeup, join_threads, make_listener, pending_datagrams
 
 DEFAULT_WORKERS = 8
 DEFAULT_QUEUE = 16
 ACCEPTS_PER_WAKEUP = 64
-SIGNALS = {signal.SIGTERM, signal.SIGINT}
-STOP_CHECK = 0.5  # the longest the acceptor waits before it looks at Model.signalled
 
 #: what a worker takes: a connection (socket, peer), a datagram (data, address, peer) or None
 Job = tuple | None
@@ -77,7 +69,7 @@ class ThreadPoolModel(Model):
         # them to the main thread, the only one that can run their handler; the main thread
         # waits in a selector that includes a signal wakeup socket, so none is missed while
         # the GIL passes between threads.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             for i in range(self.workers):
                 thread = threading.Thread(target=target, name=f"pool-{i}", daemon=True)
@@ -116,12 +108,11 @@ class ThreadPoolModel(Model):
             waiting = admitted - self.workers
             if waiting >= self.queue_size:
                 self.queue_full += 1
-                log.warning("%s %s rejected: queue full (%d waiting)", what, peer, waiting)
+                logs.queue_full(what, peer, waiting)
                 return False
             self.admitted = admitted + 1
         if waiting >= 0:
-            log.info("%s %s queued: all %d workers busy (%d waiting)", what, peer, self.workers,
-                     waiting + 1)
+            logs.queued(what, peer, self.workers, waiting + 1)
         return True
 
     def _done(self) -> None:
@@ -148,19 +139,13 @@ class ThreadPoolModel(Model):
 
     def _accept_some(self, listener: socket.socket) -> None:
         for _ in range(ACCEPTS_PER_WAKEUP):
-            try:
-                sock, address = listener.accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if self.accept_failed(exc):
+            accepted = self.accept_client(listener)
+            if accepted is None:
+                if self.accept_starved:
                     time.sleep(0.05)  # out of descriptors: the listener stays readable
-                elif not self.stopping.is_set():
-                    log.info("accept failed: %s", exc.strerror or exc)
                 return
-            self.accept_succeeded()
+            sock, peer = accepted
             sock.setblocking(True)
-            peer = peer_name(address)
             if not self._admit(peer, "client"):
                 sock.close()
                 continue
@@ -175,7 +160,7 @@ class ThreadPoolModel(Model):
                 if not self.stopping.is_set():
                     serve_connection(self, sock, peer)
             except Exception as exc:  # noqa: BLE001 - a bug must not shrink the pool
-                log.error("client %s: unexpected %s: %s", peer, type(exc).__name__, exc)
+                logs.unexpected(peer, exc)
             finally:
                 with self.lock:
                     self.live.discard(sock)
@@ -195,6 +180,6 @@ class ThreadPoolModel(Model):
             try:
                 serve_datagram(self, data, self.listener, address, peer)
             except Exception as exc:  # noqa: BLE001 - a bug must not shrink the pool
-                log.error("client %s: unexpected %s: %s", peer, type(exc).__name__, exc)
+                logs.unexpected(peer, exc)
             finally:
                 self._done()

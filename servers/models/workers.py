@@ -4,7 +4,7 @@ The parent opens the listening socket(s) in ``bind()``, forks the workers in
 ``serve_forever()`` and then only supervises: it waits for a worker to die,
 logs it and forks a replacement in the same slot. On shutdown it closes its
 copies of the sockets, SIGTERMs the workers and reaps them
-(:func:`~servers.models.base.reap_children`).
+(:func:`~servers.models.support.reap_children`).
 
 A worker is a forked copy of the parent: it must never run the parent's
 shutdown, so it resets SIGTERM to the default action (die) and ignores SIGINT
@@ -18,17 +18,15 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import select
 import signal
-import socket
 import sys
 import time
 from abc import abstractmethod
 
-from servers.models.base import Model, log, reap_children
+from servers.models import logs
+from servers.models.base import STOP_CHECK, STOP_SIGNALS, Model
+from servers.models.support import SignalWakeup, reap_children
 
-SIGNALS = {signal.SIGTERM, signal.SIGINT}
-STOP_CHECK = 0.5  # the longest the supervisor waits before it looks at Model.signalled
 RESPAWN_PAUSE = 1.0  # a worker that dies younger than this is replaced after this pause
 PR_SET_PDEATHSIG = 1
 
@@ -76,62 +74,6 @@ class Board:
         return sum(self.memory[:])
 
 
-class SignalWakeup:
-    """Wait for signals without a race: a socket that the C-level handler writes to.
-
-    A signal's Python handler runs between bytecodes; one that arrives just
-    before a blocking call (``accept``, ``waitpid``, ``select`` with no timeout)
-    has been "handled" at C level, so it does not interrupt the call, and the
-    Shutdown is raised only when the call returns, maybe never. With
-    ``signal.set_wakeup_fd`` every caught signal also writes a byte here, so a
-    ``select`` that includes :attr:`reader` always wakes up and the handler runs.
-    ``extra`` signals (e.g. SIGCHLD) get a no-op handler so that they wake it too.
-    """
-
-    def __init__(self, *extra: signal.Signals) -> None:
-        self.extra = extra
-        self.reader, self.writer = socket.socketpair()
-        self.reader.setblocking(False)
-        self.writer.setblocking(False)
-        self.previous_fd = -1
-        self.previous_handlers: dict[signal.Signals, object] = {}
-
-    def __enter__(self) -> SignalWakeup:
-        for signum in self.extra:
-            self.previous_handlers[signum] = signal.signal(signum, _ignore)
-        self.previous_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        signal.set_wakeup_fd(self.previous_fd)
-        for signum, handler in self.previous_handlers.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-        self.reader.close()
-        self.writer.close()
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until a signal came (or ``timeout`` passed), then empty the socket."""
-        select.select([self.reader], [], [], timeout)
-        self.drain()
-
-    def drain(self) -> None:
-        try:
-            while self.reader.recv(512):
-                pass
-        except BlockingIOError:
-            pass
-
-    def forget(self) -> None:
-        """In a forked child: detach from the parent's wakeup socket."""
-        signal.set_wakeup_fd(-1)
-        self.reader.close()
-        self.writer.close()
-
-
-def _ignore(signum: int, frame: object) -> None:
-    """A handler that does nothing: the signal only has to write to the wakeup socket."""
-
-
 class ProcessPoolModel(Model):
     """N worker processes forked up front, replaced when they die, reaped on close."""
 
@@ -158,8 +100,7 @@ class ProcessPoolModel(Model):
             self.wakeup = wakeup
             for slot in range(self.workers):
                 self.spawn(slot)
-            log.info("%d worker processes started: pids %s", len(self.children),
-                     " ".join(map(str, self.children)))
+            logs.workers_started(list(self.children))
             while True:
                 self.replace_dead()
                 wakeup.wait(STOP_CHECK)  # for SIGCHLD, or SIGTERM/SIGINT (their handler raises Shutdown)
@@ -186,8 +127,7 @@ class ProcessPoolModel(Model):
             if entry is None:
                 continue
             slot, started = entry
-            log.warning("worker %d (pid %d) %s: starting a new one", slot, pid,
-                        describe_status(status))
+            logs.worker_died(slot, pid, describe_status(status))
             if time.monotonic() - started < RESPAWN_PAUSE:
                 time.sleep(RESPAWN_PAUSE)  # a worker that dies at once would fork-loop
             self.spawn(slot)
@@ -195,7 +135,7 @@ class ProcessPoolModel(Model):
     def spawn(self, slot: int) -> int:
         """Fork the worker of ``slot``; signals are held so no fork goes unrecorded."""
         parent = os.getpid()
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:
@@ -218,7 +158,6 @@ class ProcessPoolModel(Model):
             self.run_worker(slot)
             status = 0
         except BaseException as exc:  # noqa: BLE001 - one line, then the parent replaces us
-            log.error("worker %d (pid %d) failed: %s: %s", slot, os.getpid(),
-                      type(exc).__name__, exc)
+            logs.worker_failed(slot, os.getpid(), exc)
         finally:
             os._exit(status)

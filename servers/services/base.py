@@ -7,6 +7,20 @@ sends back what it returns; over UDP it hands each datagram to
 model applies the per-request cost to (``--delay``, ``--work-ms``) and what it
 logs.
 
+Two things a session may ask of the model, both read after each ``feed``
+(the line services ask neither: ``closing`` is False, ``timeout`` None):
+
+- ``closing``: True once the reply just returned must end the connection
+  (HTTP's ``Connection: close``, HTTP/1.0, an error). The model feeds it no
+  more, sends everything owed, then half-closes and discards what the client
+  still sends for a moment before closing (``support.linger``: closing with
+  unread bytes would reset the connection and could destroy the reply).
+- ``timeout``: how long, from the last bytes fed, the connection may wait for
+  the client's next bytes given the session's state (HTTP: the keep-alive timeout
+  between requests, the header timeout inside a head), or None. The model
+  applies the smaller of it and ``--idle-timeout`` as it applies
+  ``--idle-timeout`` alone (``support.time_limit``), and logs it the same way.
+
 A service with options of its own (an HTTP parser, an SNTP stratum) declares
 them in :meth:`Service.add_options`, which ``testbed serve`` calls for every
 registered service, and takes their values in :meth:`Service.configure`.
@@ -22,6 +36,9 @@ from typing import Any, Protocol
 class Session(Protocol):
     """One connection's protocol state: fed bytes, returns (reply, requests completed)."""
 
+    #: the connection ends once the last reply is sent (a plain attribute: read per request)
+    closing: bool
+
     def feed(self, data: bytes) -> tuple[bytes, int]:
         """Take received bytes (never empty); return the reply owed now and the requests it ends."""
 
@@ -31,6 +48,10 @@ class Session(Protocol):
     @property
     def buffered(self) -> int:
         """Bytes held back waiting for the rest of a request (bounded by the service)."""
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds from the last feed the connection may wait for more (0: no longer), or None."""
 
 
 class Service(Protocol):

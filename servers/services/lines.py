@@ -54,6 +54,9 @@ class LineSession:
 
     __slots__ = ("_transform", "_pending", "_in_line")
 
+    closing = False  # a line client decides when the connection ends
+    timeout = None  # no limit of its own: --idle-timeout alone applies
+
     def __init__(self, transform: Transform) -> None:
         self._transform = transform
         self._pending = b""  # the start of a line whose newline has not come yet
