@@ -163,11 +163,13 @@ def parse_endpoint(url: str | None, default_scheme: str = "tcp",
     With ``port_required=False`` a missing port is None (so a caller can check the host first).
     """
     if not url:
-        raise ValueError("no address given: expected tcp://HOST:PORT or udp://HOST:PORT")
+        raise ValueError("no address given: expected tcp://HOST:PORT, udp://HOST:PORT or "
+                         "http://HOST:PORT")
     text = url if "://" in url else f"{default_scheme}://{url}"
     parts = urlsplit(text)
-    if parts.scheme not in ("tcp", "udp"):
-        raise ValueError(f"the host's scheme must be tcp:// or udp://, not {parts.scheme}://")
+    if parts.scheme not in ("tcp", "udp", "http"):
+        raise ValueError(f"the host's scheme must be tcp://, udp:// or http://, "
+                         f"not {parts.scheme}://")
     try:
         port = parts.port
     except ValueError:

@@ -28,9 +28,9 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests import stepstats
-from loadtests.users import TCPUser, UDPUser, pick_user_class, safety_error
+from loadtests.users import HTTPUser, TCPUser, UDPUser, pick_user_class, safety_error
 
-__all__ = ["TCPUser", "UDPUser"]  # the classes locust finds here
+__all__ = ["HTTPUser", "TCPUser", "UDPUser"]  # the classes locust finds here
 
 
 @events.init_command_line_parser.add_listener
@@ -44,8 +44,9 @@ def add_arguments(parser: Any) -> None:
                        help="persistent: one connection per user; connect: one per request; "
                        "arrivals: new connections at an offered rate (the steps are "
                        "connections per second), Poisson arrivals, each independent of the others")
-    group.add_argument("--expect", choices=["echo", "upper"], default="echo",
-                       help="the service's answer to check replies against (default echo)")
+    group.add_argument("--expect", choices=["echo", "upper", "http"], default="echo",
+                       help="the service's answer to check replies against (default echo; "
+                       "an http:// host always checks the http service's GET /)")
     group.add_argument("--think-time", type=float, default=0.0, metavar="S",
                        help="seconds a user waits between requests (default 0)")
     group.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",

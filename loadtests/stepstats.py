@@ -175,6 +175,8 @@ def on_request(request_type: str, name: str, response_time: float, response_leng
     else:
         kind = getattr(exception, "kind", "other")
         state.failures_total[kind] = state.failures_total.get(kind, 0) + 1
+    if context.__class__ is dict:  # an HTTP user's: locust merges it into a dict
+        context = context.get("ticket")
     window = getattr(context, "window", None)
     if window is None:
         return

@@ -23,12 +23,14 @@ import time
 from typing import Any
 
 import gevent
-from locust import User, task
+from locust import FastHttpUser, User, task
 
 from clients.harness import (
+    ExchangeError,
     TCPClient,
     UDPClient,
     as_exchange_error,
+    classify,
     exchange_once,
     parse_endpoint,
 )
@@ -210,7 +212,89 @@ class UDPUser(SocketUser):
         return UDPClient(self.address, self.port, expect=self.expect, timeout=self.io_timeout)
 
 
-USER_CLASSES: dict[str, type[SocketUser]] = {"tcp": TCPUser, "udp": UDPUser}
+class HTTPUser(FastHttpUser):
+    """GET / over HTTP/1.1 with locust's own FastHttpUser, every response verified (status
+    200, the body ``Hello, World!``), failures in the harness's classes.
+
+    ``persistent`` keeps its keep-alive connection (a new one at each phase, so a
+    window is measured on connections opened in it); ``connect`` asks for
+    ``Connection: close`` and so opens a new connection for every request.
+    """
+
+    transport = "http"
+    network_timeout = connection_timeout = 5.0  # replaced by the options in on_start
+    max_retries = 0  # a failed request is a failure, not a silent second try
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        error = safety_error(self.host, options)
+        if error:
+            raise ValueError(error)
+        self.mode = options.mode
+        self.think = float(options.think_time)
+        self.headers = {"Connection": "close"} if self.mode == "connect" else {}
+        self.request_name = f"GET / ({self.mode})"
+        self._phase: object = None
+        self.uid = next(_user_ids)
+        pool = self.client.client.clientpool
+        pool.client_args.update(connection_timeout=float(options.connect_timeout),
+                                network_timeout=float(options.io_timeout))
+        stepstats.STATE.users.add(self.uid)
+
+    def wait_time(self) -> float:
+        return self.think
+
+    def on_stop(self) -> None:
+        stepstats.STATE.users.discard(getattr(self, "uid", None))
+        self.client.client.clientpool.close()
+
+    @task
+    def get(self) -> None:
+        for _ in range(BATCH if self.think <= 0 else 1):
+            self._get()
+
+    def _get(self) -> None:
+        state = stepstats.STATE
+        if self._phase is not state.phase:  # a new phase: a connection opened within it
+            self.client.client.clientpool.close()
+            self._phase = state.phase
+        ticket = stepstats.take(self.uid)
+        start = time.perf_counter()
+        with self.client.get("/", name=self.request_name, headers=self.headers,
+                             context={"ticket": ticket}, catch_response=True) as response:
+            failure = http_failure(response)
+            if failure is not None:
+                response.failure(failure)
+            else:
+                response.success()
+        if failure is not None and self.think <= 0:
+            elapsed = time.perf_counter() - start
+            if elapsed < FAILURE_PAUSE:
+                gevent.sleep(FAILURE_PAUSE - elapsed)
+
+
+#: What GET / answers (the http service's plaintext route, TechEmpower's test).
+HELLO = b"Hello, World!"
+
+
+def http_failure(response: Any) -> ExchangeError | None:
+    """The harness's failure for an HTTP response that is not GET /'s, or None."""
+    error = getattr(response, "error", None)
+    if error is not None:
+        # geventhttpclient wraps what the socket raised (in RetriesExceeded, as "original")
+        cause = getattr(error, "original", None)
+        kind = classify(cause if isinstance(cause, BaseException) else error)
+        if kind == "other" and "closed" in str(error).lower():
+            kind = "closed_early"
+        return ExchangeError(kind, f"{type(error).__name__}: {error}")
+    if response.status_code != 200:
+        return ExchangeError("mismatch", f"status {response.status_code}")
+    if response.content != HELLO:
+        return ExchangeError("mismatch", f"body {response.content[:40]!r}")
+    return None
+
+
+USER_CLASSES: dict[str, type[User]] = {"tcp": TCPUser, "udp": UDPUser, "http": HTTPUser}
 
 
 def pick_user_class(environment: Any, host: str | None) -> None:

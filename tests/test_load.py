@@ -222,6 +222,29 @@ def test_clients_served_and_fairness(model: str, fair: bool, tmp_path: Path) -> 
         assert clients["replies_max"] > 50 * max(clients["replies_min"], 1), clients
 
 
+@pytest.mark.parametrize("mode", ["persistent", "connect"])
+def test_http_with_locusts_fasthttpuser(mode: str, tmp_path: Path) -> None:
+    """--service http: locust's FastHttpUser, with the same windows, clients, sampling and
+    totals as the socket users."""
+    summary = run_load(spec(tmp_path, "--model", "select", "--service", "http", steps=[4],
+                            mode=mode))
+    check_summary(summary, tmp_path / "results")
+    assert_clean_run(summary)
+    step = summary["steps"][0]
+    assert step["bytes"] == len(b"Hello, World!") * step["served"]
+    assert step["clients"]["served_any"] == 4
+    assert summary["generator"]["matches_locust"]
+
+
+def test_http_failures_are_classed(tmp_path: Path) -> None:
+    """Responses later than --io-timeout are io_timeout failures, counted like the others."""
+    summary = run_load(spec(tmp_path, "--model", "threading", "--service", "http", "--delay",
+                            "1", steps=[3], io_timeout=0.3, connect_timeout=0.5))
+    step = summary["steps"][0]
+    assert step["failures"]["io_timeout"] >= 3 and step["served"] == 0, step["failures"]
+    assert summary["generator"]["matches_locust"]
+
+
 def _children_running_servers() -> list[psutil.Process]:
     found = []
     for child in psutil.Process().children(recursive=True):

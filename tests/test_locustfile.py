@@ -244,6 +244,17 @@ def test_plain_headless_tcp_run(serve: Any, tmp_path: Path) -> None:
     assert entry["total_content_length"] == 32 * entry["num_requests"]
 
 
+def test_http_scheme_picks_locusts_fasthttpuser(serve: Any, tmp_path: Path) -> None:
+    """Plain locust against the http service: GET / through FastHttpUser, every response
+    verified, no failure."""
+    server = serve("threading", "http")
+    url = "http://" + server.endpoint.url.partition("://")[2]
+    entry = headless(tmp_path, url)
+    assert entry["method"] == "GET" and entry["name"] == "GET / (persistent)"
+    assert entry["num_requests"] > 0 and entry["num_failures"] == 0
+    assert entry["total_content_length"] == len(b"Hello, World!") * entry["num_requests"]
+
+
 def test_udp_scheme_picks_the_udp_user(serve: Any, tmp_path: Path) -> None:
     server = serve("threading", "echo", udp=True)
     entry = headless(tmp_path, server.endpoint.url, "--mode", "connect")

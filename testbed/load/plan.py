@@ -41,8 +41,8 @@ def check_spec(spec: LoadSpec) -> Plan:
         raise LoadError(f"mode must be persistent, connect or arrivals, not {spec.mode!r}")
     if spec.mode == "arrivals" and spec.udp:
         raise LoadError("arrivals are new TCP connections; over UDP, use --mode connect")
-    if spec.expect not in (None, "echo", "upper"):
-        raise LoadError(f"expect must be echo or upper, not {spec.expect!r}")
+    if spec.expect not in (None, "echo", "upper", "http"):
+        raise LoadError(f"expect must be echo, upper or http, not {spec.expect!r}")
     if not spec.steps or any(int(n) != n or n < 1 for n in spec.steps):
         raise LoadError(f"steps must be user counts of 1 or more, not {spec.steps!r}")
     if not spec.step_time > 0:
@@ -72,8 +72,8 @@ def check_spec(spec: LoadSpec) -> Plan:
         if port is None:
             raise LoadError(f"--target needs a port: {scheme}://{host}:PORT")
         _check_payload(spec, scheme == "udp")
-        return Plan(spec, scheme == "udp", None, None, [], host, port, placement,
-                    spec.expect or "echo")
+        return _http_checked(Plan(spec, scheme == "udp", None, None, [], host, port, placement,
+                                  "http" if scheme == "http" else spec.expect or "echo"))
     from servers.cli import build_parser
 
     options = list(spec.server_options)
@@ -88,8 +88,21 @@ def check_spec(spec: LoadSpec) -> Plan:
     if parsed.udp and not registry.get_model(parsed.model).udp:
         raise LoadError(f"the {parsed.model} model serves TCP only")
     _check_payload(spec, bool(parsed.udp))
-    return Plan(spec, bool(parsed.udp), parsed.model, parsed.service, options, None, None,
-                placement, spec.expect or parsed.service)
+    return _http_checked(Plan(spec, bool(parsed.udp), parsed.model, parsed.service, options,
+                              None, None, placement, spec.expect or parsed.service))
+
+
+def _http_checked(plan: Plan) -> Plan:
+    """An HTTP load is locust's FastHttpUser: keep-alive or a connection per request."""
+    http_service = plan.service == "http"
+    if plan.service is not None and http_service != (plan.expect == "http"):
+        raise LoadError("the http service answers HTTP requests: leave --expect out"
+                        if http_service else
+                        f"the {plan.service} service does not answer HTTP requests")
+    if plan.expect == "http" and plan.spec.mode == "arrivals":
+        raise LoadError("arrivals are line requests on new TCP connections; for HTTP, use "
+                        "--mode connect (a new connection per request)")
+    return plan
 
 
 def _check_payload(spec: LoadSpec, udp: bool) -> None:

@@ -116,6 +116,8 @@ class LoadRun:
                                     status=1) from None
             self.sampler.watch("server", self.server.pid)
             url = self.server.endpoint.url  # type: ignore[attr-defined]
+            if plan.expect == "http":
+                url = "http://" + url.partition("://")[2]
             try:
                 ensure_loopback(self.server.host, allow_remote=spec.allow_remote)
             except UnsafeTarget as exc:
@@ -124,7 +126,8 @@ class LoadRun:
         else:
             probe_target(plan)
             host = f"[{plan.target_host}]" if ":" in plan.target_host else plan.target_host
-            url = f"{'udp' if plan.udp else 'tcp'}://{host}:{plan.target_port}"
+            scheme = "http" if plan.expect == "http" else "udp" if plan.udp else "tcp"
+            url = f"{scheme}://{host}:{plan.target_port}"
         master_files, worker_files = _locustfiles()
         port = free_port()
         common = locust_options(plan, self.run_dir, url, self.stop_file)
