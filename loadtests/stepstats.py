@@ -115,7 +115,7 @@ class Ticket:
         self.window, self.user = window, user
 
 
-class Phase:
+class Stretch:
     """One stretch of the schedule: a window, or the warm-up before one (window None)."""
 
     __slots__ = ("window", "name")
@@ -128,7 +128,7 @@ class State:
     """The process-wide phase, the windows still waiting for their attempts, the run's totals."""
 
     def __init__(self) -> None:
-        self.phase = Phase(None, "warmup 0")
+        self.phase = Stretch(None, "warmup 0")
         self.draining: list[Window] = []  # time up, attempts still running
         self.users: set[int] = set()  # the users running in this process
         self.total = 0  # every request event of the run, in any phase
@@ -142,11 +142,6 @@ class State:
         self.arrival_users = 1  # users sharing an offered arrival rate (the master says)
         self.started_mono: float | None = None  # the schedule's start, on this clock
         self.skipped = 0  # arrivals not made: too many attempts in flight
-
-    @property
-    def ctx(self) -> Phase:
-        """The current phase (the marker a persistent user compares to reconnect)."""
-        return self.phase
 
 
 STATE = State()
@@ -210,13 +205,13 @@ def _publish(data: dict[str, Any]) -> None:
 
 def _open(index: int, users: int) -> None:
     window = Window(index, users, STATE.runner.user_count, sorted(STATE.users))
-    STATE.phase = Phase(window, f"window {index}")
+    STATE.phase = Stretch(window, f"window {index}")
 
 
 def _end(index: int) -> Window | None:
     """The window's time is up: new attempts go to the next warm-up; it drains."""
     window = STATE.phase.window
-    STATE.phase = Phase(None, f"warmup {index + 1}")
+    STATE.phase = Stretch(None, f"warmup {index + 1}")
     if window is None:
         return None
     window.t_end, window.mono_end = time.time(), time.monotonic()
@@ -277,7 +272,7 @@ def start(runner: Any, options: Any, origin: float | None = None) -> None:
     """
     stop_clock()
     STATE.runner = runner
-    STATE.phase, STATE.draining = Phase(None, "warmup 0"), []
+    STATE.phase, STATE.draining = Stretch(None, "warmup 0"), []
     STATE.total = STATE.served_total = 0
     STATE.failures_total = {}
     STATE.started_mono, STATE.skipped = None, 0

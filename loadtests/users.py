@@ -157,37 +157,37 @@ class SocketUser(User):
                 client.close()
             client = self.client = self.new_client()
             self._phase = state.phase
-        ctx = stepstats.take(self.uid)
+        ticket = stepstats.take(self.uid)
         start = time.perf_counter()
         try:
             done = client.exchange(self.payload)
         except Exception as exc:  # noqa: BLE001 - every failure is reported with its class
             client.close()
-            self._failed(exc, start, ctx)
+            self._failed(exc, start, ticket)
             return
         self._fire(request_type=self.transport, name=self.request_name, response_time=done.latency * 1000.0,
-                   response_length=len(done.reply), exception=None, context=ctx)
+                   response_length=len(done.reply), exception=None, context=ticket)
 
     def _connect(self) -> None:
-        ctx = stepstats.take(self.uid)
+        ticket = stepstats.take(self.uid)
         start = time.perf_counter()
         try:
             done = exchange_once(self.address, self.port, self.payload,
                                  udp=self.transport == "udp", expect=self.expect,
                                  connect_timeout=self.connect_timeout, io_timeout=self.io_timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is reported with its class
-            self._failed(exc, start, ctx)
+            self._failed(exc, start, ticket)
             return
         # The whole cycle counts here: connect, exchange and close.
         self._fire(request_type=self.transport, name=self.request_name,
                    response_time=(time.perf_counter() - start) * 1000.0,
-                   response_length=len(done.reply), exception=None, context=ctx)
+                   response_length=len(done.reply), exception=None, context=ticket)
 
-    def _failed(self, exc: Exception, start: float, ctx: object) -> None:
+    def _failed(self, exc: Exception, start: float, ticket: object) -> None:
         elapsed = time.perf_counter() - start
         error = as_exchange_error(exc)
         self._fire(request_type=self.transport, name=self.request_name, response_time=elapsed * 1000.0,
-                   response_length=0, exception=error, context=ctx)
+                   response_length=0, exception=error, context=ticket)
         if self.think <= 0 and elapsed < FAILURE_PAUSE and self.mode != "arrivals":
             gevent.sleep(FAILURE_PAUSE - elapsed)
 
