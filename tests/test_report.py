@@ -514,3 +514,32 @@ def test_repeats_show_medians_and_spreads_and_how_stable_the_ranking_was(tmp_pat
     again = tmp_path / "again"
     assert write_report(written.markdown.parent / "results.json", again).markdown.read_text(
         encoding="utf-8") == text
+
+
+def test_agreement_of_runs_side_by_side(tmp_path):
+    """testbed report --agree: each run's first and last models side by side, whether they
+    agree, and which cells moved 10% or more between the runs."""
+    paths = []
+    for index in range(3):
+        runs = slow_io_runs()
+        if index == 2:  # threading collapsed (failing, so last), and served half at 10 users
+            runs[1]["summary"]["steps"][2] = step(50, 5.0, 4900, failures={"io_timeout": 100})
+            runs[1]["summary"]["steps"][1]["rps"] = 50.0
+        folder = tmp_path / f"run{index}"
+        folder.mkdir()
+        paths.append(write(folder, document(runs, ["slow-io"])))
+    result = subprocess.run([sys.executable, "-m", "testbed", "report", str(paths[0]),
+                             "--agree", str(paths[1])], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "| slow-io | first threading; last sequential | first threading; last sequential " \
+           "| yes |" in result.stdout
+    assert "1 of 1 scenarios name the same first and last models in all 2 runs." in result.stdout
+    three = subprocess.run([sys.executable, "-m", "testbed", "report", str(paths[0]),
+                            "--agree", str(paths[1]), str(paths[2])], capture_output=True,
+                           text=True, timeout=60)
+    assert three.returncode == 0, three.stderr
+    assert "| no |" in three.stdout and "0 of 1 scenarios" in three.stdout
+    assert "moved most: slow-io threading at 10, rps 95.0, 95.0, 50.0 (47%)" in three.stdout
+    assert "at 50," not in three.stdout  # a step that failed attempts is past capacity
+    assert list(tmp_path.glob("run*/report.md")) == []  # --agree writes nothing

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.args import ArgumentParser
-from testbed.reporting import csvfile, html, markdown, plots, tables
+from testbed.reporting import agreement, csvfile, html, markdown, plots, tables
 from testbed.reporting.data import Results, ResultsError, load
 from testbed.reporting.sentences import verdicts
 
@@ -84,14 +84,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the report there (default: next to results.json)")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="write the files, print only their paths")
+    parser.add_argument("--agree", type=Path, nargs="+", metavar="RESULTS",
+                        help="other runs of the same comparison: print every run's verdicts "
+                        "side by side and how much each cell moved between them (writes "
+                        "nothing)")
     return parser
+
+
+def _path(path: Path) -> Path:
+    return path / "results.json" if path.is_dir() else path
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    path: Path = args.results
-    if path.is_dir():
-        path = path / "results.json"
+    path = _path(args.results)
+    if args.agree:
+        paths = [path, *map(_path, args.agree)]
+        try:
+            runs = [load(each) for each in paths]
+        except ResultsError as exc:
+            print(f"testbed report: error: {exc}", file=sys.stderr)
+            return 2
+        names = [str(run.metadata.get("date") or each.parent.name)
+                 for run, each in zip(runs, paths, strict=True)]
+        print_text(agreement.render(runs, names))
+        return 0
     try:
         written = write_report(path, args.out)
     except ResultsError as exc:

@@ -316,7 +316,7 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
     return f"{head} {lead}; {last}.{_crash_clause(crashed)}"
 
 
-def _winner_and_loser(results: Results, scenario: ScenarioInfo,
+def winner_and_loser(results: Results, scenario: ScenarioInfo,
                       runs: list[Run]) -> tuple[set[str], set[str]] | None:
     """The models a verdict over ``runs`` puts first (with those level with it) and last."""
     measured = _measured(results, scenario, runs)
@@ -335,14 +335,14 @@ def stability(results: Results, scenario: ScenarioInfo) -> str | None:
                       if run.scenario == scenario.name})
     if len(repeats) < 2:
         return None
-    overall = _winner_and_loser(results, scenario, results.runs_for(scenario.name))
+    overall = winner_and_loser(results, scenario, results.runs_for(scenario.name))
     if overall is None:
         return None
     won = lost = 0
     for repeat in repeats:
         runs = [run for run in results.repeat_runs
                 if run.scenario == scenario.name and run.repeat == repeat]
-        found = _winner_and_loser(results, scenario, runs)
+        found = winner_and_loser(results, scenario, runs)
         if found is None:
             continue
         won += bool(found[0] & overall[0])

@@ -1,0 +1,107 @@
+"""Do several comparisons agree? Their verdicts side by side, and how much each cell moved.
+
+``testbed report --agree A/results.json B/results.json C/results.json`` reads
+runs of the same comparison made one after another and prints, per scenario,
+what each named first and last (a model, or the models level with it) and
+whether they all agree; then, for every cell measured in all of them that was
+neither generator-bound nor saturated (a step where the server failed some
+attempts is past its capacity: there a small change in load moves the figure
+a lot), the spread of its deciding figure between the runs, (max - min) /
+median, and the share of cells under :data:`STEADY`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from testbed.reporting.data import Results, ScenarioInfo
+from testbed.reporting.sentences import winner_and_loser
+from testbed.reporting.tables import fmt
+
+#: A cell that moves less than this between runs (relative to its median) holds.
+STEADY = 0.10
+
+
+@dataclass(frozen=True)
+class Cell:
+    scenario: str
+    model: str
+    step: float
+    figure: str
+    values: tuple[float, ...]
+
+    @property
+    def moved(self) -> float:
+        """(max - min) / median of the figure over the runs."""
+        middle = statistics.median(self.values)
+        return (max(self.values) - min(self.values)) / middle if middle else 0.0
+
+
+def _names(models: set[str]) -> str:
+    return " = ".join(sorted(models)) if models else "–"
+
+
+def _figure(scenario: ScenarioInfo) -> str:
+    return {"served_share": "served_share", "cpu_us_per_request": "bench:cpu_us_per_request"
+            }.get(scenario.metric, "rps")
+
+
+def cells(runs: list[Results]) -> list[Cell]:
+    """Every (scenario, model, step) measured in all runs, neither generator-bound nor
+    saturated, with its deciding figure in each run."""
+    found = []
+    first = runs[0]
+    for scenario in first.scenarios:
+        figure = _figure(scenario)
+        for run in first.runs_for(scenario.name):
+            for step in run.steps:
+                values = []
+                for results in runs:
+                    other = results.run(run.model, scenario.name)
+                    there = other.at(step.users) if other is not None else None
+                    if other is None or other.crashed or there is None:
+                        break
+                    if there.generator_bound or (there.failed and figure == "rps"):
+                        break
+                    source = other.capacity if figure.startswith("bench:") else there
+                    value = None if source is None else source.value(figure.partition(":")[2]
+                                                                     or figure)
+                    if value is None:
+                        break
+                    values.append(value)
+                else:
+                    found.append(Cell(scenario.name, run.model, step.users, figure,
+                                      tuple(values)))
+    return [cell for cell in found if len(cell.values) == len(runs)]
+
+
+def render(runs: list[Results], names: list[str]) -> str:
+    """The verdicts side by side (a Markdown table), then how much the cells moved."""
+    lines = ["| scenario | " + " | ".join(names) + " | agree |",
+             "|---|" + "---|" * len(names) + "---|"]
+    agreed = 0
+    scenarios = [s for s in runs[0].scenarios
+                 if all(any(o.name == s.name for o in r.scenarios) for r in runs)]
+    for scenario in scenarios:
+        found = []
+        for results in runs:
+            info = next(s for s in results.scenarios if s.name == scenario.name)
+            found.append(winner_and_loser(results, info, results.runs_for(info.name)))
+        shown = [f"first {_names(f[0])}; last {_names(f[1])}" if f else "–" for f in found]
+        same = all(f is not None for f in found) and len({(frozenset(f[0]), frozenset(f[1]))
+                                                           for f in found if f}) == 1
+        agreed += same
+        lines.append(f"| {scenario.name} | " + " | ".join(shown) + f" | {'yes' if same else 'no'} |")
+    measured = cells(runs)
+    steady = [cell for cell in measured if cell.moved < STEADY]
+    lines += ["", f"{agreed} of {len(scenarios)} scenarios name the same first and last models "
+              f"in all {len(runs)} runs."]
+    if measured:
+        lines.append(f"{len(steady)} of {len(measured)} cells (neither generator-bound nor "
+                     f"saturated) moved less than {STEADY:.0%} between the runs.")
+        worst = sorted(measured, key=lambda cell: cell.moved, reverse=True)[:5]
+        lines += [f"- moved most: {cell.scenario} {cell.model} at {cell.step:g}, "
+                  f"{cell.figure} {', '.join(fmt('us', v) for v in cell.values)} "
+                  f"({cell.moved:.0%})" for cell in worst if cell.moved >= STEADY]
+    return "\n".join(lines)
