@@ -42,7 +42,8 @@ def test_parse_endpoint() -> None:
     assert parse_endpoint("udp://[::1]:53") == ("udp", "::1", 53)
     assert parse_endpoint("localhost:80") == ("tcp", "localhost", 80)
     assert parse_endpoint("http://127.0.0.1:8080") == ("http", "127.0.0.1", 8080)
-    for bad in ("https://127.0.0.1:443", "ftp://127.0.0.1:21", "tcp://127.0.0.1", "tcp://127.0.0.1:99999", "", None):
+    for bad in ("https://127.0.0.1:443", "ftp://127.0.0.1:21", "tcp://127.0.0.1",
+                "tcp://127.0.0.1:99999", "", None):
         with pytest.raises(ValueError):
             parse_endpoint(bad)
 
