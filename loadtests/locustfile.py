@@ -27,6 +27,7 @@ from typing import Any
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
+from clients.harness import EXPECTED
 from loadtests import stepstats
 from loadtests.users import HTTPUser, TCPUser, UDPUser, pick_user_class, safety_error
 
@@ -44,7 +45,7 @@ def add_arguments(parser: Any) -> None:
                        help="persistent: one connection per user; connect: one per request; "
                        "arrivals: new connections at an offered rate (the steps are "
                        "connections per second), Poisson arrivals, each independent of the others")
-    group.add_argument("--expect", choices=["echo", "upper", "http"], default="echo",
+    group.add_argument("--expect", choices=[*EXPECTED, "http"], default="echo",
                        help="the service's answer to check replies against (default echo; "
                        "an http:// host always checks the http service's GET /)")
     group.add_argument("--think-time", type=float, default=0.0, metavar="S",

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
+from clients.harness import EXPECTED
+from servers import registry
 from tests.conftest import no_traceback, require_tool
 from tests.test_safety import ROOT
 
@@ -201,12 +203,12 @@ def saw_eof_within(conn: socket.socket, seconds: float) -> bool:
 
 # -- talking to testbed servers ---------------------------------------------------------
 
-@pytest.mark.parametrize("service", ["echo", "upper"])
+@pytest.mark.parametrize("service", registry.line_services())
 def test_binary_round_trip_through_a_server(serve, service):
     server = serve("threading", service, "--quiet")
     result = run_nc(["-N", server.host, str(server.port)], stdin=BINARY)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (BINARY if service == "echo" else BINARY.upper())
+    assert result.stdout == EXPECTED[service](BINARY)
     assert result.stderr == b""
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clients.harness import EXPECTED
 from testbed.args import (
     ArgumentParser,
     add_target_options,
@@ -71,7 +72,7 @@ def build_parser() -> ArgumentParser:
                         "--mode arrivals and --step)")
     parser.add_argument("--payload-size", type=positive(int), default=64, metavar="B",
                         help="bytes per request, newline included (default 64)")
-    parser.add_argument("--expect", choices=("echo", "upper"),
+    parser.add_argument("--expect", choices=(*EXPECTED, "http"),
                         help="the answer to check replies against (default: the --service)")
     parser.add_argument("--think-time", type=non_negative, default=0.0, metavar="S",
                         help="seconds each user waits between requests (default 0)")

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from clients.harness import ExchangeError, exchange_once, open_connection, parse_endpoint
+from clients.harness import EXPECTED, ExchangeError, exchange_once, open_connection, parse_endpoint
 from clients.safety import UnsafeTarget, ensure_loopback
 from testbed.load.spec import LoadError, LoadSpec
 
@@ -41,8 +41,9 @@ def check_spec(spec: LoadSpec) -> Plan:
         raise LoadError(f"mode must be persistent, connect or arrivals, not {spec.mode!r}")
     if spec.mode == "arrivals" and spec.udp:
         raise LoadError("arrivals are new TCP connections; over UDP, use --mode connect")
-    if spec.expect not in (None, "echo", "upper", "http"):
-        raise LoadError(f"expect must be echo, upper or http, not {spec.expect!r}")
+    if spec.expect not in (None, *EXPECTED, "http"):
+        raise LoadError(f"expect must be one of {', '.join([*EXPECTED, 'http'])}, "
+                        f"not {spec.expect!r}")
     if not spec.steps or any(int(n) != n or n < 1 for n in spec.steps):
         raise LoadError(f"steps must be user counts of 1 or more, not {spec.steps!r}")
     if not spec.step_time > 0:
