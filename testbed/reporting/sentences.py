@@ -291,7 +291,8 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
     if len(level) > 1:
         # Level on the scenario's figure: the lowest p99 among them leads.
         winner = min(level, key=lambda pair: (pair[1].p99_ms is None, pair[1].p99_ms or 0.0))
-        extra = _why_winner(scenario, winner).partition(", ")[2]
+        extra = ", ".join(part for part in _why_winner(scenario, winner).split(", ")
+                          if not part.startswith("p99 "))
         lead = (f"{_names([run for run, _ in level])} were level at the top with "
                 f"{_figure(scenario, ranked[0])}, {winner[0].model} with the lowest p99 "
                 f"({human_ms(winner[1].p99_ms)}{', ' + extra if extra else ''})")
