@@ -74,12 +74,11 @@ def _build(state: dict[str, Any], table: dict[str, dict[str, Any]], save) -> Non
     _add_namespace(state, fabric, save)
     if any(c.get("delay") for c in table.values()):
         conditions.check_netem(fabric)
-    # the fabric only forwards: no addresses of its own, IPv6 off so its ports stay silent
-    iproute.run([*iproute.exec_prefix(fabric), "sysctl", "-qw",
-                 "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+    # the fabric only forwards: no addresses of its own, not even IPv6 link-local ones
     state["links"].append({"namespace": fabric, "name": bridge})
     save(state)
     iproute.ip(fabric, "link", "add", bridge, "type", "bridge")
+    iproute.ip(fabric, "link", "set", bridge, "addrgenmode", "none")
     iproute.ip(fabric, "link", "set", bridge, "up")
     for entry in state["hosts"]:
         ns, port, dev = entry["namespace"], entry["port"], entry["interface"]
@@ -87,7 +86,7 @@ def _build(state: dict[str, Any], table: dict[str, dict[str, Any]], save) -> Non
         state["links"].append({"namespace": fabric, "name": port, "peer": dev, "peer_ns": ns})
         save(state)
         iproute.ip(fabric, "link", "add", port, "type", "veth", "peer", "name", dev, "netns", ns)
-        iproute.ip(fabric, "link", "set", port, "master", bridge, "up")
+        iproute.ip(fabric, "link", "set", port, "master", bridge, "addrgenmode", "none", "up")
         iproute.ip(ns, "addr", "add", f"{entry['ipv4']}/24", "dev", dev)
         iproute.ip(ns, "-6", "addr", "add", f"{entry['ipv6']}/64", "dev", dev, "nodad")
         iproute.ip(ns, "link", "set", dev, "up")
