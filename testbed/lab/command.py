@@ -104,10 +104,13 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _process_lines(state: dict[str, Any]) -> list[str]:
+    """The processes in the lab's hosts; ``*`` marks those started with testbed lab exec."""
+    recorded = {p["pid"] for p in state.get("processes", []) if members.alive(p)}
     lines = []
-    for proc in state.get("processes", []):
-        mark = "" if members.alive(proc) else " (exited)"
-        lines.append(f"  pid {proc['pid']} in {proc['host']}: {' '.join(proc['argv'])}{mark}")
+    for host, procs in sorted(members.inside(state).items()):
+        for pid, line in procs:
+            mark = "*" if pid in recorded else " "
+            lines.append(f"  {mark}pid {pid:<7} in {host}: {line[:120]}")
     return lines
 
 
@@ -121,7 +124,10 @@ def _status(args: argparse.Namespace) -> int:
     else:
         states = lab_state.all_states()
     if args.json:
-        print(json.dumps([{**s, "up": lab_state.is_up(s)} for s in states], indent=1))
+        print(json.dumps([{**s, "up": lab_state.is_up(s),
+                           "running": {host: [{"pid": pid, "command": line} for pid, line in procs]
+                                       for host, procs in members.inside(s).items()}}
+                          for s in states], indent=1))
         return 0
     if not states:
         print("no lab is up")
@@ -136,7 +142,7 @@ def _status(args: argparse.Namespace) -> int:
             cond = conditions.describe(state.get("conditions", {}).get(entry["name"]))
             print(f"  {entry['name']}  {entry['namespace']:<18} {entry['ipv4']:<15} "
                   f"{entry['ipv6']:<24} {entry['interface']} <-> {entry['port']}  {cond}")
-        print(*(_process_lines(state) or ["  no processes started by the lab"]), sep="\n")
+        print(*(_process_lines(state) or ["  no process runs in the lab's hosts"]), sep="\n")
     return 0
 
 

@@ -71,6 +71,24 @@ def in_namespaces(inodes: set[int]) -> list[int]:
     return found
 
 
+def inside(state: dict[str, Any]) -> dict[str, list[tuple[int, str]]]:
+    """{host: [(pid, command line)]} of every process running in each of the lab's hosts."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    by_inode = {ns["inode"]: ns["name"] for ns in state.get("namespaces", [])
+                if lab_state.netns_inode(ns["name"]) == ns["inode"]}
+    host_of = {entry["namespace"]: entry["name"] for entry in state["hosts"]}
+    for pid in in_namespaces(set(by_inode)):
+        try:
+            proc = psutil.Process(pid)
+            inode = os.stat(f"/proc/{pid}/ns/net").st_ino
+            line = " ".join(proc.cmdline()) or proc.name()
+        except (psutil.Error, OSError):
+            continue
+        host = host_of.get(by_inode.get(inode, ""), "fabric")
+        found.setdefault(host, []).append((pid, line))
+    return found
+
+
 def stop(pids: list[int], grace: float = 2.0) -> None:
     """SIGTERM each pid, then SIGKILL the ones still alive after ``grace`` seconds."""
     procs = []
