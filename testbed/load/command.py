@@ -92,6 +92,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--web", action="store_true",
                         help="show locust's web UI on 127.0.0.1 while the schedule runs")
     parser.add_argument("--web-port", type=int, default=8089, metavar="PORT")
+    parser.add_argument("--lab", metavar="NAME", help="run across the hosts of a lab that is up "
+                        "(testbed lab): server on h1, locust master on h2, workers on h3..hN")
     return parser
 
 
@@ -141,7 +143,7 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> LoadSpec:
         expect=args.expect, think_time=args.think_time,
         connect_timeout=args.connect_timeout, io_timeout=args.io_timeout,
         workers=args.workers, pin=args.pin, out_dir=args.out, web=args.web,
-        web_port=args.web_port)
+        web_port=args.web_port, lab=args.lab)
 
 
 def _fmt(value: Any, spec: str = ",.0f") -> str:
