@@ -42,3 +42,19 @@ def test_a_load_on_a_lab_that_is_not_up_is_one_line(lab_env, tmp_path: Path):
     assert done.returncode == 2
     assert "lab nolab is not up" in one_line(done.stderr)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_comparison_across_the_lab_records_its_placement(make_lab, lab_env, tmp_path):
+    lab = make_lab("--hosts", "3", "--rate", "100mbit")
+    out = tmp_path / "results"
+    done = run([*TESTBED, "compare", "--lab", lab.name, "--models", "select", "--scenarios",
+                "fast", "--steps", "2", "--run-time", "0.5", "--warmup", "0.3", "--workers", "1",
+                "--out", str(out), "--quiet"],
+               {**lab_env, "TESTBED_CALIBRATION": str(tmp_path / "calibration.json")})
+    assert done.returncode == 0, done.stderr
+    folder = next(out.glob("compare-*"))
+    meta = json.loads((folder / "results.json").read_text())["metadata"]
+    assert meta["lab"]["lab"] == lab.name and meta["lab"]["server"]["host"] == "h1"
+    assert meta["lab"]["conditions"]["h1"]["rate"] == "100mbit"
+    report = (folder / "report.md").read_text()
+    assert f"across lab {lab.name}" in report and "every link: rate 100mbit" in report
