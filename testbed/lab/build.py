@@ -132,8 +132,11 @@ def down(state: dict[str, Any]) -> list[str]:
     """Remove everything ``state`` records; the problems met (nothing raised) are returned."""
     problems: list[str] = []
     state["status"] = "down"
+    # A namespace is the lab's if its handle has the recorded inode; one recorded without an
+    # inode was being made when `up` was killed (it checked the name was free just before).
     mine = {ns["name"] for ns in state.get("namespaces", [])
-            if ns.get("inode") is not None and lab_state.netns_inode(ns["name"]) == ns["inode"]}
+            if lab_state.netns_inode(ns["name"]) is not None
+            and ns.get("inode") in (None, lab_state.netns_inode(ns["name"]))}
     members.stop_all(state)
     for table in reversed(state.get("nft_tables", [])):
         if table["namespace"] in mine:

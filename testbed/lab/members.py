@@ -113,8 +113,8 @@ def stop(pids: list[int], grace: float = 2.0) -> None:
 def stop_all(state: dict[str, Any]) -> None:
     """Stop the recorded processes, then every process still inside the lab's namespaces."""
     stop([p["pid"] for p in state.get("processes", []) if alive(p)])
-    inodes = {ns["inode"] for ns in state.get("namespaces", [])
-              if lab_state.netns_inode(ns["name"]) == ns["inode"]}
+    inodes = {lab_state.netns_inode(ns["name"]) for ns in state.get("namespaces", [])
+              if ns.get("inode") in (None, lab_state.netns_inode(ns["name"]))} - {None}
     for _ in range(3):
         pids = in_namespaces(inodes) if inodes else []
         if not pids:

@@ -103,7 +103,6 @@ def test_a_lossy_link_drops_its_share_of_datagrams(make_lab):
 
 
 def test_delay_needs_netem_and_says_so_where_it_is_missing(make_lab, lab_env):
-    before = netns_names()
     done = run([*TESTBED, "lab", "up", "--name", "tdelay", "--hosts", "2", "--delay", "20ms"],
                lab_env)
     if done.returncode == 0:  # this kernel has netem: a round trip takes the delay more
@@ -118,4 +117,4 @@ def test_delay_needs_netem_and_says_so_where_it_is_missing(make_lab, lab_env):
         return
     assert done.returncode == 2
     assert "netem" in one_line(done.stderr)
-    assert netns_names() == before, "a refused lab left a namespace behind"
+    assert not {"tb-tdelay-fabric", "tb-tdelay-h1"} & netns_names(), "a refused lab left one"
