@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import one_line
 from tests.lab.conftest import TESTBED, run
 
@@ -44,6 +46,13 @@ def test_a_load_on_a_lab_that_is_not_up_is_one_line(lab_env, tmp_path: Path):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_load_across_the_lab_has_no_web_ui(make_lab, lab_env, tmp_path: Path):
+    lab = make_lab("--hosts", "2")
+    done = run([*TESTBED, "load", "--lab", lab.name, "--web", "--out", str(tmp_path)], lab_env)
+    assert done.returncode == 2 and "--web with --lab" in one_line(done.stderr)
+
+
+@pytest.mark.slow  # 6-8 s: a whole comparison, for one model
 def test_a_comparison_across_the_lab_records_its_placement(make_lab, lab_env, tmp_path):
     lab = make_lab("--hosts", "3", "--rate", "100mbit")
     out = tmp_path / "results"
