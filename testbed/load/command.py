@@ -135,6 +135,8 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> LoadSpec:
     if args.target and server_options_given(argv, ignore=("--udp", "--workers")):
         raise LoadError("give either --target or server options (--model, --service, ...), "
                         "not both")
+    if args.lab and args.web:
+        raise LoadError("--web with --lab: the web UI would listen inside h2, out of reach")
     return LoadSpec(
         server_options=[] if args.target else server_options_from(args),
         target=args.target, allow_remote=args.allow_remote, steps=steps,
