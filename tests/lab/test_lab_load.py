@@ -58,7 +58,7 @@ def test_a_comparison_across_the_lab_records_its_placement(make_lab, lab_env, tm
     out = tmp_path / "results"
     done = run([*TESTBED, "compare", "--lab", lab.name, "--models", "select", "--scenarios",
                 "fast", "--steps", "2", "--run-time", "0.5", "--warmup", "0.3", "--workers", "1",
-                "--out", str(out), "--quiet"],
+                "--repeat", "1", "--out", str(out), "--quiet"],
                {**lab_env, "TESTBED_CALIBRATION": str(tmp_path / "calibration.json")})
     assert done.returncode == 0, done.stderr
     folder = next(out.glob("compare-*"))
