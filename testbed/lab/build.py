@@ -140,8 +140,11 @@ def down(state: dict[str, Any]) -> list[str]:
     members.stop_all(state)
     for table in reversed(state.get("nft_tables", [])):
         if table["namespace"] in mine:
-            iproute.nft(table["namespace"], f"delete table {table['family']} {table['name']}\n",
-                        check=False)
+            try:  # without nft there is no table to delete (it would go with its namespace)
+                iproute.nft(table["namespace"],
+                            f"delete table {table['family']} {table['name']}\n", check=False)
+            except LabError:
+                pass
     for link in reversed(state.get("links", [])):
         if link["namespace"] in mine:
             done = iproute.ip(link["namespace"], "link", "del", link["name"], check=False)

@@ -38,7 +38,7 @@ def build_parser() -> ArgumentParser:
         up.add_argument(f"--{kind}", type=conditions.option(kind), action="append", default=[],
                         metavar="[HOST=]VALUE",
                         help=f"e.g. {example} or h2={example}: {what}, on every link or one "
-                             "host's, both directions (repeatable)")
+                             "host's, both directions (repeatable)".replace("%", "%%"))
     run = commands.add_parser("exec", help="run a command inside a host")
     _name(run)
     run.add_argument("host", help="h1, h2, ...")
@@ -148,12 +148,12 @@ def _status(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     lab_state.check_name(args.name)
-    with lab_state.locked():
+    with lab_state.locked():  # held throughout: a lab exec ending now must not rewrite the file
         state = lab_state.load(args.name)
-    if state is None:
-        print(f"lab {args.name} is down (nothing recorded in {lab_state.state_dir()})")
-        return 0
-    problems = build.down(state)
+        if state is None:
+            print(f"lab {args.name} is down (nothing recorded in {lab_state.state_dir()})")
+            return 0
+        problems = build.down(state)
     if problems:
         raise LabError(f"lab {args.name}: could not remove everything: {'; '.join(problems)} "
                        f"(state kept in {lab_state.state_path(args.name)})")

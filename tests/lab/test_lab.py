@@ -211,3 +211,10 @@ def test_down_cleans_up_after_up_was_killed_half_way(lab_env):
             up.wait()
         if state_file.exists():
             run([*TESTBED, "lab", "down", "--name", "thalf"], lab_env)
+
+
+@pytest.mark.parametrize("command", [[], ["up"], ["exec"], ["status"], ["down"]])
+def test_help_needs_no_privileges(command):
+    done = subprocess.run([*TESTBED, "lab", *command, "--help"], capture_output=True, text=True,
+                          timeout=20, cwd=ROOT)
+    assert done.returncode == 0 and "usage: testbed lab" in done.stdout, done.stderr
