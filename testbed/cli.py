@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("testbed.compare:main", "run every model through the same scenarios, report"),
     "report": ("testbed.reporting:main", "rebuild a comparison report from its results.json"),
     "resilience": ("testbed.resilience:main", "attack every model on loopback, print figures"),
+    "lab": ("testbed.lab:main", "hosts in network namespaces on a bridge: up, exec, status, down"),
 }
 
 

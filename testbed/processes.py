@@ -189,15 +189,18 @@ def server_argv(options: Sequence[str], nofile: int | None = None) -> list[str]:
 
 def start_server(options: Sequence[str], *, ready_timeout: float = 15.0,
                  stderr_path: str | Path | None = None,
-                 env: dict[str, str] | None = None, nofile: int | None = None) -> ServerProcess:
+                 env: dict[str, str] | None = None, nofile: int | None = None,
+                 prefix: Sequence[str] = ()) -> ServerProcess:
     """Start ``testbed serve OPTIONS`` (port 0 unless given) and wait for its ready line.
 
-    ``nofile`` sets the server's soft limit of open descriptors (to study exhaustion).
+    ``nofile`` sets the server's soft limit of open descriptors (to study exhaustion);
+    ``prefix`` goes before the argv (``ip netns exec NS`` runs it in a lab host).
     """
     options = list(options)
     if "--port" not in options and "-p" not in options:
         options += ["--port", "0"]
-    proc = ServerProcess(server_argv(options, nofile), stderr_path=stderr_path, env=env)
+    proc = ServerProcess([*prefix, *server_argv(options, nofile)], stderr_path=stderr_path,
+                         env=env)
     try:
         match = proc.wait_for_line(READY_LINE, ready_timeout)
     except BaseException:

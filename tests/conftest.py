@@ -54,6 +54,18 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def require_root() -> None:
+    """Skip unless this process may build network namespaces; fail if CI requires it."""
+    from testbed.lab import iproute
+
+    why = iproute.missing_privilege() or iproute.missing_tool()
+    if why is None:
+        return
+    if os.environ.get("TESTBED_REQUIRE_ROOT") == "1":
+        pytest.fail(f"{why} (TESTBED_REQUIRE_ROOT=1)")
+    pytest.skip(why)
+
+
 def no_traceback(stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
 

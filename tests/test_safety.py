@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from clients.safety import UnsafeTarget, ensure_loopback, resolve
+from clients.safety import UnsafeTarget, ensure_allowed, ensure_loopback, labs_up, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,3 +76,24 @@ print("events:", seen)
     assert result.returncode == 0, result.stderr
     assert "refused: refusing to send traffic to 10.0.0.1" in result.stdout
     assert "events: []" in result.stdout
+
+
+@pytest.mark.parametrize("host", ["198.18.0.1", "fd74:6573:7462::1"])
+def test_a_lab_address_is_refused_when_no_lab_is_up(host, tmp_path, monkeypatch):
+    monkeypatch.setenv("TESTBED_LAB_DIR", str(tmp_path))
+    with pytest.raises(UnsafeTarget) as caught:
+        ensure_allowed(host)
+    assert "not a loopback address nor one of a lab that is up" in str(caught.value)
+
+
+def test_a_state_file_alone_does_not_make_a_lab_up(tmp_path, monkeypatch):
+    """A lab whose namespaces are gone (a reboot, a manual ip netns del) is not up."""
+    monkeypatch.setenv("TESTBED_LAB_DIR", str(tmp_path))
+    (tmp_path / "gone.json").write_text(json.dumps({
+        "format": "testbed-lab/1", "name": "gone", "status": "up",
+        "ipv4": "198.18.0.0/24", "ipv6": "fd74:6573:7462::/64",
+        "namespaces": [{"name": "tb-gone-never-made", "inode": 1}]}))
+    assert labs_up() == []
+    with pytest.raises(UnsafeTarget):
+        ensure_allowed("198.18.0.1")
+    ensure_allowed("127.0.0.1")

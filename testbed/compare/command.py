@@ -50,6 +50,8 @@ def build_parser() -> ArgumentParser:
                         help="locust worker processes (default: CPUs minus one, at least 1)")
     parser.add_argument("--pin", action="store_true",
                         help="pin the server and the load generator to separate cores")
+    parser.add_argument("--lab", metavar="NAME", help="run every contender across the hosts of "
+                        "a lab that is up (testbed lab): server h1, master h2, workers h3..hN")
     parser.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
                         help="where compare-<timestamp>/ is written (default %(default)s)")
     parser.add_argument("--list", action="store_true",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from typing import Any
 
 from testbed.compare import contenders
 from testbed.compare.scenarios import QUICK_BUDGET, Preset, Scenario, Timing, preset
@@ -59,6 +60,7 @@ class ComparisonPlan:
     repeats: int = 1
     repeats_from_budget: bool = False  # the preset's budget chose the repeats, not --repeat
     runs: list[PlannedRun] = field(default_factory=list)
+    lab: dict[str, Any] | None = None  # --lab: the placement and conditions (testbed.lab)
 
     def estimate(self, overhead: float = OVERHEAD_GUESS) -> float:
         return sum(run.step_seconds() + overhead for run in self.runs)
@@ -111,6 +113,14 @@ def make_plan(args: argparse.Namespace) -> ComparisonPlan:
         repeats = max(1, min(MAX_BUDGET_REPEATS, int(budget // max(one, 1e-9))))
         plan.repeats_from_budget = True
     plan.repeats = repeats
+    if getattr(args, "lab", None):
+        from testbed.lab.placement import placement
+        from testbed.lab.state import LabError
+
+        try:
+            plan.lab = placement(args.lab, plan.workers).describe()
+        except LabError as exc:
+            raise LookupError(f"--lab: {exc}") from None
     plan.runs = runs_in_order(scenarios, models, repeats)
     return plan
 

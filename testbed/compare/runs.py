@@ -72,7 +72,7 @@ def load_spec(plan: ComparisonPlan, run: PlannedRun, out_dir: Path) -> Any:
         expect=scenario.service, think_time=scenario.think_time,
         connect_timeout=scenario.connect_timeout, io_timeout=scenario.io_timeout,
         workers=plan.workers, pin=plan.pin, out_dir=out_dir,
-        run_id=run_dir_name(run),
+        run_id=run_dir_name(run), lab=plan.lab and plan.lab["lab"],
         locust_html=False)  # the comparison writes its own report (locust's: 1 MB a run)
 
 
@@ -157,7 +157,7 @@ def results_document(plan: ComparisonPlan, runs: list[dict], argv: list[str], st
             "duration_s": round(seconds, 1),
             "preset": plan.preset.name, "warmup_s": plan.warmup, "window_s": plan.window,
             "repeats": plan.repeats,
-            "workers": plan.workers, "pin": plan.pin,
+            "workers": plan.workers, "pin": plan.pin, "lab": plan.lab,
             "command_line": shlex.join(["testbed", "compare", *argv]),
             "interrupted": interrupted,
             "machine": machine(),

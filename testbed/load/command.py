@@ -92,6 +92,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--web", action="store_true",
                         help="show locust's web UI on 127.0.0.1 while the schedule runs")
     parser.add_argument("--web-port", type=int, default=8089, metavar="PORT")
+    parser.add_argument("--lab", metavar="NAME", help="run across the hosts of a lab that is up "
+                        "(testbed lab): server on h1, locust master on h2, workers on h3..hN")
     return parser
 
 
@@ -133,6 +135,8 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> LoadSpec:
     if args.target and server_options_given(argv, ignore=("--udp", "--workers")):
         raise LoadError("give either --target or server options (--model, --service, ...), "
                         "not both")
+    if args.lab and args.web:
+        raise LoadError("--web with --lab: the web UI would listen inside h2, out of reach")
     return LoadSpec(
         server_options=[] if args.target else server_options_from(args),
         target=args.target, allow_remote=args.allow_remote, steps=steps,
@@ -141,7 +145,7 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> LoadSpec:
         expect=args.expect, think_time=args.think_time,
         connect_timeout=args.connect_timeout, io_timeout=args.io_timeout,
         workers=args.workers, pin=args.pin, out_dir=args.out, web=args.web,
-        web_port=args.web_port)
+        web_port=args.web_port, lab=args.lab)
 
 
 def _fmt(value: Any, spec: str = ",.0f") -> str:

@@ -93,6 +93,7 @@ class LoadRun:
         self._files: list[Any] = []
         self._said = ""
         self._stopped = False
+        self.lab: Any = None  # the lab's placement (testbed.lab.placement), with --lab
 
     def say(self, text: str) -> None:
         if self.progress is not None and text != self._said:
@@ -102,6 +103,8 @@ class LoadRun:
     def start(self) -> str:
         """Start the server (unless there is a target) and locust; returns the URL loaded."""
         plan, spec = self.plan, self.spec
+        self.lab = _lab_placement(spec)
+        lab = self.lab
         server_cpus = locust_cpus = None
         if isinstance(plan.placement, dict):
             server_cpus, locust_cpus = plan.placement["server"], plan.placement["locust"]
@@ -109,8 +112,10 @@ class LoadRun:
             self.say("starting the server")
             with cpu_affinity(server_cpus):
                 try:
-                    self.server = start_server(plan.server_options,
-                                               stderr_path=self.run_dir / "server.log")
+                    self.server = start_server(
+                        [*plan.server_options, *(["--host", lab.server.ipv4] if lab else [])],
+                        stderr_path=self.run_dir / "server.log",
+                        prefix=lab.server.prefix if lab else ())
                 except StartError as exc:
                     raise LoadError(f"the server did not start: {str(exc).splitlines()[0]}",
                                     status=1) from None
@@ -118,8 +123,9 @@ class LoadRun:
             url = self.server.endpoint.url  # type: ignore[attr-defined]
             if plan.expect == "http":
                 url = "http://" + url.partition("://")[2]
-            try:
-                ensure_loopback(self.server.host, allow_remote=spec.allow_remote)
+            try:  # a lab's address is checked inside the lab, by locust's own guard
+                if lab is None:
+                    ensure_loopback(self.server.host, allow_remote=spec.allow_remote)
             except UnsafeTarget as exc:
                 raise LoadError(f"the server listens on {url}: {exc}") from None
             self.say(f"server pid {self.server.pid} listening on {url}")
@@ -130,9 +136,10 @@ class LoadRun:
             url = f"{scheme}://{host}:{plan.target_port}"
         master_files, worker_files = _locustfiles()
         port = free_port()
+        master_host = lab.master.ipv4 if lab else "127.0.0.1"
         common = locust_options(plan, self.run_dir, url, self.stop_file)
         master = [sys.executable, "-m", "locust", "-f", master_files, "--master",
-                  "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                  "--master-bind-host", master_host, "--master-bind-port", str(port),
                   "--expect-workers", str(spec.workers), "--expect-workers-max-wait",
                   str(int(START_SLACK)), "--csv", str(self.run_dir / "locust"),
                   *(["--html", str(self.run_dir / "locust.html")] if spec.locust_html else []),
@@ -144,13 +151,15 @@ class LoadRun:
         else:
             master += ["--headless", "--only-summary"]
         worker = [sys.executable, "-m", "locust", "-f", worker_files, "--worker",
-                  "--master-host", "127.0.0.1", "--master-port", str(port), *common]
+                  "--master-host", master_host, "--master-port", str(port), *common]
         self.say("starting locust: 1 master, "
                  f"{spec.workers} worker{'s' if spec.workers != 1 else ''}")
         with cpu_affinity(locust_cpus):
-            self.master = self._spawn(master, "locust-master")
+            self.master = self._spawn([*(lab.master.prefix if lab else []), *master],
+                                      "locust-master")
             for index in range(spec.workers):
-                process = self._spawn(worker, f"locust-worker-{index + 1}")
+                process = self._spawn([*(lab.workers[index].prefix if lab else []), *worker],
+                                      f"locust-worker-{index + 1}")
                 self.workers.append(process)
                 self.sampler.watch(f"worker-{index + 1}", process.pid)
         self.sampler.start()
@@ -257,6 +266,21 @@ class LoadRun:
                     self.error = f"server exited with status {status} during the run"
         for handle in self._files:
             handle.close()
+
+
+def _lab_placement(spec: LoadSpec) -> Any:
+    """Where each process goes in ``spec.lab`` (None without a lab); LoadError if it can't."""
+    if spec.lab is None:
+        return None
+    from testbed.lab.placement import placement
+    from testbed.lab.state import LabError
+
+    if spec.target:
+        raise LoadError("give either --target or --lab (the lab runs its own server on h1)")
+    try:
+        return placement(spec.lab, spec.workers)
+    except LabError as exc:
+        raise LoadError(f"--lab: {exc}", status=exc.status) from None
 
 
 def _wait_exit(process: ManagedProcess, timeout: float) -> None:

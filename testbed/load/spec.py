@@ -48,6 +48,7 @@ class LoadSpec:
     calibration_file: Path | None = None  # None: $TESTBED_CALIBRATION or the user's cache dir
     sample_interval: float = 0.25
     locust_html: bool = True  # locust's own HTML report (about 0.05 s and 1 MB a run)
+    lab: str | None = None  # a lab that is up (testbed lab): server h1, master h2, workers h3..
 
     @property
     def first_step_warmup(self) -> float:

@@ -222,6 +222,7 @@ def summarize_run(plan: Plan, run: LoadRun, run_id: str, started: datetime) -> d
             "python": platform.python_version(), "locust": package_version("locust"),
             "testbed": package_version("testbed"), "psutil": package_version("psutil")},
         "placement": plan.placement, "warmup_s": spec.warmup,
+        "lab": run.lab.describe() if getattr(run, "lab", None) else None,
         "first_warmup_s": spec.first_step_warmup,
         "window_s": spec.step_time,
         "complete": complete, "error": error,

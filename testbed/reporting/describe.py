@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from testbed.reporting.data import Results
 
 
@@ -30,6 +32,11 @@ def facts(results: Results) -> list[tuple[str, str]]:
                           ("testbed", versions.get("testbed"))) if version)
     workers = meta.get("workers")
     pinned = ", pinned to cores" if meta.get("pin") else ""
+    if isinstance(meta.get("lab"), dict):  # testbed compare --lab
+        lab = meta["lab"]
+        pinned += (f"; across lab {lab.get('lab')}: server on h1, master on h2, workers on "
+                   f"{', '.join(sorted({w.get('host', '?') for w in lab.get('workers', [])}))}"
+                   f", {_link_conditions(lab.get('conditions') or {})}")
     uniform_window = isinstance(meta.get("window_s"), int | float)
     if uniform_window and isinstance(meta.get("warmup_s"), int | float):
         timing = (f"each step: {_num(meta.get('warmup_s'), 's')} warm-up (not recorded), then "
@@ -95,3 +102,15 @@ def glossary(generator_marker: str) -> list[str]:
         "ceiling, a worker's core was busy, or arrivals fell short of the offered rate, so the "
         "figure is a floor for the server, not its limit; no verdict names a winner from it.",
     ]
+
+
+def _link_conditions(conditions: dict[str, Any]) -> str:
+    """``links: rate 10mbit`` (one value for every host) or ``links: h2 loss 20%``."""
+    from testbed.lab.conditions import describe
+
+    if not conditions:
+        return "links unconditioned"
+    described = {host: describe(cond) for host, cond in conditions.items()}
+    if len(set(described.values())) == 1:
+        return f"every link: {next(iter(described.values()))}"
+    return "links: " + "; ".join(f"{host} {text}" for host, text in described.items())
