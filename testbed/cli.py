@@ -10,6 +10,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("servers.cli:main", "serve a service in a concurrency model"),
     "models": ("testbed.cli:list_models", "list the models and services"),
     "nc": ("clients.nc:main", "netcat: connect, listen, scan (OpenBSD netcat options)"),
+    "ping": ("clients.ping:main", "ICMP echo to loopback or the lab, in iputils' manner"),
     "probe": ("clients.probe:main", "ping a server with requests, print round-trip times"),
     "storm": ("clients.storm:main", "many clients at once (attackDDoS), failures counted by class"),
     "load": ("testbed.load:main", "one locust load test against one model"),
