@@ -20,7 +20,7 @@ import socket
 import struct
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from clients import packets
 from clients.cli import ArgumentParser, count, positive_float

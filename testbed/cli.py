@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("testbed.cli:list_models", "list the models and services"),
     "nc": ("clients.nc:main", "netcat: connect, listen, scan (OpenBSD netcat options)"),
     "ping": ("clients.ping:main", "ICMP echo to loopback or the lab, in iputils' manner"),
+    "sntp": ("clients.sntp:main", "ask an SNTP server the time: offset and delay, ntpdig-style"),
     "probe": ("clients.probe:main", "ping a server with requests, print round-trip times"),
     "storm": ("clients.storm:main", "many clients at once (attackDDoS), failures counted by class"),
     "load": ("testbed.load:main", "one locust load test against one model"),

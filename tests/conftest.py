@@ -54,6 +54,16 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def require_root(why: str = "raw sockets") -> None:
+    """Skip unless root (for raw sockets, namespaces, nftables); fail if CI requires it."""
+    if os.geteuid() == 0:
+        return
+    message = f"needs root for {why}"
+    if os.environ.get("TESTBED_REQUIRE_ROOT") == "1":
+        pytest.fail(f"{message} (TESTBED_REQUIRE_ROOT=1)")
+    pytest.skip(message)
+
+
 def no_traceback(stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
 
