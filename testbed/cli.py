@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "nc": ("clients.nc:main", "netcat: connect, listen, scan (OpenBSD netcat options)"),
     "ping": ("clients.ping:main", "ICMP echo to loopback or the lab, in iputils' manner"),
     "sntp": ("clients.sntp:main", "ask an SNTP server the time: offset and delay, ntpdig-style"),
+    "scan": ("clients.scan:main", "port scans (SYN, connect, UDP) with nmap's states and reasons"),
     "probe": ("clients.probe:main", "ping a server with requests, print round-trip times"),
     "storm": ("clients.storm:main", "many clients at once (attackDDoS), failures counted by class"),
     "load": ("testbed.load:main", "one locust load test against one model"),

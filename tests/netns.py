@@ -1,0 +1,117 @@
+"""Network namespaces a test makes for itself: its own loopback, nftables rules, veth pairs.
+
+The packet tools' checks that need drops, rejects or an Ethernet link run inside a
+namespace the fixture creates under a unique name and removes by that name at
+teardown, also on failure, together with every server started in it (reaped by
+PID) and every nftables table it loaded (deleted by name, before the namespace).
+Needs root (and ``ip``, ``nft``): skips with a reason otherwise, fails under
+TESTBED_REQUIRE_ROOT=1.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from testbed.processes import READY_LINE, Endpoint, ServerProcess
+from tests.conftest import require_root, require_tool
+
+
+class Netns:
+    """One namespace: ``run`` and ``serve`` inside it, ``nft`` to load a table into it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.servers: list[ServerProcess] = []
+        self.tables: list[tuple[str, str]] = []
+
+    def argv(self, *command: str) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *command]
+
+    def run(self, *command: str, timeout: float = 25, check: bool = False,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*command), capture_output=True, text=True,
+                              timeout=timeout, check=check, input=input)
+
+    def testbed(self, *args: str, timeout: float = 25) -> subprocess.CompletedProcess[str]:
+        return self.run(sys.executable, "-m", "testbed", *args, timeout=timeout)
+
+    def serve(self, *options: str) -> ServerProcess:
+        """``testbed serve OPTIONS`` inside the namespace (port 0 unless given), ready."""
+        options_list = list(options)
+        if "--port" not in options_list:
+            options_list += ["--port", "0"]
+        proc = ServerProcess(self.argv(sys.executable, "-m", "servers", "--quiet", *options_list))
+        self.servers.append(proc)
+        match = proc.wait_for_line(READY_LINE, 15)
+        proc.endpoint = Endpoint.parse(match.group(0))  # type: ignore[assignment]
+        return proc
+
+    def nft(self, family: str, table: str, body: str) -> None:
+        """Load ``table FAMILY TABLE { BODY }``; it is deleted by name at teardown."""
+        self.tables.append((family, table))
+        result = self.run("nft", "-f", "-", input=f"table {family} {table} {{\n{body}\n}}\n")
+        assert result.returncode == 0, result.stderr
+
+    def cleanup(self) -> None:
+        for proc in self.servers:
+            proc.cleanup()
+        for family, table in self.tables:
+            self.run("nft", "delete", "table", family, table)
+        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, timeout=10)
+
+
+def make_netns(tag: str) -> Netns:
+    name = f"tb-{tag}-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
+    ns = Netns(name)
+    ns.run("ip", "link", "set", "lo", "up", check=True)
+    return ns
+
+
+def _needs() -> None:
+    require_root("network namespaces and raw sockets")
+    require_tool("ip")
+    require_tool("nft")
+
+
+@pytest.fixture
+def netns(request: pytest.FixtureRequest) -> Iterator[Netns]:
+    """A namespace of the test's own with loopback up, removed (by name) at teardown."""
+    _needs()
+    ns = make_netns(re.sub(r"[^a-z]", "", request.node.name.lower())[:6] or "test")
+    try:
+        yield ns
+    finally:
+        ns.cleanup()
+
+
+@pytest.fixture
+def veth_pair() -> Iterator[tuple[Netns, Netns, dict[str, str]]]:
+    """Two namespaces joined by a veth pair (eth0 in each), 198.18.255.1/2 on it.
+
+    The addresses are from the lab's block (RFC 2544's 198.18.0.0/15), in its last /24.
+    """
+    _needs()
+    a, b = make_netns("a"), make_netns("b")
+    try:
+        veth = f"tbv{uuid.uuid4().hex[:8]}"
+        subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"],
+                       check=True, capture_output=True, timeout=10)
+        subprocess.run(["ip", "link", "set", veth, "netns", a.name, "name", "eth0"],
+                       check=True, capture_output=True, timeout=10)
+        subprocess.run(["ip", "link", "set", veth + "p", "netns", b.name, "name", "eth0"],
+                       check=True, capture_output=True, timeout=10)
+        info = {"a": "198.18.255.1", "b": "198.18.255.2"}
+        for ns, address in ((a, info["a"]), (b, info["b"])):
+            ns.run("ip", "addr", "add", f"{address}/24", "dev", "eth0", check=True)
+            ns.run("ip", "link", "set", "eth0", "up", check=True)
+        yield a, b, info
+    finally:
+        a.cleanup()  # the veth pair goes with its namespaces
+        b.cleanup()
