@@ -318,9 +318,11 @@ def describe_ip(data: bytes) -> str:
     try:
         if ip.proto == PROTO_TCP:
             tcp = parse_tcp(ip.payload)
-            text = f"Flags [{tcp_flags_text(tcp.flags)}], seq {tcp.seq}"
-            if tcp.payload:
-                text += f":{(tcp.seq + len(tcp.payload)) & 0xFFFFFFFF}"
+            text = f"Flags [{tcp_flags_text(tcp.flags)}]"
+            if tcp.payload or tcp.flags & 0x07:  # as tcpdump: no seq on a bare ACK
+                text += f", seq {tcp.seq}"
+                if tcp.payload:
+                    text += f":{(tcp.seq + len(tcp.payload)) & 0xFFFFFFFF}"
             if tcp.flags & 0x10:
                 text += f", ack {tcp.ack}"
             text += f", win {tcp.window}, length {len(tcp.payload)}"
@@ -347,6 +349,18 @@ def _icmp_text(icmp: Icmp, v6: bool, length: int) -> str:
         return f"{prefix}{names[icmp.type]}, id {icmp.ident}, seq {icmp.seq}, length {length}"
     if icmp.type == (ICMP6_UNREACH if v6 else ICMP_UNREACH):
         codes = UNREACH6_CODES if v6 else UNREACH_CODES
+        if icmp.code == (4 if v6 else 3):  # tcpdump: "127.0.0.1 udp port 9 unreachable"
+            try:
+                inner = parse_ipv6(icmp.payload) if v6 else parse_ipv4(icmp.payload)
+                quoted = icmp.payload[40:] if v6 else icmp.payload[(icmp.payload[0] & 15) * 4:]
+                names = {PROTO_UDP: "udp", PROTO_TCP: "tcp"}
+                if inner.proto in names and len(quoted) >= 4:
+                    dport = struct.unpack("!H", quoted[2:4])[0]
+                    where = f"{inner.dst} {names[inner.proto]} port {dport} unreachable"
+                    return (f"{prefix}unreachable port, {where}, length {length}" if v6 else
+                            f"{prefix}{where}, length {length}")
+            except Malformed:
+                pass
         return f"{prefix}unreachable {codes.get(icmp.code, f'code {icmp.code}')}, length {length}"
     return f"{prefix}type {icmp.type}, code {icmp.code}, length {length}"
 
@@ -383,9 +397,14 @@ def pcap_header(linktype: int = LINKTYPE_ETHERNET, snaplen: int = PCAP_SNAPLEN) 
     return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype)
 
 
-def pcap_record(timestamp: float, frame: bytes, original_length: int | None = None) -> bytes:
+def split_time(timestamp: float) -> tuple[int, int]:
+    """(seconds, microseconds) of a Unix time, as pcap records and tcpdump's lines show it."""
     seconds = int(timestamp)
-    micros = min(int(round((timestamp - seconds) * 1e6)), 999_999)
+    return seconds, min(int(round((timestamp - seconds) * 1e6)), 999_999)
+
+
+def pcap_record(timestamp: float, frame: bytes, original_length: int | None = None) -> bytes:
+    seconds, micros = split_time(timestamp)
     size = len(frame)
     return struct.pack("<IIII", seconds, micros, size,
                        size if original_length is None else original_length) + frame

@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ping": ("clients.ping:main", "ICMP echo to loopback or the lab, in iputils' manner"),
     "sntp": ("clients.sntp:main", "ask an SNTP server the time: offset and delay, ntpdig-style"),
     "scan": ("clients.scan:main", "port scans (SYN, connect, UDP) with nmap's states and reasons"),
+    "sniff": ("clients.sniff:main", "capture packets, tcpdump-style lines or a pcap file"),
     "probe": ("clients.probe:main", "ping a server with requests, print round-trip times"),
     "storm": ("clients.storm:main", "many clients at once (attackDDoS), failures counted by class"),
     "load": ("testbed.load:main", "one locust load test against one model"),
