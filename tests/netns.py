@@ -4,22 +4,17 @@ The packet tools' checks that need drops, rejects or an Ethernet link run inside
 namespace the fixture creates under a unique name and removes by that name at
 teardown, also on failure, together with every server started in it (reaped by
 PID) and every nftables table it loaded (deleted by name, before the namespace).
-Needs root (and ``ip``, ``nft``): skips with a reason otherwise, fails under
-TESTBED_REQUIRE_ROOT=1.
+The fixtures (``netns``, ``veth_pair``) are in tests/conftest.py: they need root
+(and ``ip``, ``nft``), skip with a reason otherwise and fail under TESTBED_REQUIRE_ROOT=1.
 """
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from testbed.processes import READY_LINE, Endpoint, ServerProcess
-from tests.conftest import require_root, require_tool
 
 
 class Netns:
@@ -74,44 +69,21 @@ def make_netns(tag: str) -> Netns:
     return ns
 
 
-def _needs() -> None:
-    require_root("network namespaces and raw sockets")
-    require_tool("ip")
-    require_tool("nft")
-
-
-@pytest.fixture
-def netns(request: pytest.FixtureRequest) -> Iterator[Netns]:
-    """A namespace of the test's own with loopback up, removed (by name) at teardown."""
-    _needs()
-    ns = make_netns(re.sub(r"[^a-z]", "", request.node.name.lower())[:6] or "test")
-    try:
-        yield ns
-    finally:
-        ns.cleanup()
-
-
-@pytest.fixture
-def veth_pair() -> Iterator[tuple[Netns, Netns, dict[str, str]]]:
-    """Two namespaces joined by a veth pair (eth0 in each), 198.18.255.1/2 on it.
+def join_by_veth(a: Netns, b: Netns) -> dict[str, str]:
+    """Join two namespaces with a veth pair (eth0 in each), 198.18.255.1/2 on it.
 
     The addresses are from the lab's block (RFC 2544's 198.18.0.0/15), in its last /24.
+    The pair goes away with its namespaces.
     """
-    _needs()
-    a, b = make_netns("a"), make_netns("b")
-    try:
-        veth = f"tbv{uuid.uuid4().hex[:8]}"
-        subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"],
-                       check=True, capture_output=True, timeout=10)
-        subprocess.run(["ip", "link", "set", veth, "netns", a.name, "name", "eth0"],
-                       check=True, capture_output=True, timeout=10)
-        subprocess.run(["ip", "link", "set", veth + "p", "netns", b.name, "name", "eth0"],
-                       check=True, capture_output=True, timeout=10)
-        info = {"a": "198.18.255.1", "b": "198.18.255.2"}
-        for ns, address in ((a, info["a"]), (b, info["b"])):
-            ns.run("ip", "addr", "add", f"{address}/24", "dev", "eth0", check=True)
-            ns.run("ip", "link", "set", "eth0", "up", check=True)
-        yield a, b, info
-    finally:
-        a.cleanup()  # the veth pair goes with its namespaces
-        b.cleanup()
+    veth = f"tbv{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"],
+                   check=True, capture_output=True, timeout=10)
+    subprocess.run(["ip", "link", "set", veth, "netns", a.name, "name", "eth0"],
+                   check=True, capture_output=True, timeout=10)
+    subprocess.run(["ip", "link", "set", veth + "p", "netns", b.name, "name", "eth0"],
+                   check=True, capture_output=True, timeout=10)
+    info = {"a": "198.18.255.1", "b": "198.18.255.2"}
+    for ns, address in ((a, info["a"]), (b, info["b"])):
+        ns.run("ip", "addr", "add", f"{address}/24", "dev", "eth0", check=True)
+        ns.run("ip", "link", "set", "eth0", "up", check=True)
+    return info

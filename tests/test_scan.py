@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from clients.scan import parse_ports, table
-from tests.conftest import one_line, require_tool
-from tests.netns import Netns, _needs, make_netns
+from tests.conftest import one_line, require_netns, require_tool
+from tests.netns import Netns, make_netns
 
 OPEN, CLOSED, DROPPED, RESET, PROHIBITED = 2000, 2001, 2002, 2003, 2004
 PORTS = f"{OPEN}-{PROHIBITED}"
@@ -32,7 +32,7 @@ RULES = f"""chain input {{ type filter hook input priority 0; policy accept;
 
 @pytest.fixture(scope="module")
 def target() -> Iterator[Netns]:
-    _needs()
+    require_netns()
     ns = make_netns("scan")
     try:
         ns.serve("--port", str(OPEN))

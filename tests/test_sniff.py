@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.conftest import no_traceback, one_line, require_tool
-from tests.netns import Netns, netns  # noqa: F401 - the fixture
+from tests.netns import Netns
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{6} IP (\S+) > (\S+): Flags \[([^\]]+)\]")
 
@@ -67,8 +67,8 @@ def test_capture_agrees_with_tcpdump(netns, tmp_path):
     server = netns.serve()
     port = str(server.port)
     ours_file, theirs_file = str(tmp_path / "ours.pcap"), str(tmp_path / "theirs.pcap")
-    theirs = Capture(netns, [tcpdump, "-Z", "root", "--immediate-mode", "-i", "lo", "-n", "-U", "-w", theirs_file, "tcp", "port",
-                             port])
+    theirs = Capture(netns, [tcpdump, "-Z", "root", "--immediate-mode", "-i", "lo", "-n", "-U",
+                             "-w", theirs_file, "tcp", "port", port])
     ours = Capture(netns, [sys.executable, "-m", "testbed", "sniff", "-i", "lo", "--port", port,
                            "-w", ours_file, "--print"])
     try:
