@@ -10,9 +10,12 @@ The fixtures (``netns``, ``veth_pair``) are in tests/conftest.py: they need root
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 from testbed.processes import READY_LINE, Endpoint, ServerProcess
 
@@ -29,12 +32,14 @@ class Netns:
         return ["ip", "netns", "exec", self.name, *command]
 
     def run(self, *command: str, timeout: float = 25, check: bool = False,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+            input: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.argv(*command), capture_output=True, text=True,
-                              timeout=timeout, check=check, input=input)
+                              timeout=timeout, check=check, input=input, env=env)
 
-    def testbed(self, *args: str, timeout: float = 25) -> subprocess.CompletedProcess[str]:
-        return self.run(sys.executable, "-m", "testbed", *args, timeout=timeout)
+    def testbed(self, *args: str, timeout: float = 25,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run(sys.executable, "-m", "testbed", *args, timeout=timeout, env=env)
 
     def serve(self, *options: str) -> ServerProcess:
         """``testbed serve OPTIONS`` inside the namespace (port 0 unless given), ready."""
@@ -87,3 +92,19 @@ def join_by_veth(a: Netns, b: Netns) -> dict[str, str]:
         ns.run("ip", "addr", "add", f"{address}/24", "dev", "eth0", check=True)
         ns.run("ip", "link", "set", "eth0", "up", check=True)
     return info
+
+
+def as_lab(directory: Path, name: str, spaces: list[Netns], ipv4: str, ipv6: str) -> dict:
+    """Describe namespaces as an up lab in ``directory`` (a TESTBED_LAB_DIR of the test's own).
+
+    The guard (clients/safety.py) accepts a lab's addresses only from inside that lab's
+    namespaces while its state file says it is up; this writes such a file, in the
+    format testbed/lab/state.py documents, for namespaces a test made itself. The
+    returned environment points a process at it.
+    """
+    state = {"format": "testbed-lab/1", "name": name, "status": "up", "ipv4": ipv4,
+             "ipv6": ipv6, "hosts": [],
+             "namespaces": [{"name": ns.name, "inode": os.stat(f"/run/netns/{ns.name}").st_ino}
+                            for ns in spaces]}
+    (directory / f"{name}.json").write_text(json.dumps(state))
+    return {**os.environ, "TESTBED_LAB_DIR": str(directory)}
