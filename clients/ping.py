@@ -30,6 +30,7 @@ PROG = "testbed ping"
 MAX_COUNT = 100_000
 MIN_INTERVAL = 0.01  # seconds; iputils allows 0.002 to root only, 0.2 to the others
 MAX_SIZE = 65507 - 8
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)  # Linux; Python 3.11 lacks the name
 
 
 @dataclass(frozen=True)
@@ -166,11 +167,11 @@ class Pinger:
             if self.v6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
             elif not raw:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTTL, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
             ident = os.getpid() & 0xFFFF if raw else None
             payload_tail = bytes(i & 0xFF for i in range(8, args.size)) if args.size > 8 else b""
             if self.v6:
-                self.say(f"PING {args.host} ({self.address}) {args.size} data bytes")
+                self.say(f"PING {args.host}({self.address}) {args.size} data bytes")  # sic, iputils
             else:
                 self.say(f"PING {args.host} ({self.address}) {args.size}({args.size + 28}) "
                          "bytes of data.")
