@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("clients.scan:main", "port scans (SYN, connect, UDP) with nmap's states and reasons"),
     "sniff": ("clients.sniff:main", "capture packets, tcpdump-style lines or a pcap file"),
     "arp": ("clients.arp:main", "ARP who-has on a lab link: the MAC address and round trip"),
+    "resolve": ("clients.resolve:main", "forward and reverse name lookups, in host's manner"),
     "probe": ("clients.probe:main", "ping a server with requests, print round-trip times"),
     "storm": ("clients.storm:main", "many clients at once (attackDDoS), failures counted by class"),
     "load": ("testbed.load:main", "one locust load test against one model"),

@@ -27,6 +27,7 @@ class Netns:
         self.name = name
         self.servers: list[ServerProcess] = []
         self.tables: list[tuple[str, str]] = []
+        self.etc: list[Path] = []
 
     def argv(self, *command: str) -> list[str]:
         return ["ip", "netns", "exec", self.name, *command]
@@ -58,9 +59,24 @@ class Netns:
         result = self.run("nft", "-f", "-", input=f"table {family} {table} {{\n{body}\n}}\n")
         assert result.returncode == 0, result.stderr
 
+    def etc_file(self, name: str, text: str) -> None:
+        """/etc/netns/NAME/<name>: ``ip netns exec`` shows it as /etc/<name> inside."""
+        directory = Path("/etc/netns") / self.name
+        if directory not in self.etc:
+            directory.mkdir(parents=True, exist_ok=False)
+            self.etc.append(directory)
+        path = directory / name
+        self.etc.insert(0, path)
+        path.write_text(text)
+
     def cleanup(self) -> None:
         for proc in self.servers:
             proc.cleanup()
+        for path in self.etc:  # files first, then their directory
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
         for family, table in self.tables:
             self.run("nft", "delete", "table", family, table)
         subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, timeout=10)
