@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         if kind != "connect" and not is_root():
             raise ToolError(f"the {kind.upper()} scan needs root (raw sockets); "
                             "--connect needs no privilege")
+        if kind != "connect":
+            _scapy()  # imported before the clock starts: about 2 s, not the scan's
         started = time.monotonic()
         if kind == "connect":
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]

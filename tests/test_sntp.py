@@ -144,6 +144,7 @@ def test_fuzzed_datagrams_do_not_stop_valid_answers(serve):
     rng = random.Random(4330)
     server = serve("select", "sntp", "--quiet", udp=True)
     valid, _ = request()
+    answered = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.connect(server.address)
@@ -163,13 +164,15 @@ def test_fuzzed_datagrams_do_not_stop_valid_answers(serve):
             except BlockingIOError:
                 time.sleep(0.001)
             try:
-                while sock.recv(65535):
-                    pass
+                while True:
+                    answered += len(sock.recv(65535)) == 48
             except (BlockingIOError, ConnectionRefusedError):
                 pass
-    for _ in range(3):
+    assert answered > 100  # a third are requests with one byte changed: many still valid
+    for _ in range(3):  # UDP may drop one under load: each request is tried three times
         data, transmit = request()
-        reply = exchange(server.address, data, timeout=5)
+        replies = (exchange(server.address, data, timeout=2) for _ in range(3))
+        reply = next((r for r in replies if r is not None), None)
         assert reply is not None
         packets.check_sntp_reply(reply, transmit)
     assert server.running
