@@ -55,11 +55,11 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
-def require_root(why: str = "raw sockets") -> None:
-    """Skip unless root (for raw sockets, namespaces, nftables); fail if CI requires it."""
+def require_root() -> None:
+    """Skip unless root (raw sockets, network namespaces, nftables); fail if CI requires it."""
     if os.geteuid() == 0:
         return
-    message = f"needs root for {why}"
+    message = "needs root (raw sockets, network namespaces, nftables)"
     if os.environ.get("TESTBED_REQUIRE_ROOT") == "1":
         pytest.fail(f"{message} (TESTBED_REQUIRE_ROOT=1)")
     pytest.skip(message)
@@ -79,7 +79,7 @@ def one_line(stderr: str) -> str:
 
 def require_netns() -> None:
     """Namespaces, veth pairs and nftables: root, ip and nft, or skip (fail under CI)."""
-    require_root("network namespaces")
+    require_root()
     require_tool("ip")
     require_tool("nft")
 

@@ -29,7 +29,7 @@ def shape(text: str) -> list[str]:
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_replies_and_ttl_agree_with_iputils(host):
-    require_root("a raw ICMP socket")
+    require_root()
     iputils = run([require_tool("ping"), "-c", "5", "-i", "0.1", host])
     ours = run([*PING, "-c", "5", "-i", "0.1", host])
     assert (ours.returncode, iputils.returncode) == (0, 0), ours.stderr + iputils.stderr
