@@ -17,17 +17,16 @@ import time
 import pytest
 
 from tests.conftest import no_traceback, one_line, require_tool
-from tests.netns import Netns
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{6} IP (\S+) > (\S+): Flags \[([^\]]+)\]")
 
 
 class Capture:
-    """A capturing process in the namespace: ready once it says ``listening on``."""
+    """A capturing process (argv: run in a namespace): ready once it says ``listening on``."""
 
-    def __init__(self, ns: Netns, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(ns.argv(*argv), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
         self.lines: list[str] = []
         deadline = time.monotonic() + 10
         first = self.proc.stderr.readline()  # type: ignore[union-attr]
@@ -39,6 +38,15 @@ class Capture:
     def _read(self) -> None:
         for line in self.proc.stdout:  # type: ignore[union-attr]
             self.lines.append(line.rstrip("\n"))
+
+    def wait_for_close(self, seconds: float = 5) -> None:
+        """Until the lines show both FINs and the ACK of the last (bounded)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            fins = [i for i, flow in enumerate(flows(self.lines)) if "F" in flow[2]]
+            if len(fins) == 2 and len(flows(self.lines)) > fins[1] + 1:
+                return
+            time.sleep(0.05)
 
     def stop(self) -> str:
         if self.proc.poll() is None:
@@ -62,42 +70,42 @@ def tcpdump_read(tcpdump: str, path: str) -> list[tuple[str, str, str]]:
     return flows(result.stdout.splitlines())
 
 
+def shows_one_connection(printed: list[tuple[str, str, str]], service: str) -> None:
+    """The three-way handshake first, a FIN from each side, the last FIN acknowledged."""
+    client = printed[0][0]
+    assert printed[:3] == [(client, service, "S"), (service, client, "S."),
+                           (client, service, ".")]
+    assert (client, service, "F.") in printed and (service, client, "F.") in printed
+    assert printed[-1][2] == "."
+
+
 def test_capture_agrees_with_tcpdump(netns, tmp_path):
     tcpdump = require_tool("tcpdump")
     server = netns.serve()
     port = str(server.port)
     ours_file, theirs_file = str(tmp_path / "ours.pcap"), str(tmp_path / "theirs.pcap")
-    theirs = Capture(netns, [tcpdump, "-Z", "root", "--immediate-mode", "-i", "lo", "-n", "-U",
-                             "-w", theirs_file, "tcp", "port", port])
-    ours = Capture(netns, [sys.executable, "-m", "testbed", "sniff", "-i", "lo", "--port", port,
-                           "-w", ours_file, "--print"])
+    theirs = Capture(netns.argv(tcpdump, "-Z", "root", "--immediate-mode", "-i", "lo", "-n",
+                                "-U", "-w", theirs_file, "tcp", "port", port))
+    ours = Capture(netns.argv(sys.executable, "-m", "testbed", "sniff", "-i", "lo", "--port",
+                              port, "-w", ours_file, "--print"))
     try:
         exchange = netns.run(sys.executable, "-m", "testbed", "nc", "-N", "127.0.0.1", port,
                              input="hello\n")
         assert exchange.stdout == "hello\n", exchange.stderr
-        deadline = time.monotonic() + 5  # until both FINs and the last ACK are in
-        while time.monotonic() < deadline:
-            fins = [i for i, flow in enumerate(flows(ours.lines)) if "F" in flow[2]]
-            if len(fins) == 2 and len(flows(ours.lines)) > fins[1] + 1:
-                break
-            time.sleep(0.05)
+        ours.wait_for_close()
     finally:
         ours_err, _ = ours.stop(), theirs.stop()
     no_traceback(ours_err)
     printed = flows(ours.lines)
     assert printed == tcpdump_read(tcpdump, ours_file)  # tcpdump reads our file, same packets
     assert printed == tcpdump_read(tcpdump, theirs_file)  # each once, as libpcap captures them
-    client, service = printed[0][0], f"127.0.0.1.{port}"
-    assert printed[:3] == [(client, service, "S"), (service, client, "S."),
-                           (client, service, ".")]  # the three-way handshake
-    assert (client, service, "F.") in printed and (service, client, "F.") in printed
-    assert printed[-1][2] == "."  # the last FIN acknowledged
+    shows_one_connection(printed, f"127.0.0.1.{port}")
     assert re.search(r"Flags \[P\.\], seq \d+:\d+, ack \d+, win \d+, length 6", "\n".join(ours.lines))
 
 
 def test_count_and_protocol_bound_the_capture(netns):
-    sniff = Capture(netns, [sys.executable, "-m", "testbed", "sniff", "--proto", "icmp", "-c", "2",
-                            "--timeout", "10"])
+    sniff = Capture(netns.argv(sys.executable, "-m", "testbed", "sniff", "--proto", "icmp",
+                               "-c", "2", "--timeout", "10"))
     netns.run(sys.executable, "-m", "testbed", "ping", "-c", "3", "-i", "0.05", "::1")
     sniff.proc.wait(timeout=10)
     err = sniff.stop()
