@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from clients.scan import parse_ports, table
-from tests.conftest import one_line, require_netns, require_tool
+from tests.conftest import one_line, require_netns, require_root, require_tool
 from tests.netns import Netns, make_netns
 
 OPEN, CLOSED, DROPPED, RESET, PROHIBITED = 2000, 2001, 2002, 2003, 2004
@@ -136,3 +136,14 @@ def test_bad_input_is_one_line(args, words):
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 2
     assert words in one_line(result.stderr)
+
+
+def test_without_root_the_raw_scans_say_so_in_one_line():
+    require_root()  # to become nobody
+    setpriv = require_tool("setpriv")
+    for kind in ("--syn", "--udp"):
+        result = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                                 sys.executable, "-m", "testbed", "scan", "127.0.0.1", "-p", "1",
+                                 kind], capture_output=True, text=True, timeout=20)
+        assert result.returncode == 2
+        assert "needs root" in one_line(result.stderr)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.conftest import no_traceback, one_line, require_tool
+from tests.conftest import no_traceback, one_line, require_root, require_tool
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{6} IP (\S+) > (\S+): Flags \[([^\]]+)\]")
 
@@ -127,3 +127,13 @@ def test_bad_input_is_one_line(args, words):
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 2
     assert words in one_line(result.stderr)
+
+
+def test_without_root_it_says_so_in_one_line():
+    require_root()  # to become nobody
+    setpriv = require_tool("setpriv")
+    result = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                             sys.executable, "-m", "testbed", "sniff", "-c", "1"],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2
+    assert "needs root (CAP_NET_RAW)" in one_line(result.stderr)
