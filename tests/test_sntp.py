@@ -22,7 +22,7 @@ import pytest
 from clients import packets
 from servers.services.sntp import SERVICE
 from testbed.processes import ManagedProcess
-from tests.conftest import UDP_MODELS, no_traceback, one_line, require_tool
+from tests.conftest import UDP_MODELS, no_traceback, one_line, require_root, require_tool
 
 SNTP = [sys.executable, "-m", "testbed", "sntp"]
 
@@ -181,6 +181,7 @@ def test_fuzzed_datagrams_do_not_stop_valid_answers(serve):
 @pytest.fixture
 def chronyd_server(tmp_path: Path) -> Iterator[tuple[int, int]]:
     """chronyd -x serving NTP at ``local stratum 7`` on a loopback port: (port, stratum)."""
+    require_root()  # chronyd -u root keeps the privileges it starts with
     chronyd = require_tool("chronyd")
     port, stratum = free_udp_port(), 7
     config = tmp_path / "chrony.conf"
@@ -219,6 +220,7 @@ def test_client_against_chronyd(chronyd_server):
 
 def chronyd_query(port: int) -> float:
     """The offset ``chronyd -Q`` measures against 127.0.0.1:port (it sets nothing)."""
+    require_root()
     chronyd = require_tool("chronyd")
     result = subprocess.run(
         [chronyd, "-Q", "-u", "root", "-f", os.devnull, "-t", "10",
