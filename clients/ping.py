@@ -6,7 +6,8 @@ prints iputils' reply lines and statistics block and keeps its exit codes: 0 if
 replies came, 1 if none did, 2 on error. Where it differs from iputils, on purpose:
 it stops after ``-c`` echoes (4 unless told: iputils goes on until interrupted), it
 waits ``-W`` seconds (2 unless told) after the last echo for late replies, and it
-prints addresses, never reverse-resolved names.
+names a reply's source by the HOST given (``from h2 (198.18.0.2)``) rather than by
+a reverse lookup.
 """
 
 from __future__ import annotations
@@ -201,6 +202,13 @@ class Pinger:
             elapsed = max(last, self.last_reply) - start
         return self.report(seq, elapsed)
 
+    def name(self, source: str) -> str:
+        """The reply's source as iputils shows it: ``h2 (198.18.0.2)`` when HOST was that name
+        (iputils looks the name up again; this takes the one given, and asks nothing)."""
+        if source == self.address and self.args.host.strip("[]") != source:
+            return f"{self.args.host} ({source})"
+        return source
+
     def receive(self, sock: socket.socket, raw: bool, ident: int | None) -> None:
         try:
             data, ancillary, _, peer = sock.recvmsg(65535, 64)
@@ -233,7 +241,7 @@ class Pinger:
             self.rtts.append(ms)
         self.replies.append({"seq": what.seq, "bytes": what.size, "ttl": ttl,
                              "time_ms": round(ms, 3), "duplicate": dup})
-        self.say(f"{what.size} bytes from {what.source}: icmp_seq={what.seq} ttl={ttl} "
+        self.say(f"{what.size} bytes from {self.name(what.source)}: icmp_seq={what.seq} ttl={ttl} "
                  f"time={rtt_text(ms)} ms" + (" (DUP!)" if dup else ""))
 
     def report(self, transmitted: int, elapsed: float) -> int:

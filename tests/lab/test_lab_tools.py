@@ -43,6 +43,9 @@ def test_ping_agrees_with_iputils(lab):
     assert iputils.returncode == 0 and ours.returncode == 0, ours.stderr + iputils.stderr
     figures = json.loads(ours.stdout)
     assert figures["received"] == 5 and "5 received" in iputils.stdout
+    text = lab.exec("h1", *TESTBED, "ping", "-c", "1", "h2").stdout
+    assert re.search(rf"^64 bytes from h2 \({host(lab, 'h2')['ipv4']}\): icmp_seq=1 ttl=\d+ ",
+                     text, re.M), text
     assert {str(r["ttl"]) for r in figures["replies"]} == set(re.findall(r"ttl=(\d+)",
                                                                         iputils.stdout))
 
