@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 from servers.models.base import Model
-from servers.services import Service, echo, http, upper
+from servers.services import Service, echo, http, sntp, upper
 from servers.services.lines import LineService
 
 #: name -> "module:class", imported on first use so a broken model can't break the others
@@ -31,6 +31,7 @@ SERVICES: dict[str, Service] = {service.name: service for service in (
     echo.SERVICE,
     upper.SERVICE,
     http.SERVICE,
+    sntp.SERVICE,
 )}
 
 

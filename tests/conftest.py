@@ -10,6 +10,7 @@ import pytest
 
 from servers import registry
 from testbed.processes import ServerProcess, start_server
+from tests.netns import Netns, join_by_veth, make_netns
 
 MODELS = registry.model_names()
 
@@ -55,7 +56,8 @@ def require_tool(name: str) -> str:
 
 
 def require_root() -> None:
-    """Skip unless this process may build network namespaces; fail if CI requires it."""
+    """Skip unless this process may build network namespaces and use raw sockets (root);
+    fail if CI requires it."""
     from testbed.lab import iproute
 
     why = iproute.missing_privilege() or iproute.missing_tool()
@@ -76,3 +78,33 @@ def one_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, stderr
     return lines[0]
+
+
+def require_netns() -> None:
+    """Namespaces, veth pairs and nftables: root, ip and nft, or skip (fail under CI)."""
+    require_root()
+    require_tool("ip")
+    require_tool("nft")
+
+
+@pytest.fixture
+def netns(request: pytest.FixtureRequest) -> Iterator[Netns]:
+    """A namespace of the test's own, loopback up, removed by its name at teardown."""
+    require_netns()
+    ns = make_netns("".join(c for c in request.node.name.lower() if c.isalpha())[:6] or "test")
+    try:
+        yield ns
+    finally:
+        ns.cleanup()
+
+
+@pytest.fixture
+def veth_pair() -> Iterator[tuple[Netns, Netns, dict[str, str]]]:
+    """Two namespaces joined by a veth pair: (a, b, {"a": address, "b": address})."""
+    require_netns()
+    a, b = make_netns("a"), make_netns("b")
+    try:
+        yield a, b, join_by_veth(a, b)
+    finally:
+        a.cleanup()
+        b.cleanup()

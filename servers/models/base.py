@@ -239,9 +239,10 @@ class Model(ABC):
             return True
         return False
 
-    def answer_datagram(self, data: bytes, peer: str) -> bytes:
-        """Log one UDP datagram, burn its CPU cost and return its reply; the model then
-        applies the delay its own way and sends it with ``support.send_datagram``."""
+    def answer_datagram(self, data: bytes, peer: str) -> bytes | None:
+        """Log one UDP datagram, burn its CPU cost and return its reply (None: no reply);
+        the model then applies the delay its own way and sends it with
+        ``support.send_datagram``."""
         logs.datagram(peer, len(data))
         reply = self.service.datagram(data)
         self.cost.burn(1)

@@ -134,8 +134,10 @@ def pending_datagrams(sock: socket.socket, limit: int = 64) -> Iterator[tuple[by
         yield data, address, peer_name(address)
 
 
-def send_datagram(sock: socket.socket, reply: bytes, address: tuple, peer: str) -> None:
-    """Send a UDP reply; a reply that cannot go out is logged, never raised."""
+def send_datagram(sock: socket.socket, reply: bytes | None, address: tuple, peer: str) -> None:
+    """Send a UDP reply (None: the service gives none); one that cannot go out is logged."""
+    if reply is None:
+        return
     try:
         sock.sendto(reply, address)
     except OSError as exc:

@@ -3,9 +3,9 @@
 A model never looks inside a service. Over TCP it asks :meth:`Service.session`
 for one :class:`Session` per connection, feeds it every chunk received and
 sends back what it returns; over UDP it hands each datagram to
-:meth:`Service.datagram`. The number of requests a reply completes is what the
-model applies the per-request cost to (``--delay``, ``--work-ms``) and what it
-logs.
+:meth:`Service.datagram` and sends back its reply, if it returns one. The
+number of requests a reply completes is what the model applies the per-request
+cost to (``--delay``, ``--work-ms``) and what it logs.
 
 Two things a session may ask of the model, both read after each ``feed``
 (the line services ask neither: ``closing`` is False, ``timeout`` None):
@@ -70,5 +70,10 @@ class Service(Protocol):
     def session(self) -> Session:
         """Start the state of one connection."""
 
-    def datagram(self, data: bytes) -> bytes:
-        """Answer one UDP datagram: each datagram is one whole request."""
+    def datagram(self, data: bytes) -> bytes | None:
+        """Answer one UDP datagram: each datagram is one whole request.
+
+        None means no reply at all (a datagram that is not a request, to a service such
+        as sntp); b"" is a reply of zero bytes (echo's answer to an empty datagram).
+        A service served over UDP only may raise in :meth:`session`.
+        """
