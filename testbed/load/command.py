@@ -18,7 +18,6 @@ from testbed.args import (
     duration,
     non_negative,
     positive,
-    server_options_given,
     user_counts,
 )
 from testbed.load.calibration import (
@@ -29,6 +28,7 @@ from testbed.load.calibration import (
 )
 from testbed.load.runner import run_load
 from testbed.load.spec import LoadError, LoadSpec, default_workers
+from testbed.target import server_options_given
 
 DEFAULT_STEPS = [1, 10, 50, 100, 200]
 
