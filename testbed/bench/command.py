@@ -1,0 +1,105 @@
+"""The ``testbed bench`` command: its options, the spec they describe, its exit status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import NoReturn
+
+from testbed.args import ArgumentParser, add_target_options, duration, positive
+from testbed.bench.runner import run_bench
+from testbed.bench.spec import BenchSpec
+from testbed.bench.summary import bench_text
+from testbed.target import UsageError, add_server_workers, server_options_from, server_options_given
+
+PROG = "testbed bench"
+
+
+def build_parser() -> ArgumentParser:
+    from servers.cli import add_server_options
+
+    parser = ArgumentParser(
+        prog=PROG, conflict_handler="resolve",
+        allow_abbrev=False,  # an abbreviated server option would slip past --target's check
+        description="Keep one server busy with a lean closed-loop TCP client (TCP only): "
+        "--connections persistent connections, one request in flight on each, every reply "
+        "verified; after a warm-up on connections closed before it, a measured window "
+        "reports requests/s, errors by class, the server's CPU per request (its whole "
+        "process tree) and how busy the client itself was. Starts the server (the serve "
+        "options below) or benches a running one (--target).")
+    add_server_options(parser)
+    # The bench has no workers of its own: --workers is the server's, as in testbed serve.
+    add_server_workers(parser, "--workers", "--server-workers")
+    parser.add_argument("--udp", action="store_true", help=argparse.SUPPRESS)  # refused: TCP only
+    add_target_options(parser, "bench", "tcp://HOST:PORT")
+    parser.add_argument("--server-pid", type=positive(int), metavar="PID",
+                        help="with --target: the process whose tree's CPU is measured "
+                        "(default: the process listening on the target's port, if it is ours "
+                        "to see)")
+    parser.add_argument("--connections", "-c", type=int, default=10, metavar="N",
+                        help="persistent connections, one request in flight on each "
+                        "(default %(default)s)")
+    parser.add_argument("--payload-size", type=int, default=64, metavar="B",
+                        help="bytes per request, the newline included (default %(default)s)")
+    parser.add_argument("--expect", choices=("echo", "upper"),
+                        help="the answer to check replies against (default: the --service; "
+                        "echo for a --target)")
+    parser.add_argument("--warmup", type=duration, default=2.0, metavar="T",
+                        help="unrecorded warm-up on connections closed before the window "
+                        "opens (default 2s; 0: none)")
+    parser.add_argument("--duration", "-t", type=duration, default=5.0, metavar="T",
+                        help="the measured window (default 5s)")
+    parser.add_argument("--max-requests", type=int, default=50_000_000, metavar="N",
+                        help="stop a phase after N replies even if time is left "
+                        "(default %(default)s)")
+    parser.add_argument("--io-timeout", type=positive(float), default=5.0, metavar="S",
+                        help="a reply later than this is an io_timeout error (default 5)")
+    parser.add_argument("--connect-timeout", type=positive(float), default=5.0, metavar="S")
+    parser.add_argument("--reopens", type=int, default=3, metavar="N",
+                        help="times a failed connection is reopened before it is given up "
+                        "(default %(default)s)")
+    parser.add_argument("--pin", action="store_true",
+                        help="server on the first CPU, this client on the second")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    return parser
+
+
+def spec_from(args: argparse.Namespace, argv: list[str]) -> BenchSpec:
+    """The spec the parsed arguments describe; UsageError for --target with server options."""
+    if args.target:
+        given = server_options_given(argv)
+        if given:
+            raise UsageError(f"give either --target or server options ({', '.join(given)}), "
+                             "not both")
+    return BenchSpec(
+        server_options=[] if args.target else server_options_from(args),
+        target=args.target, allow_remote=args.allow_remote, server_pid=args.server_pid,
+        udp=args.udp, connections=args.connections, payload_size=args.payload_size,
+        expect=args.expect, warmup=args.warmup, duration=args.duration,
+        max_requests=args.max_requests, io_timeout=args.io_timeout,
+        connect_timeout=args.connect_timeout, reopens=args.reopens, pin=args.pin)
+
+
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        summary = run_bench(spec_from(args, argv))
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the server is stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(json.dumps(summary) if args.json else bench_text(summary))
+    bad = summary["error_count"] or not summary["requests"] or summary["server_died"]
+    return 1 if bad else 0
