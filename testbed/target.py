@@ -43,7 +43,7 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """A running server to drive: ``scheme`` (tcp or udp), ``host``, ``port``."""
+    """A running server to drive: ``scheme`` (tcp, udp or http), ``host``, ``port``."""
 
     scheme: str
     host: str
@@ -59,7 +59,8 @@ class Target:
 
     @classmethod
     def parse(cls, text: str, *, default_scheme: str = "tcp",
-              schemes: Sequence[str] = ("tcp", "udp"), allow_remote: bool = False) -> Target:
+              schemes: Sequence[str] = ("tcp", "udp", "http"),
+              allow_remote: bool = False) -> Target:
         """``tcp://HOST:PORT`` (or ``HOST:PORT`` in ``default_scheme``) checked: a scheme in
         ``schemes``, a loopback host unless ``allow_remote``, a port. UsageError otherwise."""
         try:
@@ -80,7 +81,7 @@ class Target:
 
     def reach(self, *, connect_timeout: float = 5.0, io_timeout: float = 2.0,
               expect: str = "echo") -> None:
-        """One TCP connection (or one UDP exchange) before the run; UsageError (1) if none."""
+        """One TCP connection (one UDP exchange for udp) before the run; UsageError (1) if none."""
         try:
             if self.udp:
                 exchange_once(self.host, self.port, b"ping\n", udp=True, expect=expect,
