@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import NoReturn
 
+from clients.bench import OPEN_WINDOW
 from testbed.args import ArgumentParser, add_target_options, duration, positive
 from testbed.bench.runner import run_bench
 from testbed.bench.spec import BenchSpec
@@ -24,10 +25,11 @@ def build_parser() -> ArgumentParser:
         prog=PROG, conflict_handler="resolve",
         allow_abbrev=False,  # an abbreviated server option would slip past --target's check
         description="Keep one server busy with a lean closed-loop TCP client (TCP only): "
-        "--connections persistent connections, one request in flight on each, every reply "
-        "verified; after a warm-up on connections closed before it, a measured window "
-        "reports requests/s, errors by class, the server's CPU per request (its whole "
-        "process tree) and how busy the client itself was. Starts the server (the serve "
+        "--connections persistent connections (--active of them busy, the rest idle), "
+        "--pipeline requests in flight on each busy one, every reply verified; after a "
+        "warm-up on connections closed before it, a measured window reports requests/s, "
+        "latency, errors by class, the server's CPU per request and memory per connection "
+        "(its whole process tree) and how busy the client itself was. Starts the server (the serve "
         "options below) or benches a running one (--target).")
     add_server_options(parser)
     # The bench has no workers of its own: --workers is the server's, as in testbed serve.
@@ -41,6 +43,20 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--connections", "-c", type=int, default=10, metavar="N",
                         help="persistent connections, one request in flight on each "
                         "(default %(default)s)")
+    parser.add_argument("--active", "-a", type=positive(int), metavar="K",
+                        help="only K of the connections carry the loop; the others are opened, "
+                        "left idle, and each proved alive at the end by one verified request "
+                        "(default: all active)")
+    parser.add_argument("--pipeline", "-P", type=positive(int), default=1, metavar="K",
+                        help="requests in flight on each active connection, every reply "
+                        "verified in order (default %(default)s)")
+    parser.add_argument("--open-timeout", type=positive(float), default=120.0, metavar="S",
+                        help="the opening of all the connections (paced, "
+                        f"{OPEN_WINDOW} handshakes at a time) ends after S seconds; the rest "
+                        "count as connect_timeout (default 120)")
+    parser.add_argument("--process-limit", type=positive(int), default=2000, metavar="N",
+                        help="refuse more connections than N on a model that forks a process "
+                        "per connection (default %(default)s)")
     parser.add_argument("--payload-size", type=int, default=64, metavar="B",
                         help="bytes per request, the newline included (default %(default)s)")
     parser.add_argument("--expect", choices=("echo", "upper"),
@@ -76,7 +92,9 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> BenchSpec:
     return BenchSpec(
         server_options=[] if args.target else server_options_from(args),
         target=args.target, allow_remote=args.allow_remote, server_pid=args.server_pid,
-        udp=args.udp, connections=args.connections, payload_size=args.payload_size,
+        udp=args.udp, connections=args.connections, active=args.active,
+        pipeline=args.pipeline, open_timeout=args.open_timeout,
+        process_limit=args.process_limit, payload_size=args.payload_size,
         expect=args.expect, warmup=args.warmup, duration=args.duration,
         max_requests=args.max_requests, io_timeout=args.io_timeout,
         connect_timeout=args.connect_timeout, reopens=args.reopens, pin=args.pin)
@@ -101,5 +119,4 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(json.dumps(summary) if args.json else bench_text(summary))
-    bad = summary["error_count"] or not summary["requests"] or summary["server_died"]
-    return 1 if bad else 0
+    return 0 if summary["ok"] else 1

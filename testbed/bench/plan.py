@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from clients.bench import MAX_CONNECTIONS
+from clients.bench import MAX_CONNECTIONS, MAX_PIPELINE, tagged
 from testbed.bench.spec import MAX_PAYLOAD, BenchSpec
 from testbed.target import Target, UsageError, parse_server_options
+
+#: Models that serve each connection in a process of its own: driving one with N
+#: connections makes N processes, so the bench stops at ``--process-limit``.
+PROCESS_PER_CONNECTION = frozenset({"forking"})
+#: Descriptors this process needs beyond one per connection (stdio, the pollers, psutil's).
+SPARE_DESCRIPTORS = 64
 
 
 @dataclass
@@ -23,16 +29,26 @@ class BenchPlan:
     service: str | None
     placement: Any
     expect: str
+    descriptors: dict[str, int] = field(default_factory=dict)  # this process's RLIMIT_NOFILE
 
 
 def check_bench(spec: BenchSpec) -> BenchPlan:
     """Refuse what can't run, with one clear line (UsageError); the run's settings."""
     if spec.udp:
         raise UsageError("TCP only: --udp is not supported (use testbed load for UDP)")
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    largest = min(MAX_CONNECTIONS, max(nofile - 64, 1))
-    if not 1 <= spec.connections <= largest:
-        raise UsageError(f"--connections must be 1-{largest}, not {spec.connections}")
+    if not 1 <= spec.connections <= MAX_CONNECTIONS:
+        raise UsageError(f"--connections must be 1-{MAX_CONNECTIONS}, not {spec.connections}")
+    if spec.active is not None and not 1 <= spec.active <= spec.connections:
+        raise UsageError(f"--active must be 1-{spec.connections} (the --connections), "
+                         f"not {spec.active}")
+    if not 1 <= spec.pipeline <= MAX_PIPELINE:
+        raise UsageError(f"--pipeline must be 1-{MAX_PIPELINE}, not {spec.pipeline}")
+    try:
+        tagged(b"x" * spec.payload_size, spec.pipeline)
+    except ValueError as exc:
+        raise UsageError(f"--pipeline {spec.pipeline}: {exc} (--payload-size)") from None
+    if not spec.open_timeout > 0:
+        raise UsageError("--open-timeout must be longer than 0 s")
     if not 1 <= spec.payload_size <= MAX_PAYLOAD:
         raise UsageError(f"--payload-size must be 1-{MAX_PAYLOAD} bytes, not {spec.payload_size}")
     if not spec.duration > 0:
@@ -43,6 +59,7 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
         raise UsageError(f"--reopens must be 0 or more, not {spec.reopens}")
     if spec.expect not in (None, "echo", "upper"):
         raise UsageError(f"--expect must be echo or upper, not {spec.expect!r}")
+    descriptors = ensure_descriptors(spec.connections)
     placement: Any = "free"
     if spec.pin:
         cpus = sorted(os.sched_getaffinity(0))
@@ -56,11 +73,42 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
         target = Target.parse(spec.target, schemes=("tcp",), allow_remote=spec.allow_remote)
         if isinstance(placement, dict):
             placement["server"] = "not started here: left where it runs"
-        return BenchPlan(spec, target, None, None, placement, spec.expect or "echo")
+        return BenchPlan(spec, target, None, None, placement, spec.expect or "echo",
+                         descriptors)
     if spec.server_pid:
         raise UsageError("--server-pid goes with --target (a server started here is known)")
     parsed = parse_server_options(spec.server_options)
     if parsed.udp:
         raise UsageError("TCP only: --udp is not supported (use testbed load for UDP)")
+    refusal = beyond_process_limit(parsed.model, spec.connections, spec.process_limit)
+    if refusal:
+        raise UsageError(refusal)
     return BenchPlan(spec, None, parsed.model, parsed.service, placement,
-                     spec.expect or parsed.service)
+                     spec.expect or parsed.service, descriptors)
+
+
+def beyond_process_limit(model: str, connections: int, limit: int) -> str | None:
+    """Why ``connections`` are not attempted on ``model``, or None if they may be."""
+    if model in PROCESS_PER_CONNECTION and connections > limit:
+        return (f"not attempted beyond {limit:,} connections: the {model} model would need "
+                f"{connections:,} processes, one per connection (--process-limit {limit})")
+    return None
+
+
+def ensure_descriptors(connections: int) -> dict[str, int]:
+    """Raise this process's soft RLIMIT_NOFILE as far as ``connections`` need and the hard
+    limit allows (a server started here inherits it); UsageError, one line, beyond that."""
+    needed = connections + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise UsageError(
+                f"--connections {connections:,} needs {needed:,} open descriptors, but this "
+                f"process may have at most {hard:,} (its hard RLIMIT_NOFILE): raise it "
+                f"(ulimit -n {needed}, prlimit --nofile={needed}) or ask for fewer connections")
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return {"soft": soft, "hard": hard, "needed": needed}

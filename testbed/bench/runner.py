@@ -1,13 +1,24 @@
-"""Running a checked bench: start (or find) the server, warm it up, measure the window.
+"""Running a checked bench: start (or find) the server, warm it up, open, measure, check.
 
 A run is a warm-up on connections that are closed before the window opens (a fresh
-Python server can be slowed for its first connections by its allocator), then a measured
-window on new connections. Around the window the server's whole process tree is read
-(:func:`testbed.sampling.sample_tree`: user + system CPU, the forking model's reaped
-children included).
+Python server can be slowed for its first connections by its allocator), then the
+measured phase on new connections:
+
+1. the server's tree is read (:mod:`testbed.bench.memory`: USS or RSS, threads,
+   processes, descriptors);
+2. every connection is opened, paced (:meth:`clients.bench.ClosedLoop.open`), and the
+   tree is read again once it has settled (the server may still be accepting or
+   spawning when the client's handshakes are done): the growth per connection;
+3. the window: the active connections carry the closed loop, the server's CPU read
+   around it (:func:`testbed.sampling.sample_tree`: user + system, the forking model's
+   reaped children included);
+4. each idle connection is proved alive by one verified request.
 """
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass
 
 import psutil
 
@@ -15,6 +26,7 @@ from clients.bench import ClosedLoop, Result
 from clients.safety import UnsafeTarget, ensure_loopback
 from loadtests.common import make_payload
 from testbed.bench import server as servers
+from testbed.bench.memory import TreeHoldings, holdings
 from testbed.bench.plan import BenchPlan, check_bench
 from testbed.bench.spec import BenchSpec
 from testbed.bench.summary import summarize_bench
@@ -22,18 +34,78 @@ from testbed.processes import ServerProcess, cpu_affinity
 from testbed.sampling import TreeSample, sample_tree
 from testbed.target import UsageError
 
+#: Longest wait for the server's tree to settle after the client's handshakes are done.
+SETTLE_S = 10.0
+#: Lines of the server's stderr kept in the summary (its own account of a failure).
+LOG_LINES = 5
 
-def _phase(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str,
-           seconds: float, root: psutil.Process | None
-           ) -> tuple[Result, TreeSample | None, TreeSample | None]:
-    """One set of connections for ``seconds``, the server tree read around it; closed after."""
-    with ClosedLoop(host, port, payload, expect=expect, connections=spec.connections,
-                    io_timeout=spec.io_timeout, connect_timeout=spec.connect_timeout,
-                    reopens=spec.reopens) as loop:
+
+@dataclass
+class Measured:
+    """The measured phase: the loop's result, the CPU readings around the window, the
+    tree before opening and with every connection open."""
+
+    result: Result
+    before: TreeSample | None
+    after: TreeSample | None
+    held_before: TreeHoldings | None
+    held_open: TreeHoldings | None
+
+
+def _loop(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str, *,
+          warmup: bool) -> ClosedLoop:
+    connections = (spec.active or spec.connections) if warmup else spec.connections
+    return ClosedLoop(host, port, payload, expect=expect, connections=connections,
+                      active=None if warmup else spec.active, pipeline=spec.pipeline,
+                      io_timeout=spec.io_timeout, connect_timeout=spec.connect_timeout,
+                      reopens=spec.reopens, open_timeout=spec.open_timeout)
+
+
+def _warmup(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str) -> Result:
+    """The active connections' loop for ``spec.warmup`` s, closed after: nothing recorded."""
+    with _loop(host, port, spec, payload, expect, warmup=True) as loop:
+        return loop.run(spec.warmup, spec.max_requests)
+
+
+def settled(root: psutil.Process, before: TreeHoldings | None, opened: int) -> TreeHoldings | None:
+    """The tree once it holds the ``opened`` connections: a single process with a
+    descriptor for each, or two readings 0.2 s apart that agree; at most SETTLE_S."""
+    deadline = time.monotonic() + SETTLE_S
+    last = holdings(root)
+    while last is not None and time.monotonic() < deadline:
+        if before is not None and last.processes == 1 and last.fds - before.fds >= opened:
+            return last
+        time.sleep(0.2)
+        now = holdings(root)
+        if now is None or (now.fds, now.threads, now.processes) == \
+                (last.fds, last.threads, last.processes):
+            return now or last
+        last = now
+    return last
+
+
+def _measure(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str,
+             root: psutil.Process | None) -> Measured:
+    loop = _loop(host, port, spec, payload, expect, warmup=False)
+    try:
+        held_before = holdings(root) if root is not None else None
+        loop.open()
+        held_open = settled(root, held_before, loop.result.opened) if root is not None else None
         before = sample_tree(root) if root is not None else None
-        result = loop.run(seconds, spec.max_requests)
+        result = loop.run(spec.duration, spec.max_requests)
         after = sample_tree(root) if root is not None else None
-    return result, before, after
+        if loop.active < spec.connections:
+            loop.check_idle()
+    finally:
+        loop.close()
+    return Measured(result, before, after, held_before, held_open)
+
+
+def _log_tail(server: ServerProcess | None) -> list[str]:
+    if server is None:
+        return []
+    lines = [line for line in server.stderr_text().splitlines() if line.strip()]
+    return lines[-LOG_LINES:]
 
 
 def run_checked(plan: BenchPlan) -> dict:
@@ -65,11 +137,10 @@ def run_checked(plan: BenchPlan) -> dict:
         with cpu_affinity(client_cpus):
             warm = None
             if spec.warmup > 0:
-                warm, _, _ = _phase(host, port, spec, payload, plan.expect, spec.warmup, None)
-            window, before, after = _phase(host, port, spec, payload, plan.expect,
-                                           spec.duration, root)
+                warm = _warmup(host, port, spec, payload, plan.expect)
+            measured = _measure(host, port, spec, payload, plan.expect, root)
         server_died = server is not None and not server.running
-        return summarize_bench(plan, url, pid, warm, window, before, after, server_died)
+        return summarize_bench(plan, url, pid, warm, measured, server_died, _log_tail(server))
     finally:
         if server is not None:
             server.cleanup()

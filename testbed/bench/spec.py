@@ -12,9 +12,10 @@ MAX_PAYLOAD = 16 * 1024 * 1024
 class BenchSpec:
     """One bench run; ``server_options`` are ``testbed serve``'s options (empty with ``target``).
 
-    ``target`` names a running server (``tcp://HOST:PORT``, loopback only unless
-    ``allow_remote``) and ``server_pid`` the process whose tree is measured there (default:
-    the one listening on the target's port).
+    With ``active`` below ``connections`` the others are opened, left idle, and each proved
+    alive at the end by one verified request. ``target`` names a running server
+    (``tcp://HOST:PORT``, loopback only unless ``allow_remote``) and ``server_pid`` the
+    process whose tree is measured there (default: the one listening on the target's port).
     """
 
     server_options: list[str] = field(default_factory=list)
@@ -23,6 +24,10 @@ class BenchSpec:
     server_pid: int | None = None
     udp: bool = False  # refused: the bench is TCP only
     connections: int = 10
+    active: int | None = None  # connections carrying the loop (None: all); the rest stay idle
+    pipeline: int = 1  # requests in flight on each active connection
+    open_timeout: float = 120.0  # the opening of every connection, bounded
+    process_limit: int = 2000  # a process-per-connection model is not driven beyond this
     payload_size: int = 64
     expect: str | None = None  # None: the server's service (echo for a target)
     warmup: float = 2.0  # seconds on connections closed before the window; 0: none

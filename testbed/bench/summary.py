@@ -7,21 +7,26 @@ limit, and the requests/s say more about it than about the server (:func:`_limit
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clients.bench import Result
+from clients.bench import OPEN_WINDOW, Result
+from testbed.bench.memory import added_per_connection
 from testbed.bench.plan import BenchPlan
-from testbed.sampling import TreeSample
+
+if TYPE_CHECKING:
+    from testbed.bench.runner import Measured
 
 #: Client cores busy at or above this: the client, not the server, was the limit.
 CLIENT_BOUND = 0.9
+MIB = 1024 * 1024
 
 
 def summarize_bench(plan: BenchPlan, url: str, pid: int | None, warm: Result | None,
-                    window: Result, before: TreeSample | None, after: TreeSample | None,
-                    server_died: bool) -> dict[str, Any]:
+                    measured: Measured, server_died: bool,
+                    server_log: list[str] | None = None) -> dict[str, Any]:
     """The run as one JSON-able record (its fields are documented in the README)."""
     spec = plan.spec
+    window, before, after = measured.result, measured.before, measured.after
     requests = window.requests
     server: dict[str, Any] = {"pid": pid, "measured": before is not None and after is not None}
     if before is not None and after is not None:
@@ -30,6 +35,23 @@ def summarize_bench(plan: BenchPlan, url: str, pid: int | None, warm: Result | N
         server.update(cpu_s=cpu, cores_busy=cpu / span if span > 0 else None,
                       cpu_us_per_request=cpu / requests * 1e6 if requests else None,
                       processes=after.processes, threads=after.threads)
+    held_before, held_open = measured.held_before, measured.held_open
+    idle = spec.connections - window.active
+    memory = None
+    if held_before is not None and held_open is not None:
+        added = added_per_connection(held_before, held_open, window.opened)
+        memory = {"figure": held_open.figure, "before": held_before.as_dict(),
+                  "opened": held_open.as_dict(),
+                  "added_bytes": held_open.bytes - held_before.bytes,
+                  "added_per_connection_bytes": added}
+    opening = {"connections": spec.connections, "opened": window.opened,
+               "seconds": window.open_s, "window": OPEN_WINDOW,
+               "failed": {k: v for k, v in window.open_failed.items() if v}}
+    idle_record = None if not idle else {
+        "connections": idle, "alive": window.idle_alive or 0,
+        "failed": {k: v for k, v in window.idle_failed.items() if v},
+        "details": dict(window.idle_details),
+        "check": "one request on each idle connection after the window, its reply verified"}
     client_busy = window.cpu_s / window.elapsed if window.elapsed > 0 else 0.0
     return {
         "model": plan.model, "service": plan.service,
@@ -42,7 +64,12 @@ def summarize_bench(plan: BenchPlan, url: str, pid: int | None, warm: Result | N
         "errors": window.errors, "error_count": window.error_count,
         "error_details": window.details, "gave_up": window.gave_up, "capped": window.capped,
         "served_connections": window.served_connections,
+        "unserved": window.unserved,
         "replies_per_connection": window.replies,
+        "active": window.active, "pipeline": window.pipeline,
+        "latency": window.latency_ms(),
+        "opening": opening, "idle": idle_record, "server_memory": memory,
+        "descriptors": plan.descriptors, "server_log": list(server_log or []),
         "server": server,
         "client": {"cpu_s": window.cpu_s, "cores_busy": client_busy,
                    "cpu_us_per_request": window.cpu_s / requests * 1e6 if requests else None},
@@ -53,6 +80,9 @@ def summarize_bench(plan: BenchPlan, url: str, pid: int | None, warm: Result | N
             "requests": warm.requests, "elapsed_s": warm.elapsed,
             "error_count": warm.error_count, "errors": warm.errors},
         "server_died": server_died,
+        "ok": (not window.error_count and bool(requests) and not server_died
+               and window.opened == spec.connections
+               and (not idle or window.idle_alive == idle)),
     }
 
 
@@ -96,8 +126,10 @@ def bench_text(summary: dict[str, Any]) -> str:
     errors = {k: v for k, v in summary["errors"].items() if v}
     server, client = summary["server"], summary["client"]
     lines = [
-        f"{what} · tcp · {summary['connections']} connections · {summary['payload_size']} B "
-        f"· {where}",
+        f"{what} · tcp · {summary['connections']:,} connections"
+        + (f" ({summary['active']:,} active)" if summary["idle"] else "")
+        + (f" · pipeline {summary['pipeline']}" if summary["pipeline"] > 1 else "")
+        + f" · {summary['payload_size']} B · {where}",
         "warm-up  " + ("none" if warm is None else
                        f"{warm['elapsed_s']:.1f} s, {warm['requests']:,} requests, "
                        f"{warm['error_count']:,} errors, on connections closed before the window"),
@@ -110,10 +142,35 @@ def bench_text(summary: dict[str, Any]) -> str:
            "  (not measured: give --server-pid)"),
         f"client   {_n(client['cpu_us_per_request'], ',.2f')} µs CPU/request  "
         f"{client['cores_busy']:.2f} cores busy",
-        f"served   {summary['served_connections']} of {summary['connections']} connections "
+        f"served   {summary['served_connections']:,} of {summary['active']:,} "
+        f"{'active ' if summary['idle'] else ''}connections "
         f"(replies per connection: min {min(summary['replies_per_connection']):,}, "
-        f"max {max(summary['replies_per_connection']):,})",
+        f"max {max(summary['replies_per_connection']):,})"
+        + ("; the others: " + ", ".join(f"{k} {v:,}" for k, v in summary["unserved"].items())
+           if summary["unserved"] else ""),
     ]
+    latency = summary["latency"]
+    if latency["samples"]:
+        lines.insert(3, f"latency  p50 {latency['p50_ms']:.3f} ms  p99 {latency['p99_ms']:.3f} ms"
+                     f"  max {latency['max_ms']:.2f} ms  ({latency['samples']:,} replies)")
+    opening = summary["opening"]
+    if summary["idle"] or opening["failed"] or opening["seconds"] >= 1:
+        lines.append(f"opened   {opening['opened']:,} of {opening['connections']:,} connections "
+                     f"in {opening['seconds']:.2f} s"
+                     + ("  failed: " + _classes(opening["failed"]) if opening["failed"] else ""))
+    idle = summary["idle"]
+    if idle:
+        lines.append(f"idle     {idle['alive']:,} of {idle['connections']:,} alive at the end "
+                     "(one verified request each)"
+                     + ("  failed: " + _classes(idle["failed"]) if idle["failed"] else ""))
+    memory = summary["server_memory"]
+    if memory and (idle or summary["connections"] >= 100):
+        held, per = memory["opened"], memory["added_per_connection_bytes"]
+        lines.append(f"memory   {memory['figure']} {memory['before']['bytes'] / MIB:.1f} MiB "
+                     f"before opening, {held['bytes'] / MIB:.1f} MiB with all open"
+                     + (f": {per / 1024:.2f} KiB per connection" if per is not None else "")
+                     + f"  ({held['processes']:,} process(es), {held['threads']:,} thread(s), "
+                     f"{held['fds']:,} descriptors)")
     if summary["error_details"]:
         lines.append("first    " + "; ".join(f"{kind}: {detail}" for kind, detail
                                              in summary["error_details"].items()))
@@ -125,7 +182,13 @@ def bench_text(summary: dict[str, Any]) -> str:
         lines.append(f"{summary['gave_up']} connection(s) given up after --reopens")
     if summary["server_died"]:
         lines.append("the server exited during the run")
+    if summary["server_log"] and not summary["ok"]:
+        lines.append("server   said: " + summary["server_log"][-1].strip())
     return "\n".join(lines)
+
+
+def _classes(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {n:,}" for kind, n in counts.items())
 
 
 def _extra(options: list[str]) -> list[str]:
