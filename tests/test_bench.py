@@ -273,3 +273,111 @@ def test_half_a_reply_then_close_is_closed_early(half_replier: int) -> None:
     assert result.gave_up == 2
     assert result.elapsed < 3  # every slot given up: the loop ended before its time
     assert "5 of 11 bytes" in result.details["closed_early"]
+
+
+# -- many connections, mostly idle; pipelines ------------------------------------------------
+
+
+def test_select_holds_2000_mostly_idle_connections() -> None:
+    """Every idle connection answers its final request; each costs the server little."""
+    summary = json_bench("--model", "select", "--connections", "2000", "--active", "5",
+                         "--duration", "1", "--warmup", "0.3")
+    assert summary["ok"] and summary["error_count"] == 0
+    assert summary["opening"]["opened"] == 2000 and not summary["opening"]["failed"]
+    idle = summary["idle"]
+    assert idle["connections"] == 1995 and idle["alive"] == 1995 and not idle["failed"]
+    assert summary["served_connections"] == 5 and len(summary["replies_per_connection"]) == 5
+    memory = summary["server_memory"]
+    assert memory["figure"] in ("uss", "rss")
+    assert memory["opened"]["fds"] - memory["before"]["fds"] >= 2000
+    assert 0 < memory["added_per_connection_bytes"] < 32 * 1024
+    latency = summary["latency"]
+    assert latency["samples"] == summary["requests"] and 0 < latency["p50_ms"] <= latency["p99_ms"]
+
+
+def test_sequential_serves_one_of_100_and_names_why_not_the_others() -> None:
+    result = run_bench("--model", "sequential", "--connections", "100", "--io-timeout", "0.5",
+                       "--reopens", "0", "--duration", "1.5", "--warmup", "0")
+    no_traceback(result.stderr)
+    assert result.returncode == 1, result.stderr
+    served = next(line for line in result.stdout.splitlines() if line.startswith("served"))
+    assert served.startswith("served   1 of 100 connections"), served
+    assert "the others: io_timeout 99" in served, served
+
+
+def test_too_few_descriptors_is_one_line() -> None:
+    """A hard limit below what --connections needs: one line saying so, before any socket."""
+    def low_limit() -> None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    result = subprocess.run([sys.executable, "-m", "testbed", "bench", "--model", "select",
+                             "--connections", "1000", "--duration", "0.5"],
+                            capture_output=True, text=True, timeout=25, cwd=ROOT,
+                            preexec_fn=low_limit)  # noqa: PLW1509 - a limit, no threads here
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith("testbed bench: error: --connections 1,000 needs 1,064 open "
+                           "descriptors"), line
+    assert "256" in line and result.stdout == ""
+
+
+def test_pipeline_replies_verified_in_order() -> None:
+    summary = json_bench("--model", "select", "--connections", "3", "--pipeline", "4", *SHORT)
+    assert summary["pipeline"] == 4 and summary["ok"]
+    assert summary["requests"] > 0 and summary["error_count"] == 0
+
+
+def test_pipeline_wrong_service_is_mismatch(serve: Any) -> None:
+    server = serve("select", "upper", "--quiet")
+    summary = json_bench("--target", f"tcp://127.0.0.1:{server.port}", "--expect", "echo",
+                         "--connections", "2", "--pipeline", "4", "--reopens", "0", *SHORT,
+                         status=1)
+    assert summary["requests"] == 0 and summary["errors"]["mismatch"] == 2
+
+
+@pytest.fixture
+def swapper() -> Iterator[int]:
+    """A listener that answers each pair of lines in the wrong order."""
+    listener = open_listener("127.0.0.1", 0, backlog=16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve_forever() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as lines:
+                conn.settimeout(2)
+                try:
+                    first, second = lines.readline(), lines.readline()
+                    conn.sendall(second + first)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve_forever, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_replies_out_of_order_are_mismatches(swapper: int) -> None:
+    with ClosedLoop("127.0.0.1", swapper, b"abcdef\n", connections=1, pipeline=2,
+                    reopens=1) as loop:
+        result = loop.run(2.0)
+    assert result.requests == 0
+    assert result.errors["mismatch"] == 2 and result.gave_up == 1
+    assert "byte 0" in result.details["mismatch"]
+
+
+def test_forking_is_not_driven_beyond_its_process_limit() -> None:
+    result = run_bench("--model", "forking", "--connections", "300", "--process-limit", "200")
+    assert result.returncode == 2
+    assert "not attempted beyond 200 connections: the forking model would need 300 " \
+           "processes" in one_line(result.stderr)

@@ -88,7 +88,8 @@ def _measure(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str,
              root: psutil.Process | None) -> Measured:
     loop = _loop(host, port, spec, payload, expect, warmup=False)
     try:
-        held_before = holdings(root) if root is not None else None
+        # settled: the warm-up's connections, closed by the client, are gone at the server
+        held_before = settled(root, None, 0) if root is not None else None
         loop.open()
         held_open = settled(root, held_before, loop.result.opened) if root is not None else None
         before = sample_tree(root) if root is not None else None
