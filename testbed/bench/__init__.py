@@ -9,14 +9,17 @@ verified. It starts the server itself (port 0, its ready line) or benches a runn
 (``--target``, loopback only unless ``--allow-remote``).
 
 The modules, one job each: ``spec`` (what a run is), ``plan`` (checking it), ``server``
-(starting or finding the server), ``runner`` (the phases), ``summary`` (the record and its
-text), ``command`` (the options). :func:`run_bench` is the API; :func:`main` the command.
+(starting or finding the server), ``memory`` (what the server's tree holds), ``runner``
+(the phases), ``summary`` (the record and its text), ``command`` (the options), ``scale``
+(the scale scenario). :func:`run_bench` and :func:`run_scale` are the API; :func:`main`
+the command.
 """
 
 from __future__ import annotations
 
 from testbed.bench.command import main
 from testbed.bench.runner import run_bench
+from testbed.bench.scale import run_scale
 from testbed.bench.spec import BenchSpec
 
-__all__ = ["BenchSpec", "main", "run_bench"]
+__all__ = ["BenchSpec", "main", "run_bench", "run_scale"]

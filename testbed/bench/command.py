@@ -9,11 +9,18 @@ import sys
 from typing import NoReturn
 
 from clients.bench import OPEN_WINDOW
-from testbed.args import ArgumentParser, add_target_options, duration, positive
+from testbed.args import ArgumentParser, add_target_options, duration, positive, user_counts
 from testbed.bench.runner import run_bench
+from testbed.bench.scale import DEFAULT_STEPS, run_scale, scale_table
 from testbed.bench.spec import BenchSpec
 from testbed.bench.summary import bench_text
-from testbed.target import UsageError, add_server_workers, server_options_from, server_options_given
+from testbed.target import (
+    UsageError,
+    add_server_workers,
+    parse_server_options,
+    server_options_from,
+    server_options_given,
+)
 
 PROG = "testbed bench"
 
@@ -78,6 +85,13 @@ def build_parser() -> ArgumentParser:
                         "(default %(default)s)")
     parser.add_argument("--pin", action="store_true",
                         help="server on the first CPU, this client on the second")
+    parser.add_argument("--scale", nargs="?", const=",".join(map(str, DEFAULT_STEPS)),
+                        type=user_counts, metavar="N,N,...",
+                        help="the scale scenario instead of one run: a fresh server at each "
+                        "step of open connections (default "
+                        f"{','.join(map(str, DEFAULT_STEPS))}), --active of them busy "
+                        "(default 10), a line per step; the steps after a failure are not "
+                        "attempted")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser
 
@@ -100,6 +114,25 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> BenchSpec:
         connect_timeout=args.connect_timeout, reopens=args.reopens, pin=args.pin)
 
 
+def _scale(args: argparse.Namespace, argv: list[str], spec: BenchSpec) -> int:
+    """``--scale``: :func:`run_scale` over the steps with the server options given; its own
+    shorter window and warm-up unless they are given. Exit 0 once it ran: the step where a
+    model fails is a finding, recorded in the table."""
+    if spec.target:
+        raise UsageError("--scale starts a server at each step: give server options, "
+                         "not --target")
+    given = {word.split("=")[0] for word in argv}
+    records = run_scale(spec.server_options, args.scale, active=spec.active or 10,
+                        duration=spec.duration if given & {"--duration", "-t"} else 2.0,
+                        warmup=spec.warmup if "--warmup" in given else 0.5,
+                        process_limit=spec.process_limit, pin=spec.pin,
+                        payload_size=spec.payload_size,
+                        progress=lambda text: print(text, file=sys.stderr, flush=True))
+    model = parse_server_options(spec.server_options).model
+    print(json.dumps(records) if args.json else scale_table(model, records))
+    return 0
+
+
 def _interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
 
@@ -109,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        summary = run_bench(spec_from(args, argv))
+        spec = spec_from(args, argv)
+        if args.scale:
+            return _scale(args, argv, spec)
+        summary = run_bench(spec)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.status

@@ -36,6 +36,9 @@ from testbed.target import UsageError
 
 #: Longest wait for the server's tree to settle after the client's handshakes are done.
 SETTLE_S = 10.0
+#: Seconds a server started here gets to exit after SIGTERM (it is not measured) before
+#: SIGKILL: a threading server holding 10,000 threads can take longer than the default 5.
+STOP_GRACE = 2.0
 #: Lines of the server's stderr kept in the summary (its own account of a failure).
 LOG_LINES = 5
 
@@ -144,6 +147,7 @@ def run_checked(plan: BenchPlan) -> dict:
         return summarize_bench(plan, url, pid, warm, measured, server_died, _log_tail(server))
     finally:
         if server is not None:
+            server.stop(grace=STOP_GRACE)
             server.cleanup()
 
 
