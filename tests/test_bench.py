@@ -381,3 +381,41 @@ def test_forking_is_not_driven_beyond_its_process_limit() -> None:
     assert result.returncode == 2
     assert "not attempted beyond 200 connections: the forking model would need 300 " \
            "processes" in one_line(result.stderr)
+
+
+def test_scale_records_steps_limits_and_failures() -> None:
+    """One record per step, every key present; forking stops at its process limit, and a
+    model that fails a step is not driven further."""
+    from testbed.bench.scale import run_scale
+
+    fast = {"duration": 0.3, "warmup": 0.1, "io_timeout": 0.5}
+    select = run_scale(["--model", "select"], steps=(200,), **fast)
+    forking = run_scale(["--model", "forking"], steps=(10, 40), process_limit=30, **fast)
+    sequential = run_scale(["--model", "sequential"], steps=(20, 200), active=5, **fast)
+    keys = set(select[0])
+    assert all(set(record) == keys for record in select + forking + sequential)
+    assert [r["ok"] for r in select] == [True]
+    assert select[0]["opened"] == 200 and select[0]["idle_alive"] == 190
+    assert select[0]["memory_figure"] in ("uss", "rss") and select[0]["fds"] >= 200
+    assert select[0]["p99_ms"] >= select[0]["p50_ms"] > 0
+    assert forking[0]["ok"] and forking[0]["processes"] >= 11
+    assert not forking[1]["attempted"]
+    assert forking[1]["not_attempted"].startswith(
+        "not attempted beyond 30 connections: the forking model would need 40 processes")
+    assert not sequential[0]["ok"] and sequential[0]["failure"]["step"] == 20
+    assert sequential[0]["failure"]["how"] == "no reply in time"
+    assert sequential[1]["not_attempted"] == "not attempted: the model failed at 20 connections"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_select_holds_10000_connections() -> None:
+    """The C10K target: every idle connection alive, under 10 KiB each at the server."""
+    result = run_bench("--model", "select", "--backlog", "4096", "--connections", "10000",
+                       "--active", "10", "--duration", "2", "--warmup", "0.5", "--json",
+                       timeout=80)
+    no_traceback(result.stderr)
+    summary = json.loads(result.stdout)
+    assert summary["ok"], result.stdout
+    assert summary["idle"]["alive"] == 9990
+    assert summary["server_memory"]["added_per_connection_bytes"] < 10 * 1024

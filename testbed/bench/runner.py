@@ -70,20 +70,22 @@ def _warmup(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str) 
         return loop.run(spec.warmup, spec.max_requests)
 
 
-def settled(root: psutil.Process, before: TreeHoldings | None, opened: int) -> TreeHoldings | None:
-    """The tree once it holds the ``opened`` connections: a single process with a
-    descriptor for each, or two readings 0.2 s apart that agree; at most SETTLE_S."""
+def settled(root: psutil.Process) -> TreeHoldings | None:
+    """The tree once it has stopped changing: three readings 0.2 s apart that agree on
+    descriptors, threads and processes (the server may still be accepting, spawning or
+    forking when the client's handshakes are done); at most SETTLE_S."""
     deadline = time.monotonic() + SETTLE_S
-    last = holdings(root)
+    last, agreed = holdings(root), 0
     while last is not None and time.monotonic() < deadline:
-        if before is not None and last.processes == 1 and last.fds - before.fds >= opened:
-            return last
         time.sleep(0.2)
         now = holdings(root)
-        if now is None or (now.fds, now.threads, now.processes) == \
-                (last.fds, last.threads, last.processes):
-            return now or last
+        if now is None:
+            return last
+        same = (now.fds, now.threads, now.processes) == (last.fds, last.threads, last.processes)
+        agreed = agreed + 1 if same else 0
         last = now
+        if agreed >= 2:
+            break
     return last
 
 
@@ -92,9 +94,9 @@ def _measure(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str,
     loop = _loop(host, port, spec, payload, expect, warmup=False)
     try:
         # settled: the warm-up's connections, closed by the client, are gone at the server
-        held_before = settled(root, None, 0) if root is not None else None
+        held_before = settled(root) if root is not None else None
         loop.open()
-        held_open = settled(root, held_before, loop.result.opened) if root is not None else None
+        held_open = settled(root) if root is not None else None
         before = sample_tree(root) if root is not None else None
         result = loop.run(spec.duration, spec.max_requests)
         after = sample_tree(root) if root is not None else None
