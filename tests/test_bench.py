@@ -383,10 +383,11 @@ def test_forking_is_not_driven_beyond_its_process_limit() -> None:
            "processes" in one_line(result.stderr)
 
 
-def test_scale_records_steps_limits_and_failures() -> None:
+def test_scale_records_steps_limits_and_failures(tmp_path: Any) -> None:
     """One record per step, every key present; forking stops at its process limit, and a
-    model that fails a step is not driven further."""
+    model that fails a step is not driven further. The plots are drawn from them."""
     from testbed.bench.scale import run_scale
+    from testbed.reporting.scale_plots import write_scale_plots
 
     fast = {"duration": 0.3, "warmup": 0.1, "io_timeout": 0.5}
     select = run_scale(["--model", "select"], steps=(200,), **fast)
@@ -405,6 +406,10 @@ def test_scale_records_steps_limits_and_failures() -> None:
     assert not sequential[0]["ok"] and sequential[0]["failure"]["step"] == 20
     assert sequential[0]["failure"]["how"] == "no reply in time"
     assert sequential[1]["not_attempted"] == "not attempted: the model failed at 20 connections"
+    paths = write_scale_plots({"select": select, "forking": forking, "sequential": sequential},
+                              tmp_path, footer="test")
+    assert [p.name for p in paths] == ["scale-memory.png", "scale-p99.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 5000 for p in paths)
 
 
 @pytest.mark.slow
