@@ -106,8 +106,15 @@ def _record(connections: int, active: int, summary: dict[str, Any] | None,
                       added_per_connection_bytes=memory["added_per_connection_bytes"],
                       threads=held["threads"], processes=held["processes"], fds=held["fds"])
     if not summary["ok"]:
+        held = (memory or {}).get("opened") or {}
+        detail = (f"{record['opened']:,} of {connections:,} opened, "
+                  f"{record['idle_alive']:,} of {record['idle_connections']:,} idle alive, "
+                  f"{summary['served_connections']} of {record['active']} active served; "
+                  f"the server had {held.get('processes', '?')} process(es), "
+                  f"{held.get('threads', '?')} thread(s), {held.get('fds', '?')} descriptors")
         record["failure"] = {"step": connections, "how": how_it_failed(summary),
-                             "classes": errors, "server_log": summary["server_log"]}
+                             "detail": detail, "classes": errors,
+                             "server_log": summary["server_log"]}
     return record
 
 
@@ -131,6 +138,7 @@ def run_scale(model_options: Sequence[str], steps: Sequence[int] = DEFAULT_STEPS
                          every idle connection alive at the end
         failure          None, or {"step": N, "how": "thread creation fails" | "fork fails" |
                          "EMFILE" | "connect timeouts" | "resets (a full queue)" | ...,
+                         "detail": "N of M opened, ... the server had P process(es), ...",
                          "classes": {failure class: count}, "server_log": [lines]}
         seconds          wall time of the step (server start and stop included)
         opened, open_s   connections opened, and the seconds the opening took
@@ -177,8 +185,8 @@ def run_scale(model_options: Sequence[str], steps: Sequence[int] = DEFAULT_STEPS
         except UsageError as exc:  # the server would not start, or the client can't
             record = _record(connections, active, None, time.monotonic() - started)
             record["attempted"] = True
-            record["failure"] = {"step": connections, "how": str(exc), "classes": {},
-                                 "server_log": []}
+            record["failure"] = {"step": connections, "how": str(exc), "detail": "",
+                                 "classes": {}, "server_log": []}
             records.append(record)
             failed_at = connections
             continue
