@@ -420,7 +420,10 @@ class ClosedLoop:
     def _send(self, conn: _Conn, now: float, data: bytes, count: int = 1) -> None:
         """Send ``count`` requests (``data``); what the socket won't take now goes when it
         is writable."""
-        conn.sent.extend([now] * count) if count > 1 else conn.sent.append(now)
+        if count == 1:
+            conn.sent.append(now)
+        else:
+            conn.sent.extend([now] * count)
         if conn.out is not None:  # still sending: queue behind it
             conn.out = memoryview(bytes(conn.out) + data)
             return
