@@ -328,6 +328,16 @@ def test_pipeline_replies_verified_in_order() -> None:
     assert summary["requests"] > 0 and summary["error_count"] == 0
 
 
+def test_run_pipeline_one_record_per_depth() -> None:
+    from testbed.bench.pipeline import run_pipeline
+
+    records = run_pipeline(["--model", "select"], depths=(1, 8), duration=0.5, warmup=0.2,
+                           pin=False)
+    assert [r["pipeline"] for r in records] == [1, 8]
+    assert all(r["ok"] and r["requests"] > 0 and r["server_cpu_us_per_request"] > 0
+               and r["requests_per_cpu_s"] > 0 for r in records)
+
+
 def test_pipeline_wrong_service_is_mismatch(serve: Any) -> None:
     server = serve("select", "upper", "--quiet")
     summary = json_bench("--target", f"tcp://127.0.0.1:{server.port}", "--expect", "echo",

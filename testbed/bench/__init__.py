@@ -11,15 +11,17 @@ verified. It starts the server itself (port 0, its ready line) or benches a runn
 The modules, one job each: ``spec`` (what a run is), ``plan`` (checking it), ``server``
 (starting or finding the server), ``memory`` (what the server's tree holds), ``runner``
 (the phases), ``summary`` (the record and its text), ``command`` (the options), ``scale``
-(the scale scenario). :func:`run_bench` and :func:`run_scale` are the API; :func:`main`
+(the scale scenario), ``pipeline`` (CPU per request against requests in flight).
+:func:`run_bench`, :func:`run_scale` and :func:`run_pipeline` are the API; :func:`main`
 the command.
 """
 
 from __future__ import annotations
 
 from testbed.bench.command import main
+from testbed.bench.pipeline import run_pipeline
 from testbed.bench.runner import run_bench
 from testbed.bench.scale import run_scale
 from testbed.bench.spec import BenchSpec
 
-__all__ = ["BenchSpec", "main", "run_bench", "run_scale"]
+__all__ = ["BenchSpec", "main", "run_bench", "run_pipeline", "run_scale"]
