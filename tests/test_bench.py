@@ -155,6 +155,9 @@ def test_sequential_serves_one_connection_of_three() -> None:
     ["--target", "tcp://127.0.0.1:9", "--model", "select"],
     ["--target", "udp://127.0.0.1:9"],
     ["--server-pid", "1"],
+    ["--service", "http"],
+    ["--active", "11"],
+    ["--pipeline", "100", "--payload-size", "2"],
 ])
 def test_bad_input_is_one_line(args: list[str]) -> None:
     result = run_bench(*args)

@@ -14,6 +14,8 @@ from testbed.target import Target, UsageError, parse_server_options
 #: Models that serve each connection in a process of its own: driving one with N
 #: connections makes N processes, so the bench stops at ``--process-limit``.
 PROCESS_PER_CONNECTION = frozenset({"forking"})
+#: The services whose replies the closed loop can verify (a line in, its answer out).
+LINE_SERVICES = ("echo", "upper")
 #: Descriptors this process needs beyond one per connection (stdio, the pollers, psutil's).
 SPARE_DESCRIPTORS = 64
 
@@ -80,6 +82,9 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
     parsed = parse_server_options(spec.server_options)
     if parsed.udp:
         raise UsageError("TCP only: --udp is not supported (use testbed load for UDP)")
+    if parsed.service not in LINE_SERVICES:
+        raise UsageError(f"the bench speaks the line services ({', '.join(LINE_SERVICES)}), "
+                         f"not {parsed.service}: use testbed load for it")
     refusal = beyond_process_limit(parsed.model, spec.connections, spec.process_limit)
     if refusal:
         raise UsageError(refusal)
