@@ -425,6 +425,19 @@ def test_scale_records_steps_limits_and_failures(tmp_path: Any) -> None:
     assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 5000 for p in paths)
 
 
+def test_server_out_of_descriptors_is_emfile() -> None:
+    """A server held to 64 descriptors: the scale step fails, and says EMFILE (the server's
+    own log line), not just the client's timeouts."""
+    from testbed.bench.scale import run_scale
+
+    step, = run_scale(["--model", "select"], steps=(150,), active=5, duration=0.3,
+                      warmup=0.1, io_timeout=0.5, server_nofile=64)
+    assert not step["ok"] and step["failure"]["how"] == "EMFILE"
+    assert step["opened"] == 150  # the kernel completed the handshakes: the queue held them
+    assert step["idle_alive"] < 145 and step["errors"].get("io_timeout")
+    assert any("Too many open files" in line for line in step["server_log"])
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_select_holds_10000_connections() -> None:

@@ -64,6 +64,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--process-limit", type=positive(int), default=2000, metavar="N",
                         help="refuse more connections than N on a model that forks a process "
                         "per connection (default %(default)s)")
+    parser.add_argument("--server-nofile", type=positive(int), metavar="N",
+                        help="the started server's soft descriptor limit (default: this "
+                        "command's, raised for --connections): to see where it runs out")
     parser.add_argument("--payload-size", type=int, default=64, metavar="B",
                         help="bytes per request, the newline included (default %(default)s)")
     parser.add_argument("--expect", choices=("echo", "upper"),
@@ -108,7 +111,8 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> BenchSpec:
         target=args.target, allow_remote=args.allow_remote, server_pid=args.server_pid,
         udp=args.udp, connections=args.connections, active=args.active,
         pipeline=args.pipeline, open_timeout=args.open_timeout,
-        process_limit=args.process_limit, payload_size=args.payload_size,
+        process_limit=args.process_limit, server_nofile=args.server_nofile,
+        payload_size=args.payload_size,
         expect=args.expect, warmup=args.warmup, duration=args.duration,
         max_requests=args.max_requests, io_timeout=args.io_timeout,
         connect_timeout=args.connect_timeout, reopens=args.reopens, pin=args.pin)
@@ -126,6 +130,7 @@ def _scale(args: argparse.Namespace, argv: list[str], spec: BenchSpec) -> int:
                         duration=spec.duration if given & {"--duration", "-t"} else 2.0,
                         warmup=spec.warmup if "--warmup" in given else 0.5,
                         process_limit=spec.process_limit, pin=spec.pin,
+                        server_nofile=spec.server_nofile,
                         payload_size=spec.payload_size,
                         progress=lambda text: print(text, file=sys.stderr, flush=True))
     model = parse_server_options(spec.server_options).model

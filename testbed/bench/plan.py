@@ -70,7 +70,7 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
                              "the client)")
         placement = {"server": cpus[:1], "client": cpus[1:2]}
     if spec.target:
-        if spec.server_options:
+        if spec.server_options or spec.server_nofile:
             raise UsageError("give either --target or server options, not both")
         target = Target.parse(spec.target, schemes=("tcp",), allow_remote=spec.allow_remote)
         if isinstance(placement, dict):
@@ -79,6 +79,8 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
                          descriptors)
     if spec.server_pid:
         raise UsageError("--server-pid goes with --target (a server started here is known)")
+    if spec.server_nofile is not None and spec.server_nofile < 16:
+        raise UsageError(f"--server-nofile must be 16 or more, not {spec.server_nofile}")
     parsed = parse_server_options(spec.server_options)
     if parsed.udp:
         raise UsageError("TCP only: --udp is not supported (use testbed load for UDP)")

@@ -124,7 +124,8 @@ def run_checked(plan: BenchPlan) -> dict:
         root: psutil.Process | None = None
         if plan.target is None:
             server = servers.start(spec.server_options,
-                                   placement["server"] if isinstance(placement, dict) else None)
+                                   placement["server"] if isinstance(placement, dict) else None,
+                                   spec.server_nofile)
             host, port, url = server.host, server.port, server.endpoint.url
             try:
                 ensure_loopback(host, allow_remote=spec.allow_remote)

@@ -4,7 +4,8 @@
 and 10,000 by default), a fresh server each time, a fixed few of them active, and
 returns one record per step. The step at which a model fails is recorded with how it
 failed, and the steps after it are not attempted; a model that forks a process per
-connection is not driven beyond ``process_limit`` connections.
+connection is not driven beyond ``process_limit`` connections. ``server_nofile`` gives
+the servers a descriptor limit of their own, to see where they run out (EMFILE).
 
 The server is given a listen queue of :data:`SCALE_BACKLOG` (unless the options name
 one): with the default 128 a server that accepts slower than the client connects drops
@@ -122,7 +123,7 @@ def run_scale(model_options: Sequence[str], steps: Sequence[int] = DEFAULT_STEPS
               active: int = 10, duration: float = 2.0, warmup: float = 0.5,
               io_timeout: float = 2.0, connect_timeout: float = 3.0,
               open_timeout: float = 60.0, process_limit: int = 2000, pin: bool = False,
-              payload_size: int = 64,
+              payload_size: int = 64, server_nofile: int | None = None,
               progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """One model (``model_options``: ``testbed serve`` options) at each step of open
     connections; one record per step, in the order of ``steps``.
@@ -178,7 +179,7 @@ def run_scale(model_options: Sequence[str], steps: Sequence[int] = DEFAULT_STEPS
                          active=min(active, connections), duration=duration, warmup=warmup,
                          io_timeout=io_timeout, connect_timeout=connect_timeout,
                          open_timeout=open_timeout, process_limit=process_limit, pin=pin,
-                         payload_size=payload_size, reopens=0)
+                         payload_size=payload_size, reopens=0, server_nofile=server_nofile)
         started = time.monotonic()
         try:
             summary = run_bench(spec)

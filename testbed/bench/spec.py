@@ -28,6 +28,7 @@ class BenchSpec:
     pipeline: int = 1  # requests in flight on each active connection
     open_timeout: float = 120.0  # the opening of every connection, bounded
     process_limit: int = 2000  # a process-per-connection model is not driven beyond this
+    server_nofile: int | None = None  # the started server's descriptor limit (None: inherited)
     payload_size: int = 64
     expect: str | None = None  # None: the server's service (echo for a target)
     warmup: float = 2.0  # seconds on connections closed before the window; 0: none
