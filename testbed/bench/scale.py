@@ -30,7 +30,8 @@ SCALE_BACKLOG = 4096
 LOG_CAUSES = (
     ("can't start new thread", "thread creation fails"),
     ("start new thread", "thread creation fails"),
-    ("fork", "fork fails"),
+    ("Resource temporarily unavailable", "fork fails"),  # os.fork's EAGAIN (BlockingIOError)
+    ("Cannot fork", "fork fails"),
     ("Too many open files", "EMFILE"),
     ("accept failed", "EMFILE"),
     ("Cannot allocate memory", "out of memory"),
