@@ -9,6 +9,7 @@ import sys
 from typing import NoReturn
 
 from clients.bench import OPEN_WINDOW
+from clients.harness import EXPECTED
 from testbed.args import ArgumentParser, add_target_options, duration, positive, user_counts
 from testbed.bench.runner import run_bench
 from testbed.bench.scale import DEFAULT_STEPS, run_scale, scale_table
@@ -69,7 +70,7 @@ def build_parser() -> ArgumentParser:
                         "command's, raised for --connections): to see where it runs out")
     parser.add_argument("--payload-size", type=int, default=64, metavar="B",
                         help="bytes per request, the newline included (default %(default)s)")
-    parser.add_argument("--expect", choices=("echo", "upper"),
+    parser.add_argument("--expect", choices=list(EXPECTED),
                         help="the answer to check replies against (default: the --service; "
                         "echo for a --target)")
     parser.add_argument("--warmup", type=duration, default=2.0, metavar="T",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clients.bench import MAX_CONNECTIONS, MAX_PIPELINE, tagged
+from clients.harness import EXPECTED
 from testbed.bench.spec import MAX_PAYLOAD, BenchSpec
 from testbed.target import Target, UsageError, parse_server_options
 
@@ -15,7 +16,7 @@ from testbed.target import Target, UsageError, parse_server_options
 #: connections makes N processes, so the bench stops at ``--process-limit``.
 PROCESS_PER_CONNECTION = frozenset({"forking"})
 #: The services whose replies the closed loop can verify (a line in, its answer out).
-LINE_SERVICES = ("echo", "upper")
+LINE_SERVICES = tuple(EXPECTED)
 #: Descriptors this process needs beyond one per connection (stdio, the pollers, psutil's).
 SPARE_DESCRIPTORS = 64
 
@@ -59,8 +60,8 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
         raise UsageError(f"--max-requests must be 1 or more, not {spec.max_requests}")
     if spec.reopens < 0:
         raise UsageError(f"--reopens must be 0 or more, not {spec.reopens}")
-    if spec.expect not in (None, "echo", "upper"):
-        raise UsageError(f"--expect must be echo or upper, not {spec.expect!r}")
+    if spec.expect not in (None, *EXPECTED):
+        raise UsageError(f"--expect must be one of {', '.join(EXPECTED)}, not {spec.expect!r}")
     descriptors = ensure_descriptors(spec.connections)
     placement: Any = "free"
     if spec.pin:
