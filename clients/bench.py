@@ -1,4 +1,4 @@
-"""A lean closed-loop load generator: N persistent TCP connections, one request in flight on each.
+"""A lean closed-loop load generator: N persistent TCP connections, K requests in flight on each.
 
 Locust spends about 25 µs of CPU per request, more than a fast server does, so
 against one it measures itself. This loop spends a few µs: one thread, the
@@ -17,13 +17,31 @@ Bounded in time (``duration``) and in count (``max_requests``; the loop stops
 within one round of it). A :class:`ClosedLoop` is one set of connections for one
 phase: the caller opens it, measures what it wants around :meth:`ClosedLoop.run`,
 and closes it. It knows nothing about the server.
+
+Many mostly idle connections (``active`` < ``connections``): only the first
+``active`` slots carry the loop; the others are opened, left silent, and
+:meth:`ClosedLoop.check_idle` proves each still alive at the end with one request
+whose reply is verified (a read that sees no EOF would miss a server that keeps
+the socket but no longer serves it). Opening is non-blocking and paced: at most
+``open_window`` handshakes in flight, the whole bounded by ``open_timeout``; a
+connection that can't be opened is counted by its failure class.
+
+Pipelining (``pipeline`` K > 1): K requests in flight on each active connection,
+each of the K tagged with its index in its first bytes, so a reply out of order
+is a ``mismatch`` like a wrong one; a verified reply makes its request go again.
+Each reply's latency (from its request's send to its last byte) is kept, the first
+:data:`LATENCY_SAMPLES` of a phase.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import select
 import socket
 import time
+from array import array
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,27 +52,71 @@ from clients.harness import (
     as_exchange_error,
     expected_reply,
     open_connection,
+    resolve,
     verify,
 )
 
-MAX_CONNECTIONS = 10_000
+MAX_CONNECTIONS = 20_000
+#: Most requests in flight on one connection.
+MAX_PIPELINE = 1024
 #: Seconds between two scans for replies that are overdue (the io_timeout's resolution).
 TIMEOUT_SCAN = 0.05
+#: Latencies kept per phase (8 bytes each): 10 s at 200,000 requests/s.
+LATENCY_SAMPLES = 2_000_000
+#: Handshakes in flight at once while connections are opened.
+OPEN_WINDOW = 64
+#: Idle connections checked at once at the end.
+IDLE_BATCH = 500
+#: What an unserved active connection was waiting for, when nothing failed on it.
+WAITING = "no_reply_yet"
+
+
+def percentile(ordered: Any, share: float) -> float | None:
+    """The value below which ``share`` (0-1) of the sorted ``ordered`` values lie; None if empty."""
+    if not len(ordered):
+        return None
+    return ordered[min(int(share * len(ordered)), len(ordered) - 1)]
+
+
+def tagged(payload: bytes, pipeline: int) -> list[bytes]:
+    """The ``pipeline`` requests of one connection: ``payload`` with its index written over
+    its first bytes (``00``, ``01``...), so each reply can be matched to its request."""
+    if pipeline == 1:
+        return [payload]
+    width = len(str(pipeline - 1))
+    if len(payload) <= width:
+        raise ValueError(f"a pipeline of {pipeline} needs requests of at least {width + 1} bytes")
+    return [f"{index:0{width}d}".encode() + payload[width:] for index in range(pipeline)]
 
 
 @dataclass
 class Result:
-    """What one phase did: replies verified, errors by class, how long, and the client's CPU."""
+    """What one phase did: replies verified, errors by class, how long, and the client's CPU.
+
+    ``errors`` counts every failure of the active connections, their opening included;
+    ``open_failed`` the ones met while opening (of any slot), ``idle_failed`` the ones of
+    the final check of the idle connections (:meth:`ClosedLoop.check_idle`).
+    """
 
     connections: int
+    active: int = 0
+    pipeline: int = 1
     requests: int = 0
     elapsed: float = 0.0  # seconds from the first request sent to the loop's end
     cpu_s: float = 0.0  # user+system CPU of this process over the same span
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_CLASSES, 0))
     details: dict[str, str] = field(default_factory=dict)  # the first detail of each class
-    replies: list[int] = field(default_factory=list)  # verified replies per connection slot
+    replies: list[int] = field(default_factory=list)  # verified replies per active slot
+    last_failure: list[str | None] = field(default_factory=list)  # per active slot
     gave_up: int = 0  # connection slots closed for good (their reopens used up)
     capped: bool = False  # stopped by max_requests, not by the clock
+    latencies: array = field(default_factory=lambda: array("d"))  # seconds, in reply order
+    opened: int = 0  # slots connected by open()
+    open_s: float = 0.0  # seconds open() took
+    open_failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_CLASSES, 0))
+    idle_alive: int | None = None  # idle connections that answered the final check
+    idle_failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_CLASSES, 0))
+    idle_details: dict[str, str] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -66,28 +128,52 @@ class Result:
 
     @property
     def served_connections(self) -> int:
-        """Connection slots that got at least one verified reply."""
+        """Active connection slots that got at least one verified reply."""
         return sum(1 for n in self.replies if n)
 
+    @property
+    def unserved(self) -> dict[str, int]:
+        """The active slots without a verified reply, by the class of their last failure
+        (:data:`WAITING` for one that met none: still waiting when the phase ended)."""
+        counts: dict[str, int] = {}
+        for served, failure in zip(self.replies, self.last_failure, strict=True):
+            if not served:
+                counts[failure or WAITING] = counts.get(failure or WAITING, 0) + 1
+        return counts
+
+    def latency_ms(self) -> dict[str, Any]:
+        """p50, p99 and max of the replies' latencies (ms), and how many were kept."""
+        ordered = sorted(self.latencies)
+        at = {name: percentile(ordered, share) for name, share in (("p50", 0.5), ("p99", 0.99))}
+        return {"p50_ms": None if at["p50"] is None else at["p50"] * 1e3,
+                "p99_ms": None if at["p99"] is None else at["p99"] * 1e3,
+                "max_ms": ordered[-1] * 1e3 if ordered else None, "samples": len(ordered)}
+
     def as_dict(self) -> dict[str, Any]:
-        return {"connections": self.connections, "requests": self.requests,
+        return {"connections": self.connections, "active": self.active,
+                "pipeline": self.pipeline, "requests": self.requests,
                 "elapsed_s": self.elapsed, "rps": self.rps, "cpu_s": self.cpu_s,
                 "errors": dict(self.errors), "error_count": self.error_count,
                 "error_details": dict(self.details), "gave_up": self.gave_up,
-                "served_connections": self.served_connections,
-                "replies_per_connection": list(self.replies), "capped": self.capped}
+                "served_connections": self.served_connections, "unserved": self.unserved,
+                "replies_per_connection": list(self.replies), "capped": self.capped,
+                "latency": self.latency_ms(), "opened": self.opened, "open_s": self.open_s,
+                "open_failed": dict(self.open_failed), "idle_alive": self.idle_alive,
+                "idle_failed": dict(self.idle_failed)}
 
 
 class _Conn:
-    """One connection: its socket, its slot, a partial reply, unsent request bytes."""
+    """One connection: its socket, its slot, a partial reply, unsent request bytes, the send
+    times of its requests in flight and the index of the reply it waits for."""
 
-    __slots__ = ("sock", "fd", "slot", "buf", "out", "sent_at")
+    __slots__ = ("sock", "fd", "slot", "buf", "out", "sent", "nxt")
 
     def __init__(self, sock: socket.socket, slot: int) -> None:
         self.sock, self.fd, self.slot = sock, sock.fileno(), slot
         self.buf: bytearray | None = None
         self.out: memoryview | None = None
-        self.sent_at = 0.0
+        self.sent: deque[float] = deque()
+        self.nxt = 0
 
 
 class _Poller:
@@ -115,40 +201,153 @@ class _Poller:
 
 
 class ClosedLoop:
-    """``connections`` connections to ``host``:``port``, each with one ``payload`` in flight."""
+    """``connections`` connections to ``host``:``port``; the first ``active`` (default: all)
+    each keep ``pipeline`` requests (``payload``, tagged) in flight, the others stay idle."""
 
     def __init__(self, host: str, port: int, payload: bytes, *,
                  expect: str | Callable[[bytes], bytes] = "echo", connections: int = 10,
-                 io_timeout: float = 5.0, connect_timeout: float = 5.0, reopens: int = 3) -> None:
+                 active: int | None = None, pipeline: int = 1,
+                 io_timeout: float = 5.0, connect_timeout: float = 5.0, reopens: int = 3,
+                 open_window: int = OPEN_WINDOW, open_timeout: float = 120.0) -> None:
         if not 1 <= connections <= MAX_CONNECTIONS:
             raise ValueError(f"connections must be 1-{MAX_CONNECTIONS}, not {connections}")
+        active = connections if active is None else active
+        if not 1 <= active <= connections:
+            raise ValueError(f"active connections must be 1-{connections}, not {active}")
+        if not 1 <= pipeline <= MAX_PIPELINE:
+            raise ValueError(f"the pipeline must be 1-{MAX_PIPELINE} requests, not {pipeline}")
         if not payload:
             raise ValueError("the payload can't be empty")
-        if io_timeout <= 0 or connect_timeout <= 0 or reopens < 0:
+        if io_timeout <= 0 or connect_timeout <= 0 or reopens < 0 or open_timeout <= 0:
             raise ValueError("timeouts must be above 0 s and reopens 0 or more")
+        if open_window < 1:
+            raise ValueError("open_window must be 1 or more")
         transform = expected_reply(expect)
         assert transform is not None
         self.host, self.port = host, port
-        self.payload = payload
-        self.expected = transform(payload)
+        self.variants = tagged(payload, pipeline)
+        self.expected = [transform(variant) for variant in self.variants]
+        self.size = len(self.expected[0])
+        if any(len(reply) != self.size for reply in self.expected):
+            raise ValueError("every tagged request must have a reply of the same length")
+        self.payload, self.pipeline, self.active = payload, pipeline, active
+        self._first = b"".join(self.variants)  # what a connection sends when it starts
         self.io_timeout, self.connect_timeout, self.reopens = io_timeout, connect_timeout, reopens
-        self.result = Result(connections, replies=[0] * connections)
+        self.open_window, self.open_timeout = open_window, open_timeout
+        self.result = Result(connections, active=active, pipeline=pipeline,
+                             replies=[0] * active, last_failure=[None] * active)
         self._reopened = [0] * connections
-        self._conns: dict[int, _Conn] = {}
+        self._conns: dict[int, _Conn] = {}  # the active ones, by descriptor
+        self._idle: dict[int, _Conn] = {}
         self._poller = _Poller()
-        self._bufsize = max(65536, min(len(self.expected), 1 << 20))
+        self._bufsize = max(65536, min(self.size * pipeline, 1 << 20))
         self._deadline = float("inf")  # no reopening after the phase's end
 
     # -- opening, failing, closing -------------------------------------------------------
 
     def open(self) -> ClosedLoop:
-        """Connect every slot (a failed connect is counted and retried within ``reopens``)."""
-        for slot in range(self.result.connections):
-            self._connect(slot)
+        """Connect every slot, ``open_window`` handshakes at a time, within ``open_timeout``.
+
+        A failed connect is counted by class and retried within ``reopens``; a slot still
+        not connected when the time is up counts as a ``connect_timeout``.
+        """
+        result = self.result
+        started = time.monotonic()
+        end = started + self.open_timeout
+        try:
+            family, _, _, _, address = resolve(self.host, self.port)[0]
+        except ExchangeError as exc:
+            for slot in range(result.connections):
+                self._open_failure(slot, exc.kind, exc.detail, None)
+            return self
+        queue = deque(range(result.connections))
+        pending: dict[int, tuple[socket.socket, int, float]] = {}
+        poller = _Poller()
+        try:
+            while queue or pending:
+                now = time.monotonic()
+                if now >= end:
+                    for sock, slot, _ in pending.values():
+                        sock.close()
+                        self._open_failure(slot, "connect_timeout",
+                                           f"not connected within {self.open_timeout:g}s", None)
+                    for slot in queue:
+                        self._open_failure(slot, "connect_timeout",
+                                           f"not connected within {self.open_timeout:g}s", None)
+                    break
+                while queue and len(pending) < self.open_window:
+                    slot = queue.popleft()
+                    try:
+                        sock = socket.socket(family, socket.SOCK_STREAM)
+                    except OSError as exc:
+                        error = as_exchange_error(exc, connecting=True)
+                        self._open_failure(slot, error.kind, error.detail, None)
+                        continue
+                    sock.setblocking(False)
+                    code = sock.connect_ex(address)
+                    if code in (0, errno.EINPROGRESS):
+                        pending[sock.fileno()] = (sock, slot, now)
+                        poller.register(sock.fileno(), poller.OUT)
+                    else:
+                        sock.close()
+                        self._open_failed(slot, code, queue)
+                for fd, _ in poller.poll(TIMEOUT_SCAN):
+                    sock, slot, _ = pending.pop(fd)
+                    poller.unregister(fd)
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if code:
+                        sock.close()
+                        self._open_failed(slot, code, queue)
+                    else:
+                        self._adopt(sock, slot)
+                limit = time.monotonic() - self.connect_timeout
+                for fd in [fd for fd, (_, _, t) in pending.items() if t <= limit]:
+                    sock, slot, _ = pending.pop(fd)
+                    poller.unregister(fd)
+                    sock.close()
+                    self._open_failed(slot, errno.ETIMEDOUT, queue)
+        finally:
+            for sock, _, _ in pending.values():
+                sock.close()
+            poller.close()
+            result.open_s = time.monotonic() - started
         return self
 
+    def _open_failed(self, slot: int, code: int, queue: deque[int]) -> None:
+        """A connect that failed with errno ``code``: counted, its slot queued again if it may."""
+        error = as_exchange_error(OSError(code, os.strerror(code)), connecting=True)
+        if code == errno.ETIMEDOUT:
+            error = ExchangeError("connect_timeout", f"no handshake in {self.connect_timeout:g}s")
+        retry = self._reopened[slot] < self.reopens
+        self._open_failure(slot, error.kind, error.detail, queue if retry else None)
+
+    def _open_failure(self, slot: int, kind: str, detail: str, queue: deque[int] | None) -> None:
+        result = self.result
+        result.open_failed[kind] += 1
+        if slot < self.active:
+            self._count(kind, detail, slot)
+        else:
+            result.idle_details.setdefault(kind, detail)
+        if queue is not None:
+            self._reopened[slot] += 1
+            queue.append(slot)
+        else:
+            result.gave_up += 1
+
+    def _adopt(self, sock: socket.socket, slot: int) -> _Conn:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _Conn(sock, slot)
+        self.result.opened += 1
+        if slot < self.active:
+            self._conns[conn.fd] = conn
+            self._poller.register(conn.fd, self._poller.IN)
+        else:
+            self._idle[conn.fd] = conn
+        return conn
+
     def _connect(self, slot: int) -> _Conn | None:
-        """A new connection for ``slot``; None once its reopens are used up or time is over."""
+        """A new connection for active ``slot``; None once its reopens are used up or time
+        is over."""
         result = self.result
         while True:
             left = self._deadline - time.monotonic()
@@ -158,7 +357,7 @@ class ClosedLoop:
                 sock = open_connection(self.host, self.port,
                                        timeout=min(self.connect_timeout, left))
             except ExchangeError as exc:
-                self._count(exc.kind, exc.detail)
+                self._count(exc.kind, exc.detail, slot)
                 if self._reopened[slot] >= self.reopens:
                     result.gave_up += 1
                     return None
@@ -170,13 +369,14 @@ class ClosedLoop:
             self._poller.register(conn.fd, self._poller.IN)
             return conn
 
-    def _count(self, kind: str, detail: str) -> None:
+    def _count(self, kind: str, detail: str, slot: int) -> None:
         self.result.errors[kind] += 1
         self.result.details.setdefault(kind, detail)
+        self.result.last_failure[slot] = kind
 
     def _fail(self, conn: _Conn, kind: str, detail: str) -> None:
         """Count the failure, drop the connection, reopen its slot if it may be."""
-        self._count(kind, detail)
+        self._count(kind, detail, conn.slot)
         self._drop(conn)
         if self._reopened[conn.slot] >= self.reopens:
             self.result.gave_up += 1
@@ -184,7 +384,7 @@ class ClosedLoop:
         self._reopened[conn.slot] += 1
         new = self._connect(conn.slot)
         if new is not None:
-            self._send(new, time.monotonic())
+            self._start(new, time.monotonic())
 
     def _drop(self, conn: _Conn) -> None:
         self._conns.pop(conn.fd, None)
@@ -198,6 +398,9 @@ class ClosedLoop:
         """Close every connection (and the poller)."""
         for conn in list(self._conns.values()):
             self._drop(conn)
+        for conn in self._idle.values():
+            conn.sock.close()
+        self._idle.clear()
         self._poller.close()
 
     def __enter__(self) -> ClosedLoop:
@@ -208,19 +411,32 @@ class ClosedLoop:
 
     # -- sending and receiving -------------------------------------------------------------
 
-    def _send(self, conn: _Conn, now: float) -> None:
-        """Send the request; what the socket won't take now goes when it is writable."""
-        conn.sent_at = now
+    def _start(self, conn: _Conn, now: float) -> None:
+        """A connection's first ``pipeline`` requests, all at once."""
+        conn.nxt, conn.buf = 0, None
+        conn.sent.clear()
+        self._send(conn, now, self._first, self.pipeline)
+
+    def _send(self, conn: _Conn, now: float, data: bytes, count: int = 1) -> None:
+        """Send ``count`` requests (``data``); what the socket won't take now goes when it
+        is writable."""
+        if count == 1:
+            conn.sent.append(now)
+        else:
+            conn.sent.extend([now] * count)
+        if conn.out is not None:  # still sending: queue behind it
+            conn.out = memoryview(bytes(conn.out) + data)
+            return
         try:
-            sent = conn.sock.send(self.payload)
+            sent = conn.sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
             error = as_exchange_error(exc)
             self._fail(conn, error.kind, error.detail)
             return
-        if sent < len(self.payload):
-            conn.out = memoryview(self.payload)[sent:]
+        if sent < len(data):
+            conn.out = memoryview(data)[sent:]
             self._poller.modify(conn.fd, self._poller.IN | self._poller.OUT)
 
     def _flush(self, conn: _Conn) -> bool:
@@ -239,54 +455,65 @@ class ClosedLoop:
             self._poller.modify(conn.fd, self._poller.IN)
         return True
 
-    def _piece(self, conn: _Conn, data: bytes) -> bool:
-        """Add a piece of a reply; True once the whole reply has come and is right."""
-        expected = self.expected
-        size = len(expected)
+    def _replies(self, conn: _Conn, data: bytes) -> int:
+        """Add received bytes; the number of whole replies they completed, each verified
+        against its request in order (-1: the connection failed)."""
+        expected, size, depth = self.expected, self.size, self.pipeline
         got = len(conn.buf) if conn.buf is not None else 0
         if not data:
             self._fail(conn, "closed_early", f"peer closed after {got} of {size} bytes")
-            return False
+            return -1
         if conn.buf is None:
-            conn.buf = bytearray(data)
+            buf = conn.buf = bytearray(data)
         else:
-            conn.buf += data
-        buf = conn.buf
+            buf = conn.buf
+            buf += data
+        count, pos, nxt, outstanding = 0, 0, conn.nxt, len(conn.sent)
         try:
-            if len(buf) < size:  # a wrong start fails now, not after the timeout
-                verify(bytes(buf), expected[:len(buf)])
-                return False
-            conn.buf = None
-            verify(bytes(buf), expected)
-            if conn.out is not None:
+            while len(buf) - pos >= size:
+                if count >= outstanding:
+                    raise ExchangeError("mismatch", "a reply came with no request in flight")
+                if buf[pos:pos + size] != expected[nxt]:
+                    verify(bytes(buf[pos:pos + size]), expected[nxt])
+                pos, count, nxt = pos + size, count + 1, (nxt + 1) % depth
+            if pos < len(buf):  # a wrong start fails now, not after the timeout
+                if count >= outstanding:
+                    raise ExchangeError("mismatch", "a reply came with no request in flight")
+                verify(bytes(buf[pos:]), expected[nxt][:len(buf) - pos])
+            if count and depth == 1 and conn.out is not None:
                 raise ExchangeError("mismatch", "a whole reply came before the whole request went")
         except ExchangeError as exc:
             self._fail(conn, exc.kind, exc.detail)
-            return False
-        return True
+            return -1
+        if pos:
+            conn.buf = buf[pos:] if pos < len(buf) else None
+        conn.nxt = nxt
+        return count
 
     def _overdue(self, now: float) -> None:
-        """Fail the connections whose reply is later than ``io_timeout``."""
+        """Fail the connections whose oldest reply is later than ``io_timeout``."""
         limit = now - self.io_timeout
-        for conn in [c for c in self._conns.values() if c.sent_at <= limit]:
+        for conn in [c for c in self._conns.values() if c.sent and c.sent[0] <= limit]:
             if conn.fd in self._conns:
                 self._fail(conn, "io_timeout", f"no reply in {self.io_timeout:g}s")
 
     # -- the loop --------------------------------------------------------------------------
 
     def run(self, duration: float, max_requests: int = 50_000_000) -> Result:
-        """Keep every connection busy for ``duration`` s or ``max_requests`` replies."""
+        """Keep every active connection busy for ``duration`` s or ``max_requests`` replies."""
         result = self.result
-        conns, replies = self._conns, result.replies
+        conns, replies, latencies = self._conns, result.replies, result.latencies
         poll, out_flag = self._poller.poll, self._poller.OUT
-        expected, bufsize = self.expected, self._bufsize
-        monotonic = time.monotonic
+        expected, bufsize, single = self.expected[0], self._bufsize, self.pipeline == 1
+        variants, depth = self.variants, self.pipeline
+        monotonic, keep = time.monotonic, latencies.append
+        room = LATENCY_SAMPLES - len(latencies)
         done = 0
         cpu_start = time.process_time()
         start = now = monotonic()
         end = self._deadline = start + duration
         for conn in list(conns.values()):
-            self._send(conn, start)
+            self._start(conn, start)
         next_scan = start + TIMEOUT_SCAN
         while conns and done < max_requests:
             events = poll(max(min(end, next_scan) - now, 0.0))
@@ -308,12 +535,28 @@ class ClosedLoop:
                     error = as_exchange_error(exc)
                     self._fail(conn, error.kind, error.detail)
                     continue
-                if conn.buf is not None or data != expected:
-                    if not self._piece(conn, data):
+                if single and conn.buf is None and data == expected:
+                    count = 1
+                else:
+                    count = self._replies(conn, data)
+                    if count <= 0:
                         continue
-                done += 1
-                replies[conn.slot] += 1
-                self._send(conn, now)  # the next request
+                sent = conn.sent
+                for _ in range(count):
+                    if done < room:
+                        keep(now - sent.popleft())
+                    else:
+                        sent.popleft()
+                    done += 1
+                replies[conn.slot] += count
+                if single:
+                    self._send(conn, now, variants[0])
+                elif count == 1:
+                    self._send(conn, now, variants[(conn.nxt - 1) % depth])
+                else:
+                    first = conn.nxt - count
+                    self._send(conn, now, b"".join(variants[(first + i) % depth]
+                                                   for i in range(count)), count)
             if now >= end:
                 break
             if now >= next_scan:
@@ -324,3 +567,88 @@ class ClosedLoop:
         result.requests += done
         result.capped = done >= max_requests
         return result
+
+    # -- the idle connections --------------------------------------------------------------
+
+    def check_idle(self, timeout: float | None = None) -> int:
+        """Prove each idle connection alive: one request on each, its reply verified within
+        ``timeout`` (default ``io_timeout``), :data:`IDLE_BATCH` connections at a time (a
+        thread-per-connection server woken 10,000 times at once answers few in time). The
+        number alive; the others by failure class in ``result.idle_failed``."""
+        result = self.result
+        timeout = self.io_timeout if timeout is None else timeout
+        idle = list(self._idle.values())
+        alive = 0
+        for first in range(0, len(idle), IDLE_BATCH):
+            alive += self._check_batch(idle[first:first + IDLE_BATCH], timeout)
+        result.idle_alive = alive
+        return alive
+
+    def _check_batch(self, batch: list[_Conn], timeout: float) -> int:
+        result = self.result
+        payload, expected, size = self.variants[0], self.expected[0], self.size
+        poller = _Poller()
+        waiting: dict[int, _Conn] = {}
+        alive = 0
+
+        def failed(conn: _Conn, kind: str, detail: str) -> None:
+            result.idle_failed[kind] += 1
+            result.idle_details.setdefault(kind, detail)
+            waiting.pop(conn.fd, None)
+
+        for conn in batch:
+            conn.buf = None
+            try:
+                sent = conn.sock.send(payload)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                error = as_exchange_error(exc)
+                failed(conn, error.kind, error.detail)
+                continue
+            conn.out = memoryview(payload)[sent:] if sent < len(payload) else None
+            poller.register(conn.fd, poller.IN | (poller.OUT if conn.out is not None else 0))
+            waiting[conn.fd] = conn
+        deadline = time.monotonic() + timeout
+        try:
+            while waiting and (left := deadline - time.monotonic()) > 0:
+                for fd, flags in poller.poll(min(left, TIMEOUT_SCAN)):
+                    conn = waiting.get(fd)
+                    if conn is None:
+                        continue
+                    try:
+                        if flags & poller.OUT and conn.out is not None:
+                            sent = conn.sock.send(conn.out)
+                            conn.out = conn.out[sent:] if sent < len(conn.out) else None
+                            if conn.out is None:
+                                poller.modify(fd, poller.IN)
+                            if flags == poller.OUT:
+                                continue
+                        data = conn.sock.recv(self._bufsize)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError as exc:
+                        error = as_exchange_error(exc)
+                        failed(conn, error.kind, error.detail)
+                        continue
+                    got = len(conn.buf or b"")
+                    if not data:
+                        failed(conn, "closed_early", f"peer closed after {got} of {size} bytes")
+                        continue
+                    conn.buf = bytearray(data) if conn.buf is None else conn.buf + data
+                    try:
+                        if len(conn.buf) < size:
+                            verify(bytes(conn.buf), expected[:len(conn.buf)])
+                            continue
+                        verify(bytes(conn.buf), expected)
+                    except ExchangeError as exc:
+                        failed(conn, exc.kind, exc.detail)
+                        continue
+                    conn.buf = None
+                    alive += 1
+                    waiting.pop(fd)
+            for conn in list(waiting.values()):
+                failed(conn, "io_timeout", f"no reply in {timeout:g}s")
+        finally:
+            poller.close()
+        return alive

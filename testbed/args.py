@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from loadtests.common import parse_steps
-from servers.cli import ArgumentParser, add_server_options, number
+from servers.cli import ArgumentParser, number
 from servers.cli import non_negative_float as non_negative
 
 __all__ = ["ArgumentParser", "add_target_options", "duration", "name_list", "non_negative",
-           "positive", "server_options_given", "user_counts"]
+           "positive", "user_counts"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
@@ -64,16 +64,3 @@ def add_target_options(parser: argparse.ArgumentParser, verb: str, schemes: str)
                         "(loopback only unless --allow-remote)")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow a --target that is not a loopback address")
-
-
-def server_options_given(argv: Sequence[str], ignore: Sequence[str] = ("--udp",)) -> list[str]:
-    """The ``testbed serve`` options (and ``--server-workers``) written in ``argv``: a command
-    that also takes ``--target`` refuses both. ``ignore``: options that mean something else
-    there (``testbed load``'s ``--workers`` are locust's)."""
-    probe = argparse.ArgumentParser(add_help=False)
-    add_server_options(probe)
-    names = {name for action in probe._actions for name in action.option_strings}
-    names = (names | {"--server-workers"}) - set(ignore)
-    short = {name for name in names if len(name) == 2}  # -m, -s: also -mselect
-    return [word for word in (arg.split("=")[0] for arg in argv)
-            if word in names or (word[:2] in short and not word.startswith("--"))]

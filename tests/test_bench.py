@@ -155,6 +155,9 @@ def test_sequential_serves_one_connection_of_three() -> None:
     ["--target", "tcp://127.0.0.1:9", "--model", "select"],
     ["--target", "udp://127.0.0.1:9"],
     ["--server-pid", "1"],
+    ["--service", "http"],
+    ["--active", "11"],
+    ["--pipeline", "100", "--payload-size", "2"],
 ])
 def test_bad_input_is_one_line(args: list[str]) -> None:
     result = run_bench(*args)
@@ -273,3 +276,177 @@ def test_half_a_reply_then_close_is_closed_early(half_replier: int) -> None:
     assert result.gave_up == 2
     assert result.elapsed < 3  # every slot given up: the loop ended before its time
     assert "5 of 11 bytes" in result.details["closed_early"]
+
+
+# -- many connections, mostly idle; pipelines ------------------------------------------------
+
+
+def test_select_holds_2000_mostly_idle_connections() -> None:
+    """Every idle connection answers its final request; each costs the server little."""
+    summary = json_bench("--model", "select", "--connections", "2000", "--active", "5",
+                         "--duration", "1", "--warmup", "0.3")
+    assert summary["ok"] and summary["error_count"] == 0
+    assert summary["opening"]["opened"] == 2000 and not summary["opening"]["failed"]
+    idle = summary["idle"]
+    assert idle["connections"] == 1995 and idle["alive"] == 1995 and not idle["failed"]
+    assert summary["served_connections"] == 5 and len(summary["replies_per_connection"]) == 5
+    memory = summary["server_memory"]
+    assert memory["figure"] in ("uss", "rss")
+    assert memory["opened"]["fds"] - memory["before"]["fds"] >= 2000
+    assert 0 < memory["added_per_connection_bytes"] < 32 * 1024
+    latency = summary["latency"]
+    assert latency["samples"] == summary["requests"] and 0 < latency["p50_ms"] <= latency["p99_ms"]
+
+
+def test_sequential_serves_one_of_100_and_names_why_not_the_others() -> None:
+    result = run_bench("--model", "sequential", "--connections", "100", "--io-timeout", "0.5",
+                       "--reopens", "0", "--duration", "1.5", "--warmup", "0")
+    no_traceback(result.stderr)
+    assert result.returncode == 1, result.stderr
+    served = next(line for line in result.stdout.splitlines() if line.startswith("served"))
+    assert served.startswith("served   1 of 100 connections"), served
+    assert "the others: io_timeout 99" in served, served
+
+
+def test_too_few_descriptors_is_one_line() -> None:
+    """A hard limit below what --connections needs: one line saying so, before any socket."""
+    def low_limit() -> None:
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    result = subprocess.run([sys.executable, "-m", "testbed", "bench", "--model", "select",
+                             "--connections", "1000", "--duration", "0.5"],
+                            capture_output=True, text=True, timeout=25, cwd=ROOT,
+                            preexec_fn=low_limit)  # noqa: PLW1509 - a limit, no threads here
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith("testbed bench: error: --connections 1,000 needs 1,064 open "
+                           "descriptors"), line
+    assert "256" in line and result.stdout == ""
+
+
+def test_pipeline_replies_verified_in_order() -> None:
+    summary = json_bench("--model", "select", "--connections", "3", "--pipeline", "4", *SHORT)
+    assert summary["pipeline"] == 4 and summary["ok"]
+    assert summary["requests"] > 0 and summary["error_count"] == 0
+
+
+def test_run_pipeline_one_record_per_depth() -> None:
+    from testbed.bench.pipeline import run_pipeline
+
+    records = run_pipeline(["--model", "select"], depths=(1, 8), duration=0.5, warmup=0.2,
+                           pin=False)
+    assert [r["pipeline"] for r in records] == [1, 8]
+    assert all(r["ok"] and r["requests"] > 0 and r["server_cpu_us_per_request"] > 0
+               and r["requests_per_cpu_s"] > 0 for r in records)
+
+
+def test_pipeline_wrong_service_is_mismatch(serve: Any) -> None:
+    server = serve("select", "upper", "--quiet")
+    summary = json_bench("--target", f"tcp://127.0.0.1:{server.port}", "--expect", "echo",
+                         "--connections", "2", "--pipeline", "4", "--reopens", "0", *SHORT,
+                         status=1)
+    assert summary["requests"] == 0 and summary["errors"]["mismatch"] == 2
+
+
+@pytest.fixture
+def swapper() -> Iterator[int]:
+    """A listener that answers each pair of lines in the wrong order."""
+    listener = open_listener("127.0.0.1", 0, backlog=16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve_forever() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as lines:
+                conn.settimeout(2)
+                try:
+                    first, second = lines.readline(), lines.readline()
+                    conn.sendall(second + first)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve_forever, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_replies_out_of_order_are_mismatches(swapper: int) -> None:
+    with ClosedLoop("127.0.0.1", swapper, b"abcdef\n", connections=1, pipeline=2,
+                    reopens=1) as loop:
+        result = loop.run(2.0)
+    assert result.requests == 0
+    assert result.errors["mismatch"] == 2 and result.gave_up == 1
+    assert "byte 0" in result.details["mismatch"]
+
+
+def test_forking_is_not_driven_beyond_its_process_limit() -> None:
+    result = run_bench("--model", "forking", "--connections", "300", "--process-limit", "200")
+    assert result.returncode == 2
+    assert "not attempted beyond 200 connections: the forking model would need 300 " \
+           "processes" in one_line(result.stderr)
+
+
+def test_scale_records_steps_limits_and_failures(tmp_path: Any) -> None:
+    """One record per step, every key present; forking stops at its process limit, and a
+    model that fails a step is not driven further. The plots are drawn from them."""
+    from testbed.bench.scale import run_scale
+    from testbed.reporting.scale_plots import write_scale_plots
+
+    fast = {"duration": 0.3, "warmup": 0.1, "io_timeout": 0.5}
+    select = run_scale(["--model", "select"], steps=(200,), **fast)
+    forking = run_scale(["--model", "forking"], steps=(10, 40), process_limit=30, **fast)
+    sequential = run_scale(["--model", "sequential"], steps=(20, 200), active=5, **fast)
+    keys = set(select[0])
+    assert all(set(record) == keys for record in select + forking + sequential)
+    assert [r["ok"] for r in select] == [True]
+    assert select[0]["opened"] == 200 and select[0]["idle_alive"] == 190
+    assert select[0]["memory_figure"] in ("uss", "rss") and select[0]["fds"] >= 200
+    assert select[0]["p99_ms"] >= select[0]["p50_ms"] > 0
+    assert forking[0]["ok"] and forking[0]["processes"] >= 11
+    assert not forking[1]["attempted"]
+    assert forking[1]["not_attempted"].startswith(
+        "not attempted beyond 30 connections: the forking model would need 40 processes")
+    assert not sequential[0]["ok"] and sequential[0]["failure"]["step"] == 20
+    assert sequential[0]["failure"]["how"] == "no reply in time"
+    assert sequential[1]["not_attempted"] == "not attempted: the model failed at 20 connections"
+    paths = write_scale_plots({"select": select, "forking": forking, "sequential": sequential},
+                              tmp_path, footer="test")
+    assert [p.name for p in paths] == ["scale-memory.png", "scale-p99.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 5000 for p in paths)
+
+
+def test_server_out_of_descriptors_is_emfile() -> None:
+    """A server held to 64 descriptors: the scale step fails, and says EMFILE (the server's
+    own log line), not just the client's timeouts."""
+    from testbed.bench.scale import run_scale
+
+    step, = run_scale(["--model", "select"], steps=(150,), active=5, duration=0.3,
+                      warmup=0.1, io_timeout=0.5, server_nofile=64)
+    assert not step["ok"] and step["failure"]["how"] == "EMFILE"
+    assert step["opened"] == 150  # the kernel completed the handshakes: the queue held them
+    assert step["idle_alive"] < 145 and step["errors"].get("io_timeout")
+    assert any("Too many open files" in line for line in step["server_log"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_select_holds_10000_connections() -> None:
+    """The C10K target: every idle connection alive, under 10 KiB each at the server."""
+    result = run_bench("--model", "select", "--backlog", "4096", "--connections", "10000",
+                       "--active", "10", "--duration", "2", "--warmup", "0.5", "--json",
+                       timeout=80)
+    no_traceback(result.stderr)
+    summary = json.loads(result.stdout)
+    assert summary["ok"], result.stdout
+    assert summary["idle"]["alive"] == 9990
+    assert summary["server_memory"]["added_per_connection_bytes"] < 10 * 1024

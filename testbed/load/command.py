@@ -18,7 +18,6 @@ from testbed.args import (
     duration,
     non_negative,
     positive,
-    server_options_given,
     user_counts,
 )
 from testbed.load.calibration import (
@@ -29,6 +28,7 @@ from testbed.load.calibration import (
 )
 from testbed.load.runner import run_load
 from testbed.load.spec import LoadError, LoadSpec, default_workers
+from testbed.target import add_server_workers, server_options_from, server_options_given
 
 DEFAULT_STEPS = [1, 10, 50, 100, 200]
 
@@ -44,8 +44,7 @@ def build_parser() -> ArgumentParser:
         "OUT/<run-id>/ (summary.json, locust CSV and HTML, logs).")
     add_server_options(parser)
     # --workers means locust workers here; the server's own pool size is --server-workers.
-    parser.add_argument("--server-workers", type=int, default=0, metavar="N",
-                        help="worker threads or processes of the pool-based server models")
+    add_server_workers(parser)
     add_target_options(parser, "load", "tcp://HOST:PORT or udp://HOST:PORT")
     parser.add_argument("--users", "-u", type=positive(int), default=10, metavar="N",
                         help="users of a flat run (default %(default)s)")
@@ -95,28 +94,6 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--lab", metavar="NAME", help="run across the hosts of a lab that is up "
                         "(testbed lab): server on h1, locust master on h2, workers on h3..hN")
     return parser
-
-
-def server_options_from(args: argparse.Namespace) -> list[str]:
-    """The ``testbed serve`` options the parsed arguments describe (defaults left out)."""
-    from servers.cli import add_server_options
-
-    probe = argparse.ArgumentParser(add_help=False)
-    add_server_options(probe)
-    options: list[str] = []
-    for action in probe._actions:
-        name = max(action.option_strings, key=len)
-        value = getattr(args, "server_workers" if action.dest == "workers" else action.dest,
-                        action.default)
-        if value == action.default and action.dest not in ("model", "service"):
-            continue
-        if action.nargs == 0:
-            options.append(name)
-        else:
-            options += [name, f"{value:g}" if isinstance(value, float) else str(value)]
-    if not args.server_log:
-        options.append("--quiet")
-    return options
 
 
 def spec_from(args: argparse.Namespace, argv: list[str]) -> LoadSpec:

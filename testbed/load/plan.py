@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
-from clients.harness import EXPECTED, ExchangeError, exchange_once, open_connection, parse_endpoint
-from clients.safety import UnsafeTarget, ensure_loopback
+from clients.harness import EXPECTED
 from testbed.load.spec import LoadError, LoadSpec
+from testbed.target import Target, parse_server_options
 
 
 @dataclass
@@ -27,12 +26,10 @@ class Plan:
     expect: str
 
 
-def parse_target(target: str, udp: bool) -> tuple[str, str, int | None]:
-    """``tcp://HOST:PORT`` (or ``HOST:PORT``, ``udp://...``) -> scheme, host, port (or None)."""
-    try:
-        return parse_endpoint(target, "udp" if udp else "tcp", port_required=False)
-    except ValueError as exc:
-        raise LoadError(f"--target: {exc}") from None
+def _target(spec: LoadSpec) -> Target:
+    """``--target`` checked: a scheme (tcp, udp, http), a loopback host, a port."""
+    return Target.parse(spec.target or "", default_scheme="udp" if spec.udp else "tcp",
+                        allow_remote=spec.allow_remote)
 
 
 def check_spec(spec: LoadSpec) -> Plan:
@@ -65,25 +62,15 @@ def check_spec(spec: LoadSpec) -> Plan:
     if spec.target:
         if spec.server_options:
             raise LoadError("give either --target or server options, not both")
-        scheme, host, port = parse_target(spec.target, spec.udp)
-        try:
-            ensure_loopback(host, allow_remote=spec.allow_remote)
-        except UnsafeTarget as exc:
-            raise LoadError(str(exc)) from None
-        if port is None:
-            raise LoadError(f"--target needs a port: {scheme}://{host}:PORT")
-        _check_payload(spec, scheme == "udp")
-        return _http_checked(Plan(spec, scheme == "udp", None, None, [], host, port, placement,
-                                  "http" if scheme == "http" else spec.expect or "echo"))
-    from servers.cli import build_parser
-
+        target = _target(spec)
+        _check_payload(spec, target.udp)
+        return _http_checked(Plan(spec, target.udp, None, None, [], target.host, target.port,
+                                  placement,
+                                  "http" if target.scheme == "http" else spec.expect or "echo"))
     options = list(spec.server_options)
     if spec.udp and "--udp" not in options:
         options.append("--udp")
-    try:
-        parsed = _quiet_parse(build_parser(), options)
-    except ValueError as exc:
-        raise LoadError(f"server options: {exc}") from None
+    parsed = parse_server_options(options)
     from servers import registry
 
     if parsed.udp and not registry.get_model(parsed.model).udp:
@@ -112,29 +99,7 @@ def _check_payload(spec: LoadSpec, udp: bool) -> None:
         raise LoadError(f"payload size must be 1-{largest} bytes, not {spec.payload_size}")
 
 
-def _quiet_parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """Parse without exiting: an error becomes ValueError with argparse's message."""
-    def error(message: str) -> NoReturn:
-        raise ValueError(message)
-
-    parser.error = error  # type: ignore[method-assign]
-    try:
-        return parser.parse_args(argv)
-    except SystemExit:
-        raise ValueError(f"bad options: {' '.join(argv)}") from None
-
-
 def probe_target(plan: Plan) -> None:
     """One exchange (or connection) with a given target before locust starts; LoadError if none."""
-    spec = plan.spec
-    assert plan.target_host is not None and plan.target_port is not None
-    url = spec.target
-    try:
-        if plan.udp:
-            exchange_once(plan.target_host, plan.target_port, b"ping\n", udp=True,
-                          expect=plan.expect, io_timeout=min(spec.io_timeout, 2.0))
-        else:
-            open_connection(plan.target_host, plan.target_port,
-                            timeout=min(spec.connect_timeout, 5.0)).close()
-    except ExchangeError as exc:
-        raise LoadError(f"cannot reach {url}: {exc.kind} ({exc.detail})", status=1) from None
+    _target(plan.spec).reach(connect_timeout=plan.spec.connect_timeout,
+                             io_timeout=plan.spec.io_timeout, expect=plan.expect)

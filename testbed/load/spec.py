@@ -6,13 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed.target import UsageError
 
-class LoadError(Exception):
-    """A load test that cannot run: a bad spec (status 2) or an unreachable target (status 1)."""
-
-    def __init__(self, message: str, status: int = 2) -> None:
-        super().__init__(message)
-        self.status = status
+#: A load test that cannot run: a bad spec (status 2) or an unreachable target (status 1);
+#: the error every testbed command that drives a server raises.
+LoadError = UsageError
 
 
 def default_workers() -> int:

@@ -1,0 +1,163 @@
+"""Running a checked bench: start (or find) the server, warm it up, open, measure, check.
+
+A run is a warm-up on connections that are closed before the window opens (a fresh
+Python server can be slowed for its first connections by its allocator), then the
+measured phase on new connections:
+
+1. the server's tree is read (:mod:`testbed.bench.memory`: USS or RSS, threads,
+   processes, descriptors);
+2. every connection is opened, paced (:meth:`clients.bench.ClosedLoop.open`), and the
+   tree is read again once it has settled (the server may still be accepting or
+   spawning when the client's handshakes are done): the growth per connection;
+3. the window: the active connections carry the closed loop, the server's CPU read
+   around it (:func:`testbed.sampling.sample_tree`: user + system, the forking model's
+   reaped children included);
+4. each idle connection is proved alive by one verified request.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from clients.bench import ClosedLoop, Result
+from clients.safety import UnsafeTarget, ensure_loopback
+from loadtests.common import make_payload
+from testbed.bench import server as servers
+from testbed.bench.memory import TreeHoldings, holdings
+from testbed.bench.plan import BenchPlan, check_bench
+from testbed.bench.spec import BenchSpec
+from testbed.bench.summary import summarize_bench
+from testbed.processes import ServerProcess, cpu_affinity
+from testbed.sampling import TreeSample, sample_tree
+from testbed.target import UsageError
+
+#: Longest wait for the server's tree to settle after the client's handshakes are done.
+SETTLE_S = 10.0
+#: Seconds a server started here gets to exit after SIGTERM (it is not measured) before
+#: SIGKILL: a threading server holding 10,000 threads can take longer than the default 5.
+STOP_GRACE = 2.0
+#: Lines of the server's stderr kept in the summary (its own account of a failure).
+LOG_LINES = 5
+
+
+@dataclass
+class Measured:
+    """The measured phase: the loop's result, the CPU readings around the window, the
+    tree before opening and with every connection open."""
+
+    result: Result
+    before: TreeSample | None
+    after: TreeSample | None
+    held_before: TreeHoldings | None
+    held_open: TreeHoldings | None
+
+
+def _loop(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str, *,
+          warmup: bool) -> ClosedLoop:
+    connections = (spec.active or spec.connections) if warmup else spec.connections
+    return ClosedLoop(host, port, payload, expect=expect, connections=connections,
+                      active=None if warmup else spec.active, pipeline=spec.pipeline,
+                      io_timeout=spec.io_timeout, connect_timeout=spec.connect_timeout,
+                      reopens=spec.reopens, open_timeout=spec.open_timeout)
+
+
+def _warmup(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str) -> Result:
+    """The active connections' loop for ``spec.warmup`` s, closed after: nothing recorded."""
+    with _loop(host, port, spec, payload, expect, warmup=True) as loop:
+        return loop.run(spec.warmup, spec.max_requests)
+
+
+def settled(root: psutil.Process) -> TreeHoldings | None:
+    """The tree once it has stopped changing: three readings 0.2 s apart that agree on
+    descriptors, threads and processes (the server may still be accepting, spawning or
+    forking when the client's handshakes are done); at most SETTLE_S."""
+    deadline = time.monotonic() + SETTLE_S
+    last, agreed = holdings(root), 0
+    while last is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = holdings(root)
+        if now is None:
+            return last
+        same = (now.fds, now.threads, now.processes) == (last.fds, last.threads, last.processes)
+        agreed = agreed + 1 if same else 0
+        last = now
+        if agreed >= 2:
+            break
+    return last
+
+
+def _measure(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str,
+             root: psutil.Process | None) -> Measured:
+    loop = _loop(host, port, spec, payload, expect, warmup=False)
+    try:
+        # settled: the warm-up's connections, closed by the client, are gone at the server
+        held_before = settled(root) if root is not None else None
+        loop.open()
+        held_open = settled(root) if root is not None else None
+        before = sample_tree(root) if root is not None else None
+        result = loop.run(spec.duration, spec.max_requests)
+        after = sample_tree(root) if root is not None else None
+        if loop.active < spec.connections:
+            loop.check_idle()
+    finally:
+        loop.close()
+    return Measured(result, before, after, held_before, held_open)
+
+
+def _log_tail(server: ServerProcess | None) -> list[str]:
+    if server is None:
+        return []
+    lines = [line for line in server.stderr_text().splitlines() if line.strip()]
+    return lines[-LOG_LINES:]
+
+
+def run_checked(plan: BenchPlan) -> dict:
+    """The run of a checked plan; the summary (:func:`testbed.bench.summary.summarize_bench`)."""
+    spec = plan.spec
+    payload = make_payload(spec.payload_size)
+    placement = plan.placement
+    server: ServerProcess | None = None
+    try:
+        root: psutil.Process | None = None
+        if plan.target is None:
+            server = servers.start(spec.server_options,
+                                   placement["server"] if isinstance(placement, dict) else None,
+                                   spec.server_nofile)
+            host, port, url = server.host, server.port, server.endpoint.url
+            try:
+                ensure_loopback(host, allow_remote=spec.allow_remote)
+            except UnsafeTarget as exc:
+                raise UsageError(f"the server listens on {url}: {exc}") from None
+            try:
+                root = psutil.Process(server.pid)
+            except psutil.Error:
+                pass  # already gone: the run says so
+        else:
+            host, port, url = plan.target.host, plan.target.port, plan.target.url
+            plan.target.reach(connect_timeout=spec.connect_timeout)
+            root = servers.target_root(spec.server_pid, port)
+        pid = root.pid if root is not None else (server.pid if server else None)
+        client_cpus = placement["client"] if isinstance(placement, dict) else None
+        with cpu_affinity(client_cpus):
+            warm = None
+            if spec.warmup > 0:
+                warm = _warmup(host, port, spec, payload, plan.expect)
+            measured = _measure(host, port, spec, payload, plan.expect, root)
+        server_died = server is not None and not server.running
+        return summarize_bench(plan, url, pid, warm, measured, server_died, _log_tail(server))
+    finally:
+        if server is not None:
+            server.stop(grace=STOP_GRACE)
+            server.cleanup()
+
+
+def run_bench(spec: BenchSpec) -> dict:
+    """Check ``spec``, run it, return its summary (one JSON-able dict, fields in the README).
+
+    Raises UsageError for a spec that can't run (status 2) or a server that would not start
+    or a target that can't be reached (status 1).
+    """
+    return run_checked(check_bench(spec))
