@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "storm": ("clients.storm:main", "many clients at once (attackDDoS), failures counted by class"),
     "load": ("testbed.load:main", "one locust load test against one model"),
     "bench": ("testbed.bench:main", "a lean TCP client keeps one server busy: its CPU per request"),
+    "wrk": ("testbed.wrk:main", "wrk (C, HTTP) against a model or contender: req/s, latency, "
+            "server CPU per request"),
     "compare": ("testbed.compare:main", "run every model through the same scenarios, report"),
     "report": ("testbed.reporting:main", "rebuild a comparison report from its results.json"),
     "resilience": ("testbed.resilience:main", "attack every model on loopback, print figures"),
