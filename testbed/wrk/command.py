@@ -20,10 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import selectors
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
@@ -50,8 +54,12 @@ from testbed.wrk.output import WrkOutputError, parse
 PROG = "testbed wrk"
 #: Seconds wrk may take beyond its duration before it is killed.
 WRK_SLACK = 15.0
-#: Server cores busy at or above this share of its CPUs: the server was the limit.
+#: Cores busy at or above this share of their CPUs: that side was the limit.
 BUSY = 0.9
+#: The most idle connections --idle holds (each is a descriptor here and on the server).
+MAX_IDLE = 2000
+#: Seconds the idle connections get to connect and be answered before the run starts.
+IDLE_SETUP = 2.0
 
 
 class WrkError(Exception):
@@ -102,6 +110,9 @@ def build_parser() -> ArgumentParser:
                         "script; default 1)")
     parser.add_argument("--close", action="store_true",
                         help="Connection: close, a new connection per request")
+    parser.add_argument("--idle", type=int, default=0, metavar="N",
+                        help="hold N more keep-alive connections open during the run, each "
+                        "idle after one request (default 0)")
     parser.add_argument("--wrk", metavar="PATH", help="the wrk binary (default: wrk on PATH)")
     parser.add_argument("--pin", action="store_true",
                         help="server on the first CPU, wrk on the second")
@@ -126,6 +137,8 @@ def check(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     if args.connections < args.threads:
         raise WrkError(f"--connections ({args.connections}) must be at least --threads "
                        f"({args.threads})")
+    if not 0 <= args.idle <= MAX_IDLE:
+        raise WrkError(f"--idle must be 0-{MAX_IDLE}, not {args.idle}")
     if args.pipeline > 1 and args.close:
         raise WrkError("--pipeline and --close do not go together (one request per connection)")
     if not args.path.startswith("/"):
@@ -198,6 +211,49 @@ def run_wrk(argv: list[str], seconds: float, cpus: list[int] | None) -> str:
     return done.stdout
 
 
+def open_idle(host: str, port: int, count: int) -> tuple[list[socket.socket], dict[str, int]]:
+    """``count`` keep-alive connections, one GET /health sent on each, then left idle.
+
+    Connected all at once without blocking, and given :data:`IDLE_SETUP` seconds in all: a
+    server that serves one connection at a time answers the first only, and a full listen
+    queue leaves the rest unconnected. What happened is counted, not waited for.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    request = b"GET /health HTTP/1.1\r\nHost: testbed\r\n\r\n"
+    pending: dict[socket.socket, str] = {}
+    deadline = time.monotonic() + IDLE_SETUP
+    counts = {"opened": count, "connected": 0, "answered": 0}
+    with selectors.DefaultSelector() as selector:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect_ex((host, port))
+            pending[sock] = "connecting"
+            selector.register(sock, selectors.EVENT_WRITE)
+        while (left := deadline - time.monotonic()) > 0 and \
+                any(state != "answered" for state in pending.values()):
+            for key, _ in selector.select(left):
+                sock = key.fileobj  # type: ignore[assignment]
+                if pending[sock] == "connecting":
+                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                        try:
+                            sock.send(request)
+                        except OSError:
+                            pass
+                        counts["connected"] += 1
+                    pending[sock] = "sent"
+                    selector.modify(sock, selectors.EVENT_READ)
+                else:
+                    try:
+                        if sock.recv(65536):
+                            counts["answered"] += 1
+                    except OSError:
+                        pass
+                    pending[sock] = "answered"
+                    selector.unregister(sock)
+    return list(pending), counts
+
+
 def _start(args: argparse.Namespace, plan: dict[str, Any]) -> ServerProcess:
     placement = plan["placement"]
     cpus = placement["server"] if isinstance(placement, dict) else None
@@ -237,6 +293,9 @@ def run(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
         else:
             url = plan["target"]
         root = _root(args, server)
+        parts = urlsplit(url)
+        idle, idle_counts = open_idle(parts.hostname or "127.0.0.1", parts.port or 80,
+                                      args.idle) if args.idle else ([], None)
         placement = plan["placement"]
         client = placement["client"] if isinstance(placement, dict) else None
         with resources.as_file(resources.files("testbed.wrk") / "pipeline.lua") as lua:
@@ -245,22 +304,32 @@ def run(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
                 run_wrk(wrk_argv(args, plan, url, args.warmup, script), args.warmup, client)
             argv = wrk_argv(args, plan, url, args.duration, script)
             before = sample_tree(root) if root is not None else None
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
             report = run_wrk(argv, args.duration, client)
+            wrk_cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(usage)
             after = sample_tree(root) if root is not None else None
+        for sock in idle:
+            sock.close()
         try:
             figures = parse(report)
         except WrkOutputError as exc:
             raise WrkError(str(exc), 1) from None
         died = server is not None and not server.running
-        return summarize(args, plan, url, argv, figures, root, before, after, died)
+        summary = summarize(args, plan, url, argv, figures, root, before, after, died, wrk_cpu)
+        summary["idle"] = idle_counts
+        return summary
     finally:
         if server is not None:
             server.cleanup()
 
 
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
 def summarize(args: argparse.Namespace, plan: dict[str, Any], url: str, argv: list[str],
               figures: dict[str, Any], root: psutil.Process | None, before: TreeSample | None,
-              after: TreeSample | None, server_died: bool) -> dict[str, Any]:
+              after: TreeSample | None, server_died: bool, wrk_cpu: float) -> dict[str, Any]:
     """The run as one JSON-able record: wrk's figures, the server's CPU, what was run."""
     requests = figures["requests"]
     server: dict[str, Any] = {"pid": root.pid if root is not None else None,
@@ -272,11 +341,9 @@ def summarize(args: argparse.Namespace, plan: dict[str, Any], url: str, argv: li
                       cpu_us_per_request=cpu / requests * 1e6 if requests else None,
                       processes=after.processes, threads=after.threads)
     placement = plan["placement"]
-    limit = "unknown"
-    if isinstance(placement, dict) and isinstance(placement["server"], list) \
-            and server.get("cores_busy") is not None:
-        limit = "server" if server["cores_busy"] >= BUSY * len(placement["server"]) else \
-            "not the server's CPU"
+    elapsed = figures["elapsed_s"]
+    client_busy = wrk_cpu / elapsed if elapsed > 0 else 0.0
+    limit = _limit(placement, server.get("cores_busy"), client_busy, args.threads)
     scenario = ("close" if args.close else f"pipeline {args.pipeline}" if args.pipeline > 1
                 else "keep-alive")
     return {
@@ -290,10 +357,25 @@ def summarize(args: argparse.Namespace, plan: dict[str, Any], url: str, argv: li
         **{key: figures[key] for key in ("requests", "elapsed_s", "rps", "bytes_read",
                                           "transfer_bytes_per_s", "latency", "errors",
                                           "error_count", "non_2xx_3xx")},
-        "server": server, "limit": limit, "placement": placement,
+        "server": server,
+        "client": {"cpu_s": wrk_cpu, "cores_busy": client_busy,
+                   "cpu_us_per_request": wrk_cpu / requests * 1e6 if requests else None},
+        "limit": limit, "placement": placement, "ok": True,
         "server_died": server_died,
         "command": shlex.join(["wrk", *argv[1:]]),
     }
+
+
+def _limit(placement: Any, server_busy: float | None, client_busy: float, threads: int) -> str:
+    """Which side ran out of CPU: client (wrk), server, both, neither, or unknown (as
+    testbed bench says it: the server's share is known only when it is pinned)."""
+    client = client_busy >= BUSY * min(threads, len(os.sched_getaffinity(0)))
+    if not isinstance(placement, dict) or not isinstance(placement["server"], list) \
+            or server_busy is None:
+        return "client" if client else "unknown"
+    server = server_busy >= BUSY * len(placement["server"])
+    return {(True, True): "both", (True, False): "client", (False, True): "server",
+            (False, False): "neither"}[(client, server)]
 
 
 def _n(value: float | None, spec: str) -> str:
@@ -330,8 +412,13 @@ def text(summary: dict[str, Any]) -> str:
         f"{_n(server.get('cores_busy'), '.2f')} cores busy"
         + (f"  ({server.get('processes')} process(es))" if server["measured"] else
            "  (not measured: give --server-pid)"),
+        f"wrk      {summary['client']['cores_busy']:.2f} cores busy  limit: {summary['limit']}",
         f"command  {summary['command']}",
     ]
+    if summary.get("idle"):
+        idle = summary["idle"]
+        lines.append(f"idle     {idle['opened']} keep-alive connections held: "
+                     f"{idle['connected']} connected, {idle['answered']} answered before the run")
     if summary["server_died"]:
         lines.append("the server exited during the run")
     return "\n".join(lines)
