@@ -8,7 +8,9 @@ import sys
 #: subcommand -> ("module:function taking argv and returning an exit status", summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("servers.cli:main", "serve a service in a concurrency model"),
-    "models": ("testbed.cli:list_models", "list the models and services"),
+    "contender": ("servers.apps.launch:main", "serve the http app in uvicorn or gunicorn, "
+                  "started like testbed serve"),
+    "models": ("testbed.cli:list_models", "list the models, services and contenders"),
     "nc": ("clients.nc:main", "netcat: connect, listen, scan (OpenBSD netcat options)"),
     "probe": ("clients.probe:main", "ping a server with requests, print round-trip times"),
     "storm": ("clients.storm:main", "many clients at once (attackDDoS), failures counted by class"),
@@ -20,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resolve": ("clients.resolve:main", "forward and reverse name lookups, in host's manner"),
     "load": ("testbed.load:main", "one locust load test against one model"),
     "bench": ("testbed.bench:main", "a lean TCP client keeps one server busy: its CPU per request"),
+    "wrk": ("testbed.wrk:main", "wrk (C, HTTP) against a model or contender: req/s, latency, "
+            "server CPU per request"),
     "compare": ("testbed.compare:main", "run every model through the same scenarios, report"),
     "report": ("testbed.reporting:main", "rebuild a comparison report from its results.json"),
     "resilience": ("testbed.resilience:main", "attack every model on loopback, print figures"),
@@ -38,6 +42,7 @@ def usage() -> str:
 def list_models(argv: list[str]) -> int:
     """Print the registry: every model and service with one line of description."""
     from servers import registry
+    from servers.apps.launch import CONTENDERS
 
     if argv:
         print(f"testbed models: error: unexpected arguments: {' '.join(argv)}", file=sys.stderr)
@@ -50,6 +55,11 @@ def list_models(argv: list[str]) -> int:
     print("services:")
     for name, service in registry.SERVICES.items():
         print(f"  {name:<12} {service.description}")
+    print("contenders (testbed contender NAME, http only):")
+    for name, contender in CONTENDERS.items():
+        missing = contender.missing()
+        note = f" [not installed: {missing}]" if missing else ""
+        print(f"  {name:<16} {contender.description}{note}")
     return 0
 
 

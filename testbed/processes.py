@@ -170,21 +170,36 @@ class ServerProcess(ManagedProcess):
         return self.endpoint.host, self.endpoint.port
 
 
-# Sets a soft RLIMIT_NOFILE, then becomes `python -m servers ...`: the limit applies from the start.
+# Sets a soft RLIMIT_NOFILE, then becomes `python -m MODULE ...`: the limit applies from the start.
 _WITH_NOFILE = (
     "import os, resource, sys\n"
     "soft, hard = int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
     "if hard != resource.RLIM_INFINITY:\n"
     "    soft = min(soft, hard)\n"
     "resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
-    "os.execv(sys.executable, [sys.executable, '-m', 'servers', *sys.argv[2:]])\n"
+    "os.execv(sys.executable, [sys.executable, '-m', *sys.argv[2:]])\n"
 )
 
 
+def server_module(options: Sequence[str]) -> str:
+    """``servers`` (testbed serve), or ``servers.apps`` where ``--model`` names a contender
+    (uvicorn or gunicorn, started the same way: testbed contender)."""
+    from servers.apps.launch import CONTENDERS
+
+    options = list(options)
+    for index, word in enumerate(options):
+        if word in ("--model", "-m") and index + 1 < len(options):
+            return "servers.apps" if options[index + 1] in CONTENDERS else "servers"
+        if word.startswith("--model="):
+            return "servers.apps" if word.partition("=")[2] in CONTENDERS else "servers"
+    return "servers"
+
+
 def server_argv(options: Sequence[str], nofile: int | None = None) -> list[str]:
+    module = server_module(options)
     if nofile:
-        return [sys.executable, "-c", _WITH_NOFILE, str(nofile), *options]
-    return [sys.executable, "-m", "servers", *options]
+        return [sys.executable, "-c", _WITH_NOFILE, str(nofile), module, *options]
+    return [sys.executable, "-m", module, *options]
 
 
 def start_server(options: Sequence[str], *, ready_timeout: float = 15.0,
@@ -192,6 +207,8 @@ def start_server(options: Sequence[str], *, ready_timeout: float = 15.0,
                  env: dict[str, str] | None = None, nofile: int | None = None,
                  prefix: Sequence[str] = ()) -> ServerProcess:
     """Start ``testbed serve OPTIONS`` (port 0 unless given) and wait for its ready line.
+
+    A ``--model`` that names a contender starts ``testbed contender OPTIONS`` instead.
 
     ``nofile`` sets the server's soft limit of open descriptors (to study exhaustion);
     ``prefix`` goes before the argv (``ip netns exec NS`` runs it in a lab host).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -66,6 +67,23 @@ def require_root() -> None:
     if os.environ.get("TESTBED_REQUIRE_ROOT") == "1":
         pytest.fail(f"{why} (TESTBED_REQUIRE_ROOT=1)")
     pytest.skip(why)
+
+
+def require_module(name: str) -> None:
+    """Skip without an importable ``name``, fail if CI requires it (the test extra installs it)."""
+    if importlib.util.find_spec(name) is not None:
+        return
+    message = f"{name} is not installed"
+    if os.environ.get("TESTBED_REQUIRE_INTEROP") == "1":
+        pytest.fail(f"{message} (TESTBED_REQUIRE_INTEROP=1)")
+    pytest.skip(message)
+
+
+def without_module(name: str) -> list[str]:
+    """``[sys.executable, *without_module("uvicorn"), "contender", ...]`` runs testbed as if
+    ``name`` were not installed (see WITHOUT_UVLOOP)."""
+    return ["-c", f"import runpy, sys; sys.modules[{name!r}] = None; "
+            "runpy.run_module('testbed', run_name='__main__', alter_sys=True)"]
 
 
 def no_traceback(stderr: str) -> None:

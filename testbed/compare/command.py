@@ -12,7 +12,7 @@ from testbed.args import ArgumentParser, duration, name_list, positive, user_cou
 from testbed.compare.plan import ComparisonPlan, make_plan
 from testbed.compare.progress import Progress, clock
 from testbed.compare.runs import make_out_dir, results_document, run_one, write_json
-from testbed.compare.scenarios import scenario_names
+from testbed.compare.scenarios import SERVICES, scenario_names
 
 
 def build_parser() -> ArgumentParser:
@@ -22,11 +22,17 @@ def build_parser() -> ArgumentParser:
         "time, each on a fresh server, with locust as the load; write results.json, "
         "results.csv, report.md, report.html and plots to OUT/compare-<timestamp>/.",
     )
+    parser.add_argument("--service", choices=SERVICES, default="echo",
+                        help="which comparison: the line service's scenarios (echo) or the "
+                        "HTTP ones, with uvicorn and gunicorn among the contenders (http) "
+                        "(default %(default)s)")
     parser.add_argument("--models", type=name_list, metavar="A,B",
                         help="models to compare (default: every registered one, and "
-                        "asyncio+uvloop where uvloop is installed)")
+                        "asyncio+uvloop where uvloop is installed; with --service http, "
+                        "uvicorn-* and gunicorn-* where they are installed)")
     parser.add_argument("--scenarios", type=name_list, metavar="A,B",
-                        help=f"scenarios to run (default: all of {', '.join(scenario_names())})")
+                        help=f"scenarios to run (default: all of {', '.join(scenario_names())}; "
+                        f"with --service http: {', '.join(scenario_names('http'))})")
     parser.add_argument("--full", action="store_true",
                         help="longer windows, more steps and 3 repeats (default: the quick "
                         "preset)")
@@ -64,9 +70,10 @@ def build_parser() -> ArgumentParser:
 def list_plan(plan: ComparisonPlan) -> None:
     print(f"models: {', '.join(plan.models)}")
     print(f"scenarios ({plan.preset.name} preset):")
+    width = max([8, *(len(scenario.name) for scenario in plan.scenarios)])
     for scenario in plan.scenarios:
         assert scenario.timing is not None
-        print(f"  {scenario.name:<8} {scenario.title}; {scenario.unit} "
+        print(f"  {scenario.name:<{width}} {scenario.title}; {scenario.unit} "
               f"{', '.join(map(str, scenario.steps))}; {scenario.timing.describe()}")
     why = " (as many as the budget allows)" if plan.repeats_from_budget else ""
     print(f"repeats: {plan.repeats}{why}")

@@ -13,6 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from servers import registry
+from servers.apps import launch
 
 
 @dataclass(frozen=True)
@@ -37,22 +38,31 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def names() -> list[str]:
-    """The default contenders: every registered model, then the variants installed here."""
-    return [*registry.model_names(),
-            *(name for name, variant in VARIANTS.items() if variant.available())]
+def names(service: str = "echo") -> list[str]:
+    """The default contenders: every registered model, then the variants installed here
+    (for http, the production servers installed here too)."""
+    found = [*registry.model_names(),
+             *(name for name, variant in VARIANTS.items() if variant.available())]
+    if service == "http":
+        found += [name for name, server in launch.CONTENDERS.items() if not server.missing()]
+    return found
 
 
-def known() -> list[str]:
+def known(service: str = "echo") -> list[str]:
     """Every name ``--models`` accepts, installed or not."""
-    return [*registry.model_names(), *VARIANTS]
+    return [*registry.model_names(), *VARIANTS,
+            *(launch.CONTENDERS if service == "http" else ())]
 
 
 def require_installed(name: str) -> None:
-    """LookupError (one line) for a variant that cannot run here."""
+    """LookupError (one line) for a variant or a production server that cannot run here."""
     variant = VARIANTS.get(name)
     if variant is not None and not variant.available():
         raise LookupError(variant.missing(name))
+    server = launch.CONTENDERS.get(name)
+    if server is not None and server.missing():
+        raise LookupError(f"{name} needs {server.missing()}, which is not installed "
+                          f"(pip install 'testbed[{launch.EXTRA}]')")
 
 
 def server_options(name: str) -> tuple[str, tuple[str, ...]]:

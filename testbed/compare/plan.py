@@ -41,6 +41,8 @@ class PlannedRun:
         seconds = self.timing.seconds(len(self.scenario.steps)) + self.scenario.longest_attempt
         if self.scenario.capacity is not None:
             seconds += self.scenario.capacity.seconds + BENCH_OVERHEAD
+        if self.scenario.wrk is not None:
+            seconds += self.scenario.wrk.seconds + BENCH_OVERHEAD
         return seconds
 
 
@@ -86,8 +88,10 @@ def make_plan(args: argparse.Namespace) -> ComparisonPlan:
     """The runs to do, in order; LookupError for an unknown model or scenario."""
     from testbed.load import default_workers as load_default_workers  # locust-side imports: late
 
-    chosen = preset(args.full)
-    models = _choose("model", args.models, contenders.known()) if args.models else contenders.names()
+    service = getattr(args, "service", "echo")
+    chosen = preset(args.full, service)
+    models = (_choose("model", args.models, contenders.known(service)) if args.models
+              else contenders.names(service))
     for model in models:
         contenders.require_installed(model)
     names = _choose("scenario", args.scenarios, chosen.names())

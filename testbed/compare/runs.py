@@ -10,7 +10,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,10 @@ def run_dir_name(run: PlannedRun) -> str:
     return f"{run.scenario.name}-{run.model}{suffix}"
 
 
-def load_spec(plan: ComparisonPlan, run: PlannedRun, out_dir: Path) -> Any:
-    """The LoadSpec of one (model, scenario): its own server, every step in one locust run.
+def load_spec(plan: ComparisonPlan, run: PlannedRun, out_dir: Path,
+              target: str | None = None) -> Any:
+    """The LoadSpec of one (model, scenario): its own server, every step in one locust run
+    (or, with ``target``, the server started for it by :func:`http_server`).
 
     ``testbed load`` keeps its files in ``out_dir/<scenario>-<model>/``.
     """
@@ -64,8 +67,9 @@ def load_spec(plan: ComparisonPlan, run: PlannedRun, out_dir: Path) -> Any:
 
     scenario = run.scenario
     return LoadSpec(
-        server_options=scenario.server_options(*contenders.server_options(run.model)),
-        target=None, allow_remote=False,
+        server_options=[] if target else
+        scenario.server_options(*contenders.server_options(run.model)),
+        target=target, allow_remote=False,
         steps=list(scenario.steps), step_time=run.timing.window, warmup=run.timing.warmup,
         first_warmup=run.timing.first,
         spawn_rate=None, mode=scenario.mode, payload_size=scenario.payload_size, udp=False,
@@ -91,10 +95,17 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
                               "started": datetime.now().astimezone().isoformat(timespec="seconds"),
                               "out_dir": str(out_dir / run_dir_name(run))}
     try:
-        summary = run_load(load_spec(plan, run, out_dir), progress=note)
+        if run.scenario.service == "http":
+            with http_server(plan, run) as target:
+                summary = run_load(load_spec(plan, run, out_dir, target), progress=note)
+        else:
+            summary = run_load(load_spec(plan, run, out_dir), progress=note)
         if run.scenario.capacity is not None:
             note("capacity: testbed bench")
             record["capacity"] = run_bench(plan, run, out_dir / run_dir_name(run))
+        if run.scenario.wrk is not None:
+            note("capacity: testbed wrk")
+            record["capacity"] = run_wrk(run, out_dir / run_dir_name(run))
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of one run is that cell's result
@@ -106,6 +117,46 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
                       summary=summary)
     record["duration_s"] = round(time.monotonic() - started, 3)
     return record
+
+
+@contextmanager
+def http_server(plan: ComparisonPlan, run: PlannedRun) -> Iterator[str]:
+    """The server of an HTTP run, a model or a production server, started here (on the first
+    CPU with --pin) with the scenario's idle connections held open; its http:// URL.
+
+    testbed load starts the project's models itself; the production servers are another
+    command, so every HTTP run starts its server here, the same way for all, and the load
+    is given the URL."""
+    from testbed.processes import cpu_affinity, start_server
+    from testbed.wrk.command import open_idle
+
+    cpus = sorted(os.sched_getaffinity(0))[:1] if plan.pin else None
+    with cpu_affinity(cpus):
+        server = start_server(run.scenario.server_options(*contenders.server_options(run.model)))
+    idle: list[socket.socket] = []
+    try:
+        if run.scenario.idle:
+            idle, _ = open_idle(server.host, server.port, run.scenario.idle)
+        yield f"http://{server.host}:{server.port}"
+    finally:
+        for sock in idle:
+            sock.close()
+        server.cleanup()
+
+
+def run_wrk(run: PlannedRun, run_dir: Path) -> dict[str, Any]:
+    """The scenario's capacity: ``testbed wrk --json`` on a fresh server of the same options
+    (pinned where two CPUs are free), kept in ``wrk.json`` and returned; a wrk run that fails
+    is recorded as such."""
+    wrk = run.scenario.wrk
+    assert wrk is not None
+    model, extra = contenders.server_options(run.model)
+    server = [option for option in run.scenario.server_options(model, extra)
+              if option != "--quiet"]
+    command = [sys.executable, "-m", "testbed", "wrk", *server, *wrk.options(), "--json"]
+    if len(os.sched_getaffinity(0)) >= 2:
+        command.append("--pin")
+    return _capacity_run(command, wrk.seconds, run_dir, "wrk")
 
 
 def run_bench(plan: ComparisonPlan, run: PlannedRun, run_dir: Path) -> dict[str, Any]:
@@ -121,15 +172,20 @@ def run_bench(plan: ComparisonPlan, run: PlannedRun, run_dir: Path) -> dict[str,
                "--payload-size", str(run.scenario.payload_size), "--json"]
     if len(os.sched_getaffinity(0)) >= 2:
         command.append("--pin")  # the server on one core, the client on another
-    timeout = capacity.seconds + BENCH_SLACK
+    return _capacity_run(command, capacity.seconds, run_dir, "bench")
+
+
+def _capacity_run(command: list[str], seconds: float, run_dir: Path, name: str) -> dict[str, Any]:
+    """Run ``testbed bench`` or ``testbed wrk`` with ``--json``; its record, or why not."""
+    timeout = seconds + BENCH_SLACK
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"testbed bench did not finish in {timeout:g} s"}
+        return {"ok": False, "error": f"testbed {name} did not finish in {timeout:g} s"}
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "bench.json").write_text(done.stdout)
-    (run_dir / "bench.log").write_text(done.stderr)
+    (run_dir / f"{name}.json").write_text(done.stdout)
+    (run_dir / f"{name}.log").write_text(done.stderr)
     try:
         data = json.loads(done.stdout)
     except ValueError:

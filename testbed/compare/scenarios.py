@@ -82,6 +82,36 @@ class Capacity:
 
 
 @dataclass(frozen=True)
+class WrkRun:
+    """A ``testbed wrk`` run beside the locust one, for the HTTP scenarios: capacity and server
+    CPU per request with a C generator (keep-alive, ``close``: a connection per request,
+    ``pipeline``: requests written at once per connection, ``idle``: keep-alive connections
+    held idle beside wrk's)."""
+
+    connections: int = 10
+    warmup: float = 1.0
+    window: float = 2.0
+    pipeline: int = 1
+    close: bool = False
+    idle: int = 0
+
+    def options(self) -> list[str]:
+        options = ["--connections", str(self.connections), "--warmup", f"{self.warmup:g}",
+                   "--duration", f"{self.window:g}"]
+        if self.pipeline > 1:
+            options += ["--pipeline", str(self.pipeline)]
+        if self.close:
+            options.append("--close")
+        if self.idle:
+            options += ["--idle", str(self.idle)]
+        return options
+
+    @property
+    def seconds(self) -> float:
+        return self.warmup + self.window
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One situation every model is put through, with its user steps."""
 
@@ -102,6 +132,8 @@ class Scenario:
     extra_server_options: tuple[str, ...] = field(default=())
     timing: Timing | None = None  # None: the preset's
     capacity: Capacity | None = None  # a testbed bench run too (metric cpu_us_per_request)
+    wrk: WrkRun | None = None  # http: a testbed wrk run instead (metric cpu_us_per_request)
+    idle: int = 0  # http: keep-alive connections held idle beside locust's users
 
     @property
     def unit(self) -> str:
@@ -136,10 +168,17 @@ class Scenario:
         what = ("new connections at offered rates (Poisson arrivals)" if self.mode == "arrivals"
                 else f"{self.mode} connections")
         capacity = ""
+        if self.idle:
+            capacity += f"; {self.idle} idle keep-alive connections held beside the users"
+        if self.wrk:
+            capacity += f"; capacity and CPU per request from testbed wrk {' '.join(self.wrk.options())}"
         if self.capacity:
             capacity = (f"; capacity and CPU per request from testbed bench, "
                         f"{self.capacity.connections} connections, {self.capacity.warmup:g} s "
                         f"warm-up, {self.capacity.window:g} s window")
+        if self.service == "http":
+            return (f"GET / over {what} (locust's FastHttpUser), connect/I-O timeouts "
+                    f"{self.connect_timeout:g}/{self.io_timeout:g} s, {self.unit} {steps}{capacity}")
         return (f"{what}, {self.payload_size}-byte requests{think}, "
                 f"connect/I-O timeouts {self.connect_timeout:g}/{self.io_timeout:g} s, "
                 f"{self.unit} {steps}{capacity}")
@@ -271,13 +310,79 @@ FULL = Preset("full", Timing(warmup=2.0, window=8.0), _scenarios(
     capacity=Capacity(connections=10, warmup=2.0, window=5.0),
 ), repeats=3)
 
-PRESETS: dict[str, Preset] = {preset.name: preset for preset in (QUICK, FULL)}
+def _http_scenarios(keepalive: Budget, slow: Budget, wrk: WrkRun) -> tuple[Scenario, ...]:
+    """The HTTP scenarios, over every model and contender (uvicorn, gunicorn): GET / with
+    keep-alive, a new connection per request, 16 pipelined, a slow handler, idle
+    connections. Where nothing waits, wrk's server CPU per request decides (locust costs
+    more per request than a fast server); where requests wait, locust's throughput."""
+    def common(budget: Budget) -> dict:
+        return {"service": "http", "steps": budget.steps,
+                "timing": Timing(budget.warmup, budget.window, budget.first_warmup),
+                "io_timeout": budget.io_timeout, "connect_timeout": budget.connect_timeout}
+
+    return (
+        Scenario(
+            name="plaintext", title="GET / with keep-alive (Hello, World!)",
+            description="Each server's own cost per HTTP request over persistent connections: "
+                        "server CPU per request under wrk; locust gives the latency at each "
+                        "user count.",
+            metric="cpu_us_per_request", wrk=wrk, **common(keepalive)),
+        Scenario(
+            name="connect", title="GET /, a new connection per request (Connection: close)",
+            description="Accepting and closing a connection for every request: what a server "
+                        "pays per connection on top of the request.",
+            metric="cpu_us_per_request", mode="connect", wrk=replace(wrk, close=True),
+            **common(keepalive)),
+        Scenario(
+            name="pipeline", title="GET /, 16 requests pipelined per connection",
+            description="Requests written 16 at a time on each connection (wrk's pipeline "
+                        "script): a server that parses and answers them in one pass pays "
+                        "less per request. Locust does not pipeline: its runs keep one request "
+                        "in flight.",
+            metric="cpu_us_per_request", wrk=replace(wrk, pipeline=16), **common(keepalive)),
+        Scenario(
+            name="slow", title="every request waits 0.1 s (--delay 0.1)",
+            description="A slow handler: a server that handles one request at a time per "
+                        "worker collapses, the concurrent ones overlap their waits.",
+            delay=0.1, **common(slow)),
+        Scenario(
+            name="idle", title="200 idle keep-alive connections beside the users",
+            description="Connections that stay open and say nothing (browsers keep them): a "
+                        "server with a thread or a process per connection runs out of them, "
+                        "an event loop does not notice.",
+            idle=200, **common(keepalive)),
+    )
 
 
-def preset(full: bool = False) -> Preset:
+#: ``testbed compare --service http``: every model and contender on 2 cores in minutes.
+HTTP_QUICK = Preset("http-quick", Timing(warmup=0.2, window=1.0, first_warmup=1.0), _http_scenarios(
+    keepalive=Budget((1, 10, 50), warmup=0.2, window=0.8, io_timeout=0.5, first_warmup=1.0),
+    slow=Budget((1, 10, 50), warmup=0.2, window=0.8, io_timeout=0.5, first_warmup=1.0),
+    wrk=WrkRun(connections=10, warmup=1.0, window=1.0),
+))
+
+#: ``testbed compare --service http --full``.
+HTTP_FULL = Preset("http-full", Timing(warmup=2.0, window=8.0), _http_scenarios(
+    keepalive=Budget((1, 10, 50, 100, 200), warmup=2.0, window=6.0, io_timeout=2.0,
+                     connect_timeout=2.0),
+    slow=Budget((1, 10, 50, 100, 200), warmup=2.0, window=8.0, io_timeout=2.0,
+                connect_timeout=2.0),
+    wrk=WrkRun(connections=10, warmup=2.0, window=5.0),
+), repeats=3)
+
+PRESETS: dict[str, Preset] = {preset.name: preset
+                              for preset in (QUICK, FULL, HTTP_QUICK, HTTP_FULL)}
+
+#: The services a comparison is made for: line services (echo), and http.
+SERVICES = ("echo", "http")
+
+
+def preset(full: bool = False, service: str = "echo") -> Preset:
+    if service == "http":
+        return HTTP_FULL if full else HTTP_QUICK
     return FULL if full else QUICK
 
 
-def scenario_names() -> list[str]:
-    """Every scenario name (the same in both presets)."""
-    return QUICK.names()
+def scenario_names(service: str = "echo") -> list[str]:
+    """Every scenario name of a service's comparison (the same in both presets)."""
+    return preset(False, service).names()

@@ -144,8 +144,9 @@ CLIENT_BOUND_LIMITS = ("client", "both")
 
 @dataclass(frozen=True)
 class Capacity:
-    """What ``testbed bench`` measured beside a locust run: throughput and the server's CPU
-    per request under a closed loop lean enough to keep a fast server busy."""
+    """What ``testbed bench`` (or, for HTTP, ``testbed wrk``: ``generator``) measured beside a
+    locust run: throughput and the server's CPU per request under a generator lean enough to
+    keep a fast server busy."""
 
     rps: float | None = None
     cpu_us_per_request: float | None = None
@@ -159,6 +160,7 @@ class Capacity:
     error: str | None = None
     spread: dict[str, tuple[float, float]] = field(default_factory=dict)
     repeats: int = 1
+    generator: str = "bench"  # the testbed command that measured it: bench or wrk
 
     @classmethod
     def from_record(cls, record: dict[str, Any] | None) -> Capacity | None:
@@ -175,7 +177,7 @@ class Capacity:
             served_connections=_number(record.get("served_connections")),
             errors=_number(record.get("error_count")),
             ok=bool(record.get("ok", True)) and record.get("rps") is not None,
-            error=record.get("error"))
+            error=record.get("error"), generator=record.get("generator") or "bench")
 
     @property
     def client_bound(self) -> bool:
@@ -365,7 +367,8 @@ def merge_capacities(found: list[Capacity]) -> Capacity | None:
     medians, spread = _median_of(measured, _CAPACITY_FIGURES)
     limits = [capacity.limit for capacity in measured if capacity.limit]
     limit = max(set(limits), key=limits.count) if limits else None  # the most frequent
-    return Capacity(limit=limit, spread=spread, repeats=len(measured), **medians)
+    return Capacity(limit=limit, spread=spread, repeats=len(measured),
+                    generator=measured[0].generator, **medians)
 
 
 def merge_runs(runs: list[Run]) -> Run:

@@ -122,7 +122,7 @@ def _figure(results: Results, scenario: ScenarioInfo, kind: Kind) -> Figure:
 
 
 def _capacity_figure(results: Results, scenario: ScenarioInfo) -> Figure | None:
-    """Server CPU per request under testbed bench, one bar per model, lower is better."""
+    """Server CPU per request under testbed bench (or wrk), one bar per model, lower is better."""
     bars = [(run.model, run.capacity.cpu_us_per_request, run.capacity.range_of(
         "cpu_us_per_request")) for run in results.runs_for(scenario.name)
         if run.capacity is not None and run.capacity.cpu_us_per_request is not None]
@@ -137,7 +137,9 @@ def _capacity_figure(results: Results, scenario: ScenarioInfo) -> Figure | None:
     axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
     axes.set_ylabel("server CPU per request (µs)")
     axes.set_ylim(bottom=0)
-    axes.set_title(f"{scenario.name}: server CPU per request under testbed bench (lower is "
+    generator = next(run.capacity.generator for run in results.runs_for(scenario.name)
+                     if run.capacity is not None)
+    axes.set_title(f"{scenario.name}: server CPU per request under testbed {generator} (lower is "
                    f"better)\n{scenario.title}", fontsize=11)
     axes.grid(True, axis="y", alpha=0.3)
     figure.text(0.005, 0.005, _footer(results), ha="left", va="bottom", fontsize=7, color="grey")

@@ -94,9 +94,9 @@ def _figure(scenario: ScenarioInfo, pair: Pair) -> str:
     if scenario.metric == "cpu_us_per_request":
         capacity = run.capacity
         if capacity is None or capacity.cpu_us_per_request is None:
-            return "no CPU per request measured (testbed bench)"
+            return f"no CPU per request measured (testbed {capacity.generator if capacity else 'bench'})"
         return (f"{fmt('us', capacity.cpu_us_per_request)} µs of server CPU per request "
-                f"({fmt('rps', capacity.rps)} req/s under testbed bench)")
+                f"({fmt('rps', capacity.rps)} req/s under testbed {capacity.generator})")
     if not step.requests:
         return "no attempt in the measured window"
     if scenario.metric == "served_share":

@@ -1,0 +1,74 @@
+"""`testbed compare --service http`: the HTTP scenarios over the models and the production
+servers (uvicorn, gunicorn), wrk measuring capacity; the line comparison is left as it was."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from servers.apps.launch import CONTENDERS
+from testbed.compare.scenarios import HTTP_QUICK, QUICK, scenario_names
+from tests.conftest import MODELS, no_traceback, one_line, require_module, require_tool
+
+
+def compare(*args: str, timeout: float = 60, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "testbed", "compare", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_http_comparison_has_its_own_scenarios_and_the_production_servers():
+    require_module("uvicorn")
+    require_module("gunicorn")
+    assert scenario_names("http") == ["plaintext", "connect", "pipeline", "slow", "idle"]
+    assert scenario_names() == QUICK.names()  # the line comparison's own, unchanged
+    pipeline = HTTP_QUICK.get("pipeline")
+    assert pipeline.wrk is not None and pipeline.wrk.options()[-2:] == ["--pipeline", "16"]
+    assert HTTP_QUICK.get("slow").delay == 0.1 and HTTP_QUICK.get("idle").idle == 200
+    result = compare("--service", "http", "--list")
+    assert result.returncode == 0, result.stderr
+    models = result.stdout.splitlines()[0]
+    assert all(name in models for name in [*MODELS, *CONTENDERS])
+
+
+def test_the_production_servers_are_http_contenders_only(tmp_path):
+    result = compare("--models", "select,gunicorn-sync", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "unknown model 'gunicorn-sync'" in one_line(result.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # about 15 s: locust and wrk over a model and a production server
+def test_a_tiny_http_comparison_measures_a_model_and_a_production_server(tmp_path):
+    require_tool("wrk")
+    require_module("gunicorn")
+    models = ["select", "gunicorn-gthread"]
+    result = compare("--service", "http", "--models", ",".join(models), "--scenarios",
+                     "plaintext", "--steps", "2", "--run-time", "0.5", "--workers", "1",
+                     "--repeat", "1", cwd=tmp_path, timeout=28)
+    assert result.returncode == 0, result.stderr
+    no_traceback(result.stderr)
+    [out] = list((tmp_path / "results").iterdir())
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [(r["model"], r["status"]) for r in doc["runs"]] == [(m, "ok") for m in models]
+    for record in doc["runs"]:
+        assert record["summary"]["steps"][0]["served"] > 0
+        capacity = record["capacity"]
+        assert capacity["generator"] == "wrk" and capacity["ok"], capacity
+        assert capacity["error_count"] == 0 and capacity["non_2xx_3xx"] == 0
+        assert capacity["server"]["cpu_us_per_request"] > 0
+    assert "under testbed wrk" in result.stdout and "plaintext at 2 users" in result.stdout
+    assert (out / "plaintext-cpu.png").exists()
+
+
+@pytest.mark.parametrize("name", ["uvicorn-uvloop"])
+def test_a_missing_production_server_is_one_line(tmp_path, name):
+    result = subprocess.run(
+        [sys.executable, "-c", "import runpy, sys; sys.modules['uvicorn'] = None; "
+         "runpy.run_module('testbed', run_name='__main__', alter_sys=True)",
+         "compare", "--service", "http", "--models", name, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert f"{name} needs uvicorn, which is not installed" in one_line(result.stderr)

@@ -1,0 +1,83 @@
+"""testbed wrk: wrk (a real C load generator) against the http service, its report parsed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from testbed.wrk.output import parse
+from tests.conftest import one_line, require_tool
+
+
+def wrk(*args: str, timeout: float = 25) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "testbed", "wrk", *args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_a_two_second_wrk_run_has_no_errors_and_no_bad_statuses():
+    require_tool("wrk")
+    result = wrk("--model", "select", "--duration", "2", "--warmup", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["error_count"] == 0 and summary["non_2xx_3xx"] == 0, summary
+    assert summary["requests"] > 100 and summary["rps"] > 50
+    latency = summary["latency"]
+    assert 0 < latency["p50_us"] <= latency["p99_us"] <= latency["max_us"]
+    server = summary["server"]
+    assert server["measured"] and server["cpu_us_per_request"] > 0
+
+
+def test_pipelined_requests_through_wrks_pipeline_script():
+    require_tool("wrk")
+    result = wrk("--model", "select", "--duration", "1", "--warmup", "0", "--pipeline", "16",
+                 "--connections", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert "--script" in summary["command"] and summary["command"].endswith("-- 16")
+    assert summary["error_count"] == 0 and summary["non_2xx_3xx"] == 0, summary
+    assert summary["requests"] >= 2 * 16
+
+
+def test_bad_statuses_are_counted():
+    require_tool("wrk")
+    result = wrk("--model", "select", "--duration", "1", "--warmup", "0", "--path", "/nope",
+                 "--connections", "2", "--json")
+    assert result.returncode == 1  # measured, but not clean
+    summary = json.loads(result.stdout)
+    assert summary["non_2xx_3xx"] == summary["requests"] > 0
+
+
+def test_a_remote_target_or_a_missing_wrk_is_one_line_and_status_2():
+    result = wrk("--target", "http://192.0.2.1:80/")
+    assert result.returncode == 2
+    assert "not a loopback address" in one_line(result.stderr)
+    result = wrk("--model", "select", "--wrk", "/nonexistent/wrk")
+    assert result.returncode == 2
+    assert "wrk is not installed" in one_line(result.stderr)
+
+
+def test_the_parser_reads_errors_and_units():
+    report = """Running 2s test @ http://127.0.0.1:8080/
+  2 threads and 20 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.50ms  500.00us    1.02s    90.00%
+    Req/Sec     5.00k     1.00k     6.00k    70.00%
+  Latency Distribution
+     50%    1.20ms
+     75%    1.40ms
+     90%    1.80ms
+     99%   10.00ms
+  20000 requests in 2.00s, 2.50MB read
+  Socket errors: connect 1, read 2, write 3, timeout 4
+  Non-2xx or 3xx responses: 5
+Requests/sec:  10000.00
+Transfer/sec:      1.25MB
+"""
+    figures = parse(report)
+    assert (figures["threads"], figures["connections"], figures["requests"]) == (2, 20, 20000)
+    assert figures["errors"] == {"connect": 1, "read": 2, "write": 3, "timeout": 4}
+    assert figures["error_count"] == 10 and figures["non_2xx_3xx"] == 5
+    assert figures["latency"]["stdev_us"] == 500 and figures["latency"]["max_us"] == 1.02e6
+    assert figures["latency"]["p99_us"] == 10_000 and figures["rps"] == 10_000
+    assert figures["bytes_read"] == round(2.5 * 1024**2)
