@@ -39,16 +39,10 @@ from clients.harness import format_host
 from clients.safety import UnsafeTarget, ensure_loopback
 from servers import registry
 from servers.apps.launch import CONTENDERS
-from testbed.args import (
-    ArgumentParser,
-    add_target_options,
-    duration,
-    positive,
-    server_options_given,
-)
-from testbed.load.command import server_options_from
+from testbed.args import ArgumentParser, add_target_options, duration, positive
 from testbed.processes import ServerProcess, StartError, cpu_affinity, start_server
 from testbed.sampling import TreeSample, sample_tree
+from testbed.target import add_server_workers, server_options_from, server_options_given
 from testbed.wrk.output import WrkOutputError, parse
 
 PROG = "testbed wrk"
@@ -71,7 +65,7 @@ class WrkError(Exception):
 
 
 def build_parser() -> ArgumentParser:
-    from servers.cli import add_server_options, non_negative_int
+    from servers.cli import add_server_options
 
     parser = ArgumentParser(
         prog=PROG, conflict_handler="resolve", allow_abbrev=False,
@@ -87,9 +81,7 @@ def build_parser() -> ArgumentParser:
         if action.dest == "model":
             action.choices = [*registry.model_names(), *CONTENDERS]
             action.help = "concurrency model or contender: %(choices)s (default %(default)s)"
-    parser.add_argument("--workers", "--server-workers", dest="server_workers",
-                        type=non_negative_int, default=0, metavar="N",
-                        help="worker threads or processes of the server (default: its own)")
+    add_server_workers(parser, "--workers", "--server-workers")
     add_target_options(parser, "measure", "http://HOST:PORT[/PATH] or tcp://HOST:PORT")
     parser.add_argument("--server-pid", type=positive(int), metavar="PID",
                         help="with --target: the process whose tree's CPU is measured "
