@@ -25,6 +25,16 @@ LINE_SERVICES = registry.line_services()  # what the line clients verify
 
 StartServer = Callable[..., ServerProcess]
 
+#: One model of each design: the heavier per-model checks run on these by default and on
+#: every model with ``-m slow`` (the default suite has a budget of 6 minutes on 2 cores).
+CORE_MODELS = ("sequential", "threading", "select", "forking")
+
+
+def core_first(models: list[str]) -> list:
+    """``models`` as pytest params, those outside :data:`CORE_MODELS` marked slow."""
+    return [pytest.param(model, marks=() if model in CORE_MODELS else pytest.mark.slow)
+            for model in models]
+
 
 @pytest.fixture
 def serve() -> Iterator[StartServer]:

@@ -396,6 +396,7 @@ def test_forking_is_not_driven_beyond_its_process_limit() -> None:
            "processes" in one_line(result.stderr)
 
 
+@pytest.mark.slow
 def test_scale_records_steps_limits_and_failures(tmp_path: Any) -> None:
     """One record per step, every key present; forking stops at its process limit, and a
     model that fails a step is not driven further. The plots are drawn from them."""

@@ -235,6 +235,7 @@ def check_tiny(result: subprocess.CompletedProcess, out: Path, doc: dict, models
     assert result.stdout.count("=> ") == len(scenarios)
 
 
+@pytest.mark.slow
 def test_small_comparison_writes_every_file_and_report_matches_json(tmp_path):
     """The default suite's variant: two models, one scenario, one step (about 15 s)."""
     models, scenarios = ["select", "threading"], ["slow-io"]

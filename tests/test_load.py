@@ -26,7 +26,7 @@ from clients.harness import FAILURE_CLASSES
 from servers import registry
 from testbed.load import LoadError, LoadSpec, read_ceiling, run_load
 from testbed.load.summary import _bound
-from tests.conftest import no_traceback, one_line
+from tests.conftest import core_first, no_traceback, one_line
 
 MODELS = registry.model_names()
 UDP_MODELS = [name for name in MODELS if registry.get_model(name).udp]
@@ -82,7 +82,7 @@ def assert_clean_run(summary: dict[str, Any]) -> None:
     assert server["peak_processes"] >= 1 and server["peak_rss_mib"] > 1
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", core_first(MODELS))
 def test_tcp_persistent_every_model(model: str, tmp_path: Path) -> None:
     summary = run_load(spec(tmp_path, "--model", model, "--service", "echo"))
     check_summary(summary, tmp_path / "results")
@@ -98,7 +98,7 @@ def test_tcp_connect_mode(tmp_path: Path) -> None:
     assert summary["options"]["mode"] == "connect"
 
 
-@pytest.mark.parametrize("mode", ["persistent", "connect"])
+@pytest.mark.parametrize("mode", ["persistent", pytest.param("connect", marks=pytest.mark.slow)])
 def test_udp(mode: str, tmp_path: Path) -> None:
     summary = run_load(spec(tmp_path, "--model", UDP_MODEL, "--service", "echo", "--udp",
                             udp=True, mode=mode, steps=[2]))
@@ -127,7 +127,8 @@ def test_udp_matrix(model: str, mode: str, tmp_path: Path) -> None:
     assert_clean_run(summary)
 
 
-@pytest.mark.parametrize(("model", "mode"), [("select", "persistent"), ("forking", "connect")])
+@pytest.mark.parametrize(("model", "mode"), [("select", "persistent"), pytest.param(
+    "forking", "connect", marks=pytest.mark.slow)])
 def test_cpu_per_request_is_measured(model: str, mode: str, tmp_path: Path) -> None:
     """5 ms of CPU per request shows as at least 4,000 µs: measured from the process tree,
     including the forking model's children, each of which lives for one request."""
@@ -224,7 +225,7 @@ def test_clients_served_and_fairness(model: str, fair: bool, tmp_path: Path) -> 
         assert clients["replies_max"] > 50 * max(clients["replies_min"], 1), clients
 
 
-@pytest.mark.parametrize("mode", ["persistent", "connect"])
+@pytest.mark.parametrize("mode", ["persistent", pytest.param("connect", marks=pytest.mark.slow)])
 def test_http_with_locusts_fasthttpuser(mode: str, tmp_path: Path) -> None:
     """--service http: locust's FastHttpUser, with the same windows, clients, sampling and
     totals as the socket users."""
@@ -379,6 +380,7 @@ def test_cli_run_against_target(serve: Any, tmp_path: Path) -> None:
     assert (run_dir / "locust.html").stat().st_size > 0  # locust's own report, kept by default
 
 
+@pytest.mark.slow
 def test_calibration_is_stored_and_read(tmp_path: Path) -> None:
     result = run_cli("--calibrate", "--run-time", "2s", "--warmup", "1s", "--workers", "1",
                      "--out", str(tmp_path / "results"))

@@ -196,6 +196,7 @@ def test_master_quit_replacement_matches_installed_locust() -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_master_gives_up_on_missing_workers_once(tmp_path: Path) -> None:
     """The master waits for its workers itself (finely, in ``init``) before locust's own
     wait: together they still give up after --expect-workers-max-wait, not twice that."""
@@ -313,6 +314,7 @@ def _wait_for(check: Any, timeout: float = 15.0) -> Any:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_web_ui(serve: Any, tmp_path: Path) -> None:
     """The web UI starts a run with the locustfile's own options, and (with runners.py) a
     host typed into its form picks the user class of that host's scheme."""

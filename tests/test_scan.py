@@ -75,7 +75,9 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("kind, flag", [("syn", "-sS"), ("connect", "-sT"), ("udp", "-sU")])
+@pytest.mark.parametrize("kind, flag", [("syn", "-sS"),
+                                        pytest.param("connect", "-sT", marks=pytest.mark.slow),
+                                        pytest.param("udp", "-sU", marks=pytest.mark.slow)])
 def test_states_and_reasons_agree_with_nmap(target, kind, flag):
     report = ours(target, kind)
     found = {p["port"]: (p["state"], p["reason"]) for p in report["ports"]}

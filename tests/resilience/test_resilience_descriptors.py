@@ -12,10 +12,11 @@ import pytest
 
 from testbed.resilience import check_descriptors
 from testbed.resilience.common import CPU_LIMIT
+from tests.conftest import core_first
 from tests.resilience.conftest import MODELS, no_problems
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", core_first(MODELS))
 def test_out_of_descriptors_and_max_connections(model, scale):
     figures = check_descriptors(model, scale)
     cpu = float(figures.measures["cpu saturated"].rstrip("%"))

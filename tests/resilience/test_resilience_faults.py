@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from testbed.resilience import check_faults
+from tests.conftest import core_first
 from tests.resilience.conftest import MODELS, no_problems
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", core_first(MODELS))
 def test_killed_client_killed_child_and_sigterm(model, scale):
     figures = check_faults(model, scale)
     assert figures.measures["client killed"] == "served after"

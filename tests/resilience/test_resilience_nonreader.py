@@ -11,10 +11,11 @@ import pytest
 
 from testbed.resilience import check_nonreader
 from testbed.resilience.common import RSS_LIMIT, MiB, holds_up_to
+from tests.conftest import core_first
 from tests.resilience.conftest import MODELS, no_problems
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", core_first(MODELS))
 def test_a_client_that_never_reads(model, scale):
     figures = check_nonreader(model, scale)
     growth = float(figures.measures["rss growth"].split()[0]) * MiB

@@ -11,10 +11,11 @@ import pytest
 
 from testbed.resilience import check_slowloris
 from testbed.resilience.common import P99_LIMIT, holds_up_to
+from tests.conftest import core_first
 from tests.resilience.conftest import MODELS, no_problems
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", core_first(MODELS))
 def test_idle_connections_and_a_normal_client(model, scale):
     figures = check_slowloris(model, scale)
     assert figures.measures["idle held"] == f"{scale.idle}/{scale.idle}"
