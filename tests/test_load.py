@@ -363,6 +363,7 @@ def test_cli_unreachable_target(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_cli_run_against_target(serve: Any, tmp_path: Path) -> None:
     """--target loads a server that was already running; the table and the path are printed."""
     server = serve("select", "upper")

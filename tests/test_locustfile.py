@@ -258,6 +258,7 @@ def test_http_scheme_picks_locusts_fasthttpuser(serve: Any, tmp_path: Path) -> N
     assert entry["total_content_length"] == len(b"Hello, World!") * entry["num_requests"]
 
 
+@pytest.mark.slow
 def test_udp_scheme_picks_the_udp_user(serve: Any, tmp_path: Path) -> None:
     server = serve("threading", "echo", udp=True)
     entry = headless(tmp_path, server.endpoint.url, "--mode", "connect")

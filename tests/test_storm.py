@@ -47,6 +47,7 @@ def test_threading_serves_all_fifty_despite_the_delay(serve):
     assert 0.9 <= latency["min"] <= latency["p50"] <= latency["p99"] <= latency["max"] < 10
 
 
+@pytest.mark.slow
 def test_sequential_with_backlog_one_denies_and_says_how(serve):
     """50 at once against one-at-a-time with a 1-slot queue: a few served, the rest timed out.
 

@@ -47,6 +47,7 @@ print(got, time.monotonic() - start)
 """
 
 
+@pytest.mark.slow
 def test_a_rate_limited_link_holds_its_rate(make_lab):
     lab = make_lab("--hosts", "2", "--rate", "10mbit")
     assert lab.state["conditions"]["h1"]["rate"] == "10mbit"
