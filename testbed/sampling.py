@@ -179,3 +179,37 @@ def window_figures(samples: Sequence[TreeSample], start: float, end: float) -> d
 def covered(samples: Sequence[TreeSample], start: float, end: float) -> bool:
     """Whether samples exist on both sides of ``[start, end]`` (so its CPU is measured, not guessed)."""
     return bool(samples) and samples[0].t <= start + 0.5 and samples[-1].t >= end - 0.5
+
+
+#: A side whose cores are at least this busy ran out of CPU: it was the limit.
+BUSY = 0.9
+
+
+def server_cpu(before: TreeSample | None, after: TreeSample | None,
+               requests: int) -> dict[str, Any]:
+    """The server tree's CPU between two samples, per core and per request (testbed bench
+    and testbed wrk record it the same way); ``measured`` False without both samples."""
+    record: dict[str, Any] = {"measured": before is not None and after is not None}
+    if before is not None and after is not None:
+        cpu = max(after.cpu_s - before.cpu_s, 0.0)
+        span = after.t - before.t
+        record.update(cpu_s=cpu, cores_busy=cpu / span if span > 0 else None,
+                      cpu_us_per_request=cpu / requests * 1e6 if requests else None,
+                      processes=after.processes, threads=after.threads)
+    return record
+
+
+def limit_of(placement: Any, server_busy: float | None, client_busy: float,
+             client_cores: float = 1.0) -> str:
+    """Which side ran out of CPU: client, server, both, neither, or unknown.
+
+    The server's share is known only when it is pinned (its CPUs are its capacity);
+    otherwise only a busy client can be told.
+    """
+    client = client_busy >= BUSY * client_cores
+    if not isinstance(placement, dict) or not isinstance(placement["server"], list) \
+            or server_busy is None:
+        return "client" if client else "unknown"
+    server = server_busy >= BUSY * len(placement["server"])
+    return {(True, True): "both", (True, False): "client", (False, True): "server",
+            (False, False): "neither"}[(client, server)]

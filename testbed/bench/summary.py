@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 from clients.bench import OPEN_WINDOW, Result
 from testbed.bench.memory import added_per_connection
 from testbed.bench.plan import BenchPlan
+from testbed.sampling import BUSY, limit_of, server_cpu
 
 if TYPE_CHECKING:
     from testbed.bench.runner import Measured
 
 #: Client cores busy at or above this: the client, not the server, was the limit.
-CLIENT_BOUND = 0.9
+CLIENT_BOUND = BUSY
 MIB = 1024 * 1024
 
 
@@ -28,13 +29,7 @@ def summarize_bench(plan: BenchPlan, url: str, pid: int | None, warm: Result | N
     spec = plan.spec
     window, before, after = measured.result, measured.before, measured.after
     requests = window.requests
-    server: dict[str, Any] = {"pid": pid, "measured": before is not None and after is not None}
-    if before is not None and after is not None:
-        cpu = max(after.cpu_s - before.cpu_s, 0.0)
-        span = after.t - before.t
-        server.update(cpu_s=cpu, cores_busy=cpu / span if span > 0 else None,
-                      cpu_us_per_request=cpu / requests * 1e6 if requests else None,
-                      processes=after.processes, threads=after.threads)
+    server: dict[str, Any] = {"pid": pid, **server_cpu(before, after, requests)}
     held_before, held_open = measured.held_before, measured.held_open
     idle = spec.connections - window.active
     memory = None
@@ -74,7 +69,7 @@ def summarize_bench(plan: BenchPlan, url: str, pid: int | None, warm: Result | N
         "client": {"cpu_s": window.cpu_s, "cores_busy": client_busy,
                    "cpu_us_per_request": window.cpu_s / requests * 1e6 if requests else None},
         "client_bound": client_busy >= CLIENT_BOUND,
-        "limit": _limit(plan.placement, server.get("cores_busy"), client_busy),
+        "limit": limit_of(plan.placement, server.get("cores_busy"), client_busy),
         "placement": plan.placement,
         "warmup": None if warm is None else {
             "requests": warm.requests, "elapsed_s": warm.elapsed,
@@ -84,21 +79,6 @@ def summarize_bench(plan: BenchPlan, url: str, pid: int | None, warm: Result | N
                and window.opened == spec.connections
                and (not idle or window.idle_alive == idle)),
     }
-
-
-def _limit(placement: Any, server_busy: float | None, client_busy: float) -> str:
-    """Which side ran out of CPU: client, server, both, neither, or unknown.
-
-    The server's share is known only when it is pinned (its CPUs are its capacity);
-    otherwise only a busy client can be told.
-    """
-    client = client_busy >= CLIENT_BOUND
-    if not isinstance(placement, dict) or not isinstance(placement["server"], list) \
-            or server_busy is None:
-        return "client" if client else "unknown"
-    server = server_busy >= CLIENT_BOUND * len(placement["server"])
-    return {(True, True): "both", (True, False): "client", (False, True): "server",
-            (False, False): "neither"}[(client, server)]
 
 
 #: What the limit means for a reader, one line each.

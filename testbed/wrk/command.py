@@ -41,15 +41,13 @@ from servers import registry
 from servers.apps.launch import CONTENDERS
 from testbed.args import ArgumentParser, add_target_options, duration, positive
 from testbed.processes import ServerProcess, StartError, cpu_affinity, start_server
-from testbed.sampling import TreeSample, sample_tree
+from testbed.sampling import TreeSample, limit_of, sample_tree, server_cpu
 from testbed.target import add_server_workers, server_options_from, server_options_given
 from testbed.wrk.output import WrkOutputError, parse
 
 PROG = "testbed wrk"
 #: Seconds wrk may take beyond its duration before it is killed.
 WRK_SLACK = 15.0
-#: Cores busy at or above this share of their CPUs: that side was the limit.
-BUSY = 0.9
 #: The most idle connections --idle holds (each is a descriptor here and on the server).
 MAX_IDLE = 2000
 #: Seconds the idle connections get to connect and be answered before the run starts.
@@ -325,17 +323,12 @@ def summarize(args: argparse.Namespace, plan: dict[str, Any], url: str, argv: li
     """The run as one JSON-able record: wrk's figures, the server's CPU, what was run."""
     requests = figures["requests"]
     server: dict[str, Any] = {"pid": root.pid if root is not None else None,
-                              "measured": before is not None and after is not None}
-    if before is not None and after is not None:
-        cpu = max(after.cpu_s - before.cpu_s, 0.0)
-        span = after.t - before.t
-        server.update(cpu_s=cpu, cores_busy=cpu / span if span > 0 else None,
-                      cpu_us_per_request=cpu / requests * 1e6 if requests else None,
-                      processes=after.processes, threads=after.threads)
+                              **server_cpu(before, after, requests)}
     placement = plan["placement"]
     elapsed = figures["elapsed_s"]
     client_busy = wrk_cpu / elapsed if elapsed > 0 else 0.0
-    limit = _limit(placement, server.get("cores_busy"), client_busy, args.threads)
+    limit = limit_of(placement, server.get("cores_busy"), client_busy,
+                     min(args.threads, len(os.sched_getaffinity(0))))
     scenario = ("close" if args.close else f"pipeline {args.pipeline}" if args.pipeline > 1
                 else "keep-alive")
     return {
@@ -356,18 +349,6 @@ def summarize(args: argparse.Namespace, plan: dict[str, Any], url: str, argv: li
         "server_died": server_died,
         "command": shlex.join(["wrk", *argv[1:]]),
     }
-
-
-def _limit(placement: Any, server_busy: float | None, client_busy: float, threads: int) -> str:
-    """Which side ran out of CPU: client (wrk), server, both, neither, or unknown (as
-    testbed bench says it: the server's share is known only when it is pinned)."""
-    client = client_busy >= BUSY * min(threads, len(os.sched_getaffinity(0)))
-    if not isinstance(placement, dict) or not isinstance(placement["server"], list) \
-            or server_busy is None:
-        return "client" if client else "unknown"
-    server = server_busy >= BUSY * len(placement["server"])
-    return {(True, True): "both", (True, False): "client", (False, True): "server",
-            (False, False): "neither"}[(client, server)]
 
 
 def _n(value: float | None, spec: str) -> str:
