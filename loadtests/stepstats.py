@@ -149,9 +149,17 @@ STATE = State()
 COLLECTOR: Collector | None = None
 
 
-def take(user: int) -> Ticket:
-    """Before an attempt: a ticket of the current phase; counts the attempt as started."""
+def take(user: int, last: Ticket | None = None) -> Ticket:
+    """Before an attempt: a ticket of the current phase; counts the attempt as started.
+
+    ``last``, the user's previous ticket, is handed back while the phase is the same, so
+    a user's exchange allocates nothing per request (the user is in ``replies`` already).
+    """
     window = STATE.phase.window
+    if last is not None and last.window is window:
+        if window is not None:
+            window.started += 1
+        return last
     if window is not None:
         window.started += 1
         if user not in window.replies:

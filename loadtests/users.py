@@ -88,6 +88,7 @@ class SocketUser(User):
         self.client: TCPClient | UDPClient | None = None
         self._once = self._persistent if self.mode == "persistent" else self._connect
         self.uid = next(_user_ids)
+        self._ticket: stepstats.Ticket | None = None
         stepstats.STATE.users.add(self.uid)
 
     def wait_time(self) -> float:
@@ -159,7 +160,7 @@ class SocketUser(User):
                 client.close()
             client = self.client = self.new_client()
             self._phase = state.phase
-        ticket = stepstats.take(self.uid)
+        ticket = self._ticket = stepstats.take(self.uid, self._ticket)
         start = time.perf_counter()
         try:
             done = client.exchange(self.payload)
@@ -171,7 +172,7 @@ class SocketUser(User):
                    response_length=len(done.reply), exception=None, context=ticket)
 
     def _connect(self) -> None:
-        ticket = stepstats.take(self.uid)
+        ticket = self._ticket = stepstats.take(self.uid, self._ticket)
         start = time.perf_counter()
         try:
             done = exchange_once(self.address, self.port, self.payload,
@@ -238,6 +239,7 @@ class HTTPUser(FastHttpUser):
         self.request_name = f"GET / ({self.mode})"
         self._phase: object = None
         self.uid = next(_user_ids)
+        self._ticket: stepstats.Ticket | None = None
         pool = self.client.client.clientpool
         pool.client_args.update(connection_timeout=float(options.connect_timeout),
                                 network_timeout=float(options.io_timeout))
@@ -260,7 +262,7 @@ class HTTPUser(FastHttpUser):
         if self._phase is not state.phase:  # a new phase: a connection opened within it
             self.client.client.clientpool.close()
             self._phase = state.phase
-        ticket = stepstats.take(self.uid)
+        ticket = self._ticket = stepstats.take(self.uid, self._ticket)
         start = time.perf_counter()
         with self.client.get("/", name=self.request_name, headers=self.headers,
                              context={"ticket": ticket}, catch_response=True) as response:
