@@ -40,14 +40,16 @@ class PlannedRun:
         the longest attempt, counted in full), and its bench run, if any."""
         seconds = self.timing.seconds(len(self.scenario.steps)) + self.scenario.longest_attempt
         if self.scenario.capacity is not None:
-            seconds += self.scenario.capacity.seconds + BENCH_OVERHEAD
+            capacity = self.scenario.capacity
+            seconds += capacity.seconds + capacity.runs * BENCH_OVERHEAD
         if self.scenario.wrk is not None:
             seconds += self.scenario.wrk.seconds + BENCH_OVERHEAD
         return seconds
 
 
-#: A bench run's fixed cost beyond its warm-up and window (its server's start and stop).
-BENCH_OVERHEAD = 0.5
+#: A bench run's fixed cost beyond its warm-up and window (its own start, its server's
+#: start and stop): 1.3 s measured on 2 cores.
+BENCH_OVERHEAD = 1.3
 
 
 @dataclass

@@ -160,19 +160,58 @@ def run_wrk(run: PlannedRun, run_dir: Path) -> dict[str, Any]:
 
 
 def run_bench(plan: ComparisonPlan, run: PlannedRun, run_dir: Path) -> dict[str, Any]:
-    """The scenario's capacity: ``testbed bench --json`` on a fresh server of the same
-    options, in a process of its own like every server and generator here. Its output is
-    kept in ``bench.json`` and returned; a bench that fails is recorded as such."""
+    """The scenario's capacity: ``testbed bench --json`` runs on fresh servers of the same
+    options, each in a process of its own like every server and generator here.
+
+    The record is the JSON of the median sample (by server CPU per request), with every
+    sample's in ``samples`` and one record per pipeline depth in ``pipelines`` (the first
+    at depth 1: the median sample). Each run's output is kept in ``bench-<name>.json``;
+    a bench that fails is recorded as such."""
     capacity = run.scenario.capacity
     assert capacity is not None
     model, extra = contenders.server_options(run.model)
     server = run.scenario.server_options(model, extra)
     server = [option for option in server if option != "--quiet"]
-    command = [sys.executable, "-m", "testbed", "bench", *server, *capacity.options(),
-               "--payload-size", str(run.scenario.payload_size), "--json"]
-    if len(os.sched_getaffinity(0)) >= 2:
-        command.append("--pin")  # the server on one core, the client on another
-    return _capacity_run(command, capacity.seconds, run_dir, "bench")
+
+    def bench(pipeline: int, name: str) -> dict[str, Any]:
+        command = [sys.executable, "-m", "testbed", "bench", *server,
+                   *capacity.options(pipeline), "--payload-size",
+                   str(run.scenario.payload_size), "--json"]
+        if len(os.sched_getaffinity(0)) >= 2:
+            command.append("--pin")  # the server on one core, the client on another
+        return _capacity_run(command, capacity.seconds_of(pipeline), run_dir, f"bench-{name}")
+
+    samples = [bench(1, str(n + 1)) for n in range(max(capacity.samples, 1))]
+    measured = [sample for sample in samples if _cpu_of(sample) is not None]
+    if not measured:
+        return samples[0]
+    measured.sort(key=lambda sample: _cpu_of(sample) or 0.0)
+    record = dict(measured[(len(measured) - 1) // 2])  # the median, the lower of two
+    if len(samples) > 1:
+        record["samples"] = [_sample_of(sample, 1) for sample in samples]
+    if capacity.pipelines:
+        record["pipelines"] = [_sample_of(record, 1)] + [
+            _sample_of(bench(depth, f"p{depth}"), depth) for depth in capacity.pipelines]
+    return record
+
+
+def _cpu_of(record: dict[str, Any]) -> float | None:
+    if not record.get("ok"):
+        return None
+    return (record.get("server") or {}).get("cpu_us_per_request")
+
+
+def _sample_of(record: dict[str, Any], pipeline: int) -> dict[str, Any]:
+    """The figures of one bench run that a report reads: its median sample stands for it."""
+    server = record.get("server") or {}
+    client = record.get("client") or {}
+    return {"pipeline": pipeline, "ok": bool(record.get("ok")), "error": record.get("error"),
+            "rps": record.get("rps"), "cpu_us_per_request": server.get("cpu_us_per_request"),
+            "server_cores": server.get("cores_busy"), "client_cores": client.get("cores_busy"),
+            "limit": record.get("limit"), "error_count": record.get("error_count"),
+            "served_connections": record.get("served_connections"),
+            "p99_ms": (record.get("latency") or {}).get("p99_ms"),
+            "command": record.get("command")}
 
 
 def _capacity_run(command: list[str], seconds: float, run_dir: Path, name: str) -> dict[str, Any]:

@@ -65,20 +65,58 @@ class Timing:
 
 @dataclass(frozen=True)
 class Capacity:
-    """A ``testbed bench`` run beside the locust one: throughput and server CPU per request
-    where the load generator is not the limit (``connections`` closed-loop connections)."""
+    """``testbed bench`` runs beside the locust one: throughput and server CPU per request
+    where the load generator is not the limit (``connections`` closed-loop connections).
+
+    One request in flight per connection, ``samples`` times on a fresh server each: the
+    figure is their median and their spread (min-max) says how far one sample strays,
+    which is what tells two models apart or calls them level. Then once at each of the
+    ``pipelines`` depths (requests in flight per connection), with its own shorter timing:
+    the server CPU per request against the depth shows each design's cost per wake-up.
+    """
 
     connections: int = 10
     warmup: float = 1.0
     window: float = 2.0
+    samples: int = 3
+    pipelines: tuple[int, ...] = (4, 16)
+    pipeline_warmup: float = 0.3
+    pipeline_window: float = 0.7
 
-    def options(self) -> list[str]:
-        return ["--connections", str(self.connections), "--warmup", f"{self.warmup:g}",
-                "--duration", f"{self.window:g}"]
+    def options(self, pipeline: int = 1) -> list[str]:
+        """The bench options of a sample (``pipeline`` 1) or of a pipelined run."""
+        if pipeline == 1:
+            return ["--connections", str(self.connections), "--warmup", f"{self.warmup:g}",
+                    "--duration", f"{self.window:g}"]
+        return ["--connections", str(self.connections), "--warmup", f"{self.pipeline_warmup:g}",
+                "--duration", f"{self.pipeline_window:g}", "--pipeline", str(pipeline)]
+
+    def seconds_of(self, pipeline: int = 1) -> float:
+        """One bench run's warm-up and window."""
+        if pipeline == 1:
+            return self.warmup + self.window
+        return self.pipeline_warmup + self.pipeline_window
+
+    @property
+    def runs(self) -> int:
+        """How many bench runs (each a fresh server) a model's capacity takes."""
+        return max(self.samples, 1) + len(self.pipelines)
 
     @property
     def seconds(self) -> float:
-        return self.warmup + self.window
+        """Every bench run's warm-up and window, added up."""
+        return (max(self.samples, 1) * self.seconds_of(1)
+                + sum(self.seconds_of(depth) for depth in self.pipelines))
+
+    def describe(self) -> str:
+        samples = (f"the median of {self.samples} runs" if self.samples > 1 else "one run")
+        text = (f"capacity and CPU per request from testbed bench, {self.connections} "
+                f"connections, {self.warmup:g} s warm-up, {self.window:g} s window, {samples}")
+        if self.pipelines:
+            depths = ", ".join(map(str, self.pipelines))
+            text += (f"; then {depths} requests in flight per connection "
+                     f"({self.pipeline_warmup:g} s warm-up, {self.pipeline_window:g} s window)")
+        return text
 
 
 @dataclass(frozen=True)
@@ -173,9 +211,7 @@ class Scenario:
         if self.wrk:
             capacity += f"; capacity and CPU per request from testbed wrk {' '.join(self.wrk.options())}"
         if self.capacity:
-            capacity = (f"; capacity and CPU per request from testbed bench, "
-                        f"{self.capacity.connections} connections, {self.capacity.warmup:g} s "
-                        f"warm-up, {self.capacity.window:g} s window")
+            capacity = f"; {self.capacity.describe()}"
         if self.service == "http":
             return (f"GET / over {what} (locust's FastHttpUser), connect/I-O timeouts "
                     f"{self.connect_timeout:g}/{self.io_timeout:g} s, {self.unit} {steps}{capacity}")
@@ -289,7 +325,8 @@ def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget,
 QUICK = Preset("quick", Timing(warmup=0.2, window=1.0, first_warmup=1.0), _scenarios(
     fast=Budget((1, 10, 50), warmup=0.1, window=0.5, io_timeout=0.3, connect_timeout=0.3,
                 first_warmup=1.0),
-    slow=Budget((1, 10, 50), warmup=0.2, window=0.8, io_timeout=0.5, first_warmup=1.0),
+    # 0.5 s before each later step: forking forks 40 children between 10 and 50 users
+    slow=Budget((1, 10, 50), warmup=0.5, window=0.8, io_timeout=0.5, first_warmup=1.0),
     cpu=Budget((1, 10), warmup=0.2, window=1.0, io_timeout=0.8, first_warmup=1.0),
     denial=Budget((10, 40, 100), warmup=0.3, window=1.5, io_timeout=1.2, first_warmup=1.0),
     capacity=Capacity(connections=10, warmup=0.5, window=1.0),
@@ -307,7 +344,8 @@ FULL = Preset("full", Timing(warmup=2.0, window=8.0), _scenarios(
     cpu=Budget((1, 2, 5, 10, 20), warmup=2.0, window=8.0, io_timeout=3.0, connect_timeout=2.0),
     denial=Budget((5, 10, 20, 50, 100, 200), warmup=2.0, window=10.0, io_timeout=2.0,
                   connect_timeout=1.0),
-    capacity=Capacity(connections=10, warmup=2.0, window=5.0),
+    capacity=Capacity(connections=10, warmup=2.0, window=5.0, pipeline_warmup=1.0,
+                      pipeline_window=3.0),
 ), repeats=3)
 
 def _http_scenarios(keepalive: Budget, slow: Budget, wrk: WrkRun) -> tuple[Scenario, ...]:

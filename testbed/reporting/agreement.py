@@ -47,33 +47,41 @@ def _figure(scenario: ScenarioInfo) -> str:
             }.get(scenario.metric, "rps")
 
 
+def _value(results: Results, scenario: ScenarioInfo, model: str, users: float,
+           figure: str) -> float | None:
+    """The deciding figure of one cell in one run; None where it was not measured, or is
+    generator-bound or saturated (failed attempts where throughput decides; connections
+    the bench left unserved)."""
+    run = results.run(model, scenario.name)
+    if run is None or run.crashed:
+        return None
+    if figure.startswith("bench:"):  # the bench's own: whatever locust did beside it
+        if run.capacity is None or run.capacity.saturated:
+            return None
+        return run.capacity.value(figure.partition(":")[2])
+    step = run.at(users)
+    if step is None or step.generator_bound or (step.failed and figure == "rps"):
+        return None
+    return step.value(figure)
+
+
 def cells(runs: list[Results]) -> list[Cell]:
     """Every (scenario, model, step) measured in all runs, neither generator-bound nor
-    saturated, with its deciding figure in each run."""
+    saturated, with its deciding figure in each run. The bench's figure is one cell per
+    model (at the scenario's highest step): it does not depend on locust's users."""
     found = []
     first = runs[0]
     for scenario in first.scenarios:
         figure = _figure(scenario)
         for run in first.runs_for(scenario.name):
-            for step in run.steps:
-                values = []
-                for results in runs:
-                    other = results.run(run.model, scenario.name)
-                    there = other.at(step.users) if other is not None else None
-                    if other is None or other.crashed or there is None:
-                        break
-                    if there.generator_bound or (there.failed and figure == "rps"):
-                        break
-                    source = other.capacity if figure.startswith("bench:") else there
-                    value = None if source is None else source.value(figure.partition(":")[2]
-                                                                     or figure)
-                    if value is None:
-                        break
-                    values.append(value)
-                else:
-                    found.append(Cell(scenario.name, run.model, step.users, figure,
-                                      tuple(values)))
-    return [cell for cell in found if len(cell.values) == len(runs)]
+            steps = ([scenario.top] if figure.startswith("bench:")
+                     else [step.users for step in run.steps])
+            for users in steps:
+                values = [_value(results, scenario, run.model, users, figure) for results in runs]
+                if all(value is not None for value in values):
+                    found.append(Cell(scenario.name, run.model, users, figure,
+                                      tuple(v for v in values if v is not None)))
+    return found
 
 
 def render(runs: list[Results], names: list[str]) -> str:

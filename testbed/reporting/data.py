@@ -51,6 +51,26 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else float(value)
 
 
+#: The normal quantile of the 95% intervals the verdicts compare.
+Z95 = 1.96
+
+
+def wilson(successes: float, trials: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval of a share: sound at 0 and 1, where the normal one is not."""
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = (z / (1 + z * z / trials)) * math.sqrt(share * (1 - share) / trials
+                                                  + z * z / (4 * trials * trials))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def poisson(count: float, z: float = Z95) -> tuple[float, float]:
+    """The interval of a count of independent events (normal approximation, with the
+    square-root transform that keeps it positive)."""
+    root = math.sqrt(count)
+    return max(0.0, root - z / 2) ** 2, (root + z / 2) ** 2
+
+
 #: The figures a step record has at its top level, and in its "server" part.
 _RECORD_FIGURES = ("window_s", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "offered_rate",
                    "achieved_rate")
@@ -126,6 +146,17 @@ class Step:
             return low * 100.0, high * 100.0
         return self.spread.get(key)
 
+    def interval(self, key: str) -> tuple[float, float] | None:
+        """The 95% interval of a figure that counts events in the window, from its count:
+        ``served_share`` (Wilson's interval on served of attempts: the arrivals are
+        independent) and ``rps`` (Poisson on the replies); None for the other figures."""
+        if key == "served_share" and self.requests and self.served is not None:
+            return wilson(self.served, self.requests)
+        if key == "rps" and self.rps is not None and self.served:
+            low, high = poisson(self.served)
+            return low * self.rps / self.served, high * self.rps / self.served
+        return None
+
     def value(self, key: str) -> float | None:
         """A figure by name; ``failures:CLASS`` for one failure class, ``served_pct`` in %."""
         if key.startswith("failures:"):
@@ -143,10 +174,32 @@ CLIENT_BOUND_LIMITS = ("client", "both")
 
 
 @dataclass(frozen=True)
+class Depth:
+    """The bench at one pipeline depth: requests in flight per connection."""
+
+    pipeline: int
+    cpu_us_per_request: float | None = None
+    rps: float | None = None
+    ok: bool = True
+    limit: str | None = None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Depth:
+        return cls(pipeline=int(record["pipeline"]),
+                   cpu_us_per_request=_number(record.get("cpu_us_per_request")),
+                   rps=_number(record.get("rps")), ok=bool(record.get("ok", True)),
+                   limit=record.get("limit"))
+
+
+@dataclass(frozen=True)
 class Capacity:
     """What ``testbed bench`` (or, for HTTP, ``testbed wrk``: ``generator``) measured beside a
     locust run: throughput and the server's CPU per request under a generator lean enough to
-    keep a fast server busy."""
+    keep a fast server busy.
+
+    With several bench samples the figures are the median sample's and ``spread`` holds
+    the (min, max) over the samples (and over the repeats, once merged); ``pipelines``
+    the figures at each pipeline depth."""
 
     rps: float | None = None
     cpu_us_per_request: float | None = None
@@ -160,6 +213,8 @@ class Capacity:
     error: str | None = None
     spread: dict[str, tuple[float, float]] = field(default_factory=dict)
     repeats: int = 1
+    samples: int = 1  # bench runs per repeat
+    pipelines: tuple[Depth, ...] = ()
     generator: str = "bench"  # the testbed command that measured it: bench or wrk
 
     @classmethod
@@ -168,6 +223,12 @@ class Capacity:
             return None
         server = record.get("server") or {}
         client = record.get("client") or {}
+        samples = [sample for sample in record.get("samples") or () if sample.get("ok")]
+        spread = {}
+        for key in ("cpu_us_per_request", "rps"):
+            values = [v for sample in samples if (v := _number(sample.get(key))) is not None]
+            if len(values) > 1:
+                spread[key] = (min(values), max(values))
         return cls(
             rps=_number(record.get("rps")),
             cpu_us_per_request=_number(server.get("cpu_us_per_request")),
@@ -177,12 +238,24 @@ class Capacity:
             served_connections=_number(record.get("served_connections")),
             errors=_number(record.get("error_count")),
             ok=bool(record.get("ok", True)) and record.get("rps") is not None,
-            error=record.get("error"), generator=record.get("generator") or "bench")
+            error=record.get("error"), generator=record.get("generator") or "bench",
+            spread=spread, samples=max(len(record.get("samples") or ()), 1),
+            pipelines=tuple(Depth.from_record(depth) for depth in record.get("pipelines") or ()))
 
     @property
     def client_bound(self) -> bool:
         """The client was (also) the limit: the req/s are a floor of the server's."""
         return self.limit in CLIENT_BOUND_LIMITS
+
+    @property
+    def saturated(self) -> bool:
+        """The server left some of the bench's connections unserved: it was past what it
+        can take, and its figures are those of clients left waiting."""
+        return (self.served_connections is not None and self.connections is not None
+                and self.served_connections < self.connections)
+
+    def at_depth(self, pipeline: int) -> Depth | None:
+        return next((depth for depth in self.pipelines if depth.pipeline == pipeline), None)
 
     def value(self, key: str) -> float | None:
         value = getattr(self, key, None)
@@ -359,16 +432,28 @@ def merge_steps(steps: list[Step]) -> Step:
 
 
 def merge_capacities(found: list[Capacity]) -> Capacity | None:
+    """One capacity standing for several repeats: the medians of theirs, spread over
+    every repeat's samples, and the median at each pipeline depth."""
     measured = [capacity for capacity in found if capacity.ok]
     if not measured:
         return found[0] if found else None
     if len(measured) == 1 and len(found) == 1:
         return measured[0]
     medians, spread = _median_of(measured, _CAPACITY_FIGURES)
+    for key, (low, high) in list(spread.items()):
+        ranges = [capacity.spread[key] for capacity in measured if key in capacity.spread]
+        spread[key] = (min([low, *(r[0] for r in ranges)]), max([high, *(r[1] for r in ranges)]))
     limits = [capacity.limit for capacity in measured if capacity.limit]
     limit = max(set(limits), key=limits.count) if limits else None  # the most frequent
+    depths = sorted({depth.pipeline for capacity in measured for depth in capacity.pipelines})
+    pipelines = []
+    for pipeline in depths:
+        at = [d for capacity in measured if (d := capacity.at_depth(pipeline)) is not None and d.ok]
+        figures, _ = _median_of(at, ["cpu_us_per_request", "rps"])
+        pipelines.append(Depth(pipeline, ok=bool(at), **figures))
     return Capacity(limit=limit, spread=spread, repeats=len(measured),
-                    generator=measured[0].generator, **medians)
+                    samples=max(capacity.samples for capacity in measured),
+                    pipelines=tuple(pipelines), generator=measured[0].generator, **medians)
 
 
 def merge_runs(runs: list[Run]) -> Run:

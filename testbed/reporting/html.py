@@ -101,6 +101,9 @@ def render(results: Results, plots: list[Plot]) -> str:
         images = [image(plot) for plot in plots if plot.scenario == scenario.name]
         if images:
             parts.append(f'<div class="plots">{"".join(images)}</div>')
+        pipelines = tables.pipeline_table(results, scenario)
+        if pipelines is not None:
+            parts += ["<h3>Requests in flight</h3>", table(pipelines)]
         parts += ["<h3>Every step</h3>", table(tables.step_table(results, scenario))]
     parts.append("<h2>Reading the figures</h2><ul>")
     parts += [f"<li>{text(line)}</li>" for line in describe.glossary(tables.GENERATOR_BOUND)]

@@ -53,6 +53,9 @@ def render(results: Results, plots: list[Plot]) -> str:
         images = [plot for plot in plots if plot.scenario == scenario.name]
         if images:
             out += [""] + [f"![{plot.title}]({plot.filename})" for plot in images]
+        pipelines = tables.pipeline_table(results, scenario)
+        if pipelines is not None:
+            out += ["", "### Requests in flight", "", table(pipelines)]
         out += ["", "### Every step", "", table(tables.step_table(results, scenario))]
     out += ["", "## Reading the figures", ""]
     out += [f"- {line}" for line in describe.glossary(tables.GENERATOR_BOUND)]

@@ -6,7 +6,8 @@ connections per second of the denial scenario). With repeats, each point is the
 median and a bar spans its spread (min-max). Crashed runs keep the points they
 measured, drawn dashed and labelled "(crashed)"; generator-bound points are
 circled. A scenario measured with ``testbed bench`` also gets a bar chart of the
-server's CPU per request, one bar per model. Figures are built with
+server's CPU per request, one bar per model (its spread over the bench's samples),
+and, if the bench ran pipelined, that CPU against the pipeline depth. Figures are built with
 ``matplotlib.figure.Figure`` directly, so no global pyplot state or GUI backend
 is involved.
 """
@@ -146,6 +147,42 @@ def _capacity_figure(results: Results, scenario: ScenarioInfo) -> Figure | None:
     return figure
 
 
+def _pipeline_figure(results: Results, scenario: ScenarioInfo) -> Figure | None:
+    """Server CPU per request against the requests in flight per connection, one line per
+    model, both axes logarithmic; None for a scenario measured at one depth."""
+    lines = []
+    for run in results.runs_for(scenario.name):
+        if run.capacity is None:
+            continue
+        points = [(depth.pipeline, depth.cpu_us_per_request) for depth in run.capacity.pipelines
+                  if depth.ok and depth.cpu_us_per_request]
+        if len(points) > 1:
+            lines.append((run.model, points))
+    if not lines:
+        return None
+    figure = Figure(figsize=(8.0, 4.2), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    depths = sorted({depth for _, points in lines for depth, _ in points})
+    for index, (model, points) in enumerate(lines):
+        xs, ys = zip(*sorted(points), strict=True)
+        axes.plot(xs, ys, marker=MARKERS[index % len(MARKERS)], linewidth=1.8, label=model)
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set_xticks(depths)
+    axes.xaxis.set_major_formatter(ScalarFormatter())
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.yaxis.set_major_formatter(ScalarFormatter())
+    axes.yaxis.set_minor_formatter(NullFormatter())
+    axes.set_xlabel("requests in flight per connection")
+    axes.set_ylabel("server CPU per request (µs)")
+    axes.set_title(f"{scenario.name}: server CPU per request against the pipeline depth\n"
+                   f"{scenario.title}", fontsize=11)
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    figure.text(0.005, 0.005, _footer(results), ha="left", va="bottom", fontsize=7, color="grey")
+    return figure
+
+
 def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     # No "Software" text chunk: the PNG then carries no URL either.
@@ -161,6 +198,11 @@ def render(results: Results) -> list[Plot]:
         if capacity is not None:
             plots.append(Plot(scenario.name, "cpu", f"{scenario.name}: server CPU per request",
                               f"{scenario.name}-cpu.png", _png(capacity)))
+        pipeline = _pipeline_figure(results, scenario)
+        if pipeline is not None:
+            plots.append(Plot(scenario.name, "pipeline",
+                              f"{scenario.name}: server CPU per request against the pipeline "
+                              "depth", f"{scenario.name}-pipeline.png", _png(pipeline)))
         for kind in KINDS:
             plots.append(Plot(scenario.name, kind.slug, f"{scenario.name}: {kind.title}",
                               f"{scenario.name}-{kind.slug}.png",

@@ -4,8 +4,9 @@ The winner and the loser are ranked on the scenario's own figure at its
 highest step (throughput; the share of attempts served for the denial
 scenario; the server's CPU per request under ``testbed bench`` for the fast
 one; p99 breaks ties). Models level with the winner or the loser are named
-with them: with repeats, level means that their spreads (min-max over the
-repeats) overlap. A figure the load generator limited never names a winner.
+with them: level means that what was measured cannot tell them apart (their
+spreads over the repeats or the bench's samples overlap, or the 95% intervals
+of their counts do, or they are within a tolerance). A figure the load generator limited never names a winner.
 The "why" is read off the data, never assumed from a model's name: a
 throughput that stays flat (or falls) while the users grow, the failure
 classes of the attempts that were not served, clients that got no reply, the
@@ -42,11 +43,24 @@ def _score(scenario: ScenarioInfo, run: Run, step: Step) -> float | None:
 
 
 def _score_range(scenario: ScenarioInfo, run: Run, step: Step) -> tuple[float, float] | None:
-    """The deciding figure's spread over the repeats (min, max), as a score; None without."""
+    """The deciding figure's spread (min, max), as a score: over the repeats, and for CPU
+    per request over the bench's samples too; None with a single measurement."""
     if scenario.metric == "cpu_us_per_request":
         found = run.capacity.range_of("cpu_us_per_request") if run.capacity else None
         return None if found is None else (-found[1], -found[0])
     return step.range_of("served_share" if scenario.metric == "served_share" else "rps")
+
+
+def _score_interval(scenario: ScenarioInfo, step: Step) -> tuple[float, float] | None:
+    """The 95% counting interval of a window's share served or throughput (see
+    :meth:`Step.interval`); None for CPU per request, whose samples give its spread."""
+    if scenario.metric == "cpu_us_per_request":
+        return None
+    return step.interval("served_share" if scenario.metric == "served_share" else "rps")
+
+
+def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
 
 
 def _primary(scenario: ScenarioInfo, pair: Pair) -> float:
@@ -74,11 +88,14 @@ def _rank_key(scenario: ScenarioInfo, pair: Pair) -> tuple[bool, float, float, f
 
 
 def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:
-    """Level: their spreads over the repeats overlap, or they are within the tolerance."""
+    """Level: what was measured cannot tell them apart. Their spreads over the repeats (or
+    the bench's samples) overlap, or the 95% intervals of their counts do (a window that
+    served 360 replies could as well have served 400), or they are within the tolerance."""
     if _clean(scenario, a) != _clean(scenario, b):
         return False
-    ra, rb = _score_range(scenario, *a), _score_range(scenario, *b)
-    if ra is not None and rb is not None and ra[0] <= rb[1] and rb[0] <= ra[1]:
+    if _overlap(_score_range(scenario, *a), _score_range(scenario, *b)):
+        return True
+    if _overlap(_score_interval(scenario, a[1]), _score_interval(scenario, b[1])):
         return True
     x, y = _primary(scenario, a), _primary(scenario, b)
     if x == y:

@@ -50,6 +50,8 @@ def fmt(kind: str, value: float | None) -> str:
         return f"{value:.1f}"
     if kind == "jain":
         return f"{value:.2f}"
+    if kind == "ratio":
+        return f"{value:.1f}×"
     return f"{value:.0f}"  # counts
 
 
@@ -182,7 +184,7 @@ def _mark_best(table: Table) -> None:
     for index, column in enumerate(table.columns):
         if column.better is None:
             continue
-        shown = {row: float(fmt(column.kind, table.rows[row][index].value))
+        shown = {row: float(fmt(column.kind, table.rows[row][index].value).rstrip("×"))
                  for row in range(len(table.rows))
                  if row not in table.crashed_rows and table.rows[row][index].value is not None}
         if len(shown) < 2 or len(set(shown.values())) < 2:
@@ -205,10 +207,14 @@ def _generator_note(cells: list[str]) -> str:
 
 def _source_notes(scenario: ScenarioInfo, repeats: int) -> list[str]:
     notes = []
-    if scenario.raw.get("capacity"):
+    capacity = scenario.raw.get("capacity")
+    if capacity:
+        samples = int(capacity.get("samples") or 1) if isinstance(capacity, dict) else 1
+        each = (f"; each bench figure is the median of {samples} runs on fresh servers, then "
+                f"their spread (min–max)" if samples > 1 else "")
         notes.append("bench columns: testbed bench (a lean closed loop that keeps the server "
                      "busy; its server CPU per request decides this scenario); the other "
-                     "columns: locust")
+                     f"columns: locust{each}")
     if scenario.arrivals:
         notes.append("each step offers new connections at a rate (conn/s, Poisson arrivals); "
                      "achieved: the rate locust made")
@@ -245,6 +251,36 @@ def summary_table(results: Results, scenario: ScenarioInfo) -> Table:
     if bound:
         table.notes.insert(1, _generator_note(bound))
     table.notes += _source_notes(scenario, results.repeats)
+    return table
+
+
+def pipeline_table(results: Results, scenario: ScenarioInfo) -> Table | None:
+    """Server CPU per request under testbed bench at each pipeline depth, one row per model,
+    and how many times more requests a CPU second served at the deepest than at 1; None
+    for a scenario measured at one depth."""
+    depths = sorted({depth.pipeline for run in results.runs_for(scenario.name)
+                     if run.capacity is not None for depth in run.capacity.pipelines})
+    if len(depths) < 2:
+        return None
+    columns = [MODEL, *(Column(f"pipeline:{depth}", f"{depth} in flight µs/req", "us", "low")
+                        for depth in depths),
+               Column("gain", f"req per CPU s, {depths[-1]} vs {depths[0]}", "ratio", "high")]
+    table = Table(f"{scenario.name}, server CPU per request against the requests in flight "
+                  "per connection", columns, [])
+    for run in results.runs_for(scenario.name):
+        capacity = run.capacity
+        if capacity is None or not capacity.pipelines:
+            continue
+        cpu = [d.cpu_us_per_request if (d := capacity.at_depth(depth)) is not None and d.ok
+               else None for depth in depths]
+        gain = cpu[0] / cpu[-1] if cpu[0] and cpu[-1] else None
+        table.rows.append([Entry(run.model), *(Entry(fmt("us", value), value) for value in cpu),
+                           Entry(fmt("ratio", gain), gain)])
+    _mark_best(table)
+    table.notes = [f"{BEST} best in its column", "testbed bench with --pipeline K: K requests "
+                   "written at once on each of its connections, every reply verified in order; "
+                   "the drop from one depth to the next is the cost of the wake-ups the "
+                   "deeper pipeline saves"]
     return table
 
 
