@@ -45,6 +45,7 @@ class StepShape(LoadTestShape):
         super().__init__()
         self._schedule: Schedule | None = None
         self._stopped = False
+        self._asked: int | None = None  # the user count the last tick returned
 
     def schedule(self) -> Schedule:
         # Read once per run (on its first tick), after the web UI may have changed the options.
@@ -57,6 +58,7 @@ class StepShape(LoadTestShape):
         super().reset_time()
         self._schedule = None
         self._stopped = False
+        self._asked = None
 
     def _stop_requested(self) -> bool:
         assert self.runner is not None
@@ -99,14 +101,18 @@ class StepShape(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
         schedule = self.schedule()
         now = self.get_run_time()
-        change = schedule.next_change(now)
-        # locust ticks once a second: wait here for a change due before the next tick, so
-        # steps begin on time and the run ends just after its last window (again if the
-        # sleep woke a little early: a tick that missed the change would cost a second).
-        while now < change and change - now < 1.0:
-            gevent.sleep(change - now)
-            now = self.get_run_time()
         users = schedule.users_at(now)
+        if users == self._asked:
+            # Nothing to change now. locust ticks once a second: wait here for a change due
+            # before the next tick, so steps begin on time and the run ends just after its
+            # last window (again if the sleep woke a little early: a tick that missed the
+            # change would cost a second). A change due now (the first users) goes at once.
+            change = schedule.next_change(now)
+            while now < change and change - now < 1.0:
+                gevent.sleep(change - now)
+                now = self.get_run_time()
+            users = schedule.users_at(now)
+        self._asked = users
         if users is None or self._stop_requested():
             if not self._stopped:
                 self._stopped = True

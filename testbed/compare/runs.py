@@ -57,7 +57,7 @@ def run_dir_name(run: PlannedRun) -> str:
 
 
 def load_spec(plan: ComparisonPlan, run: PlannedRun, out_dir: Path,
-              target: str | None = None) -> Any:
+              target: str | None = None, target_pid: int | None = None) -> Any:
     """The LoadSpec of one (model, scenario): its own server, every step in one locust run
     (or, with ``target``, the server started for it by :func:`http_server`).
 
@@ -69,7 +69,7 @@ def load_spec(plan: ComparisonPlan, run: PlannedRun, out_dir: Path,
     return LoadSpec(
         server_options=[] if target else
         scenario.server_options(*contenders.server_options(run.model)),
-        target=target, allow_remote=False,
+        target=target, target_pid=target_pid, allow_remote=False,
         steps=list(scenario.steps), step_time=run.timing.window, warmup=run.timing.warmup,
         first_warmup=run.timing.first,
         spawn_rate=None, mode=scenario.mode, payload_size=scenario.payload_size, udp=False,
@@ -96,8 +96,8 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
                               "out_dir": str(out_dir / run_dir_name(run))}
     try:
         if run.scenario.service == "http":
-            with http_server(plan, run) as target:
-                summary = run_load(load_spec(plan, run, out_dir, target), progress=note)
+            with http_server(plan, run) as (target, pid):
+                summary = run_load(load_spec(plan, run, out_dir, target, pid), progress=note)
         else:
             summary = run_load(load_spec(plan, run, out_dir), progress=note)
         if run.scenario.capacity is not None:
@@ -120,13 +120,13 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
 
 
 @contextmanager
-def http_server(plan: ComparisonPlan, run: PlannedRun) -> Iterator[str]:
+def http_server(plan: ComparisonPlan, run: PlannedRun) -> Iterator[tuple[str, int]]:
     """The server of an HTTP run, a model or a production server, started here (on the first
-    CPU with --pin) with the scenario's idle connections held open; its http:// URL.
+    CPU with --pin) with the scenario's idle connections held open: its http:// URL and pid.
 
     testbed load starts the project's models itself; the production servers are another
     command, so every HTTP run starts its server here, the same way for all, and the load
-    is given the URL."""
+    is given the URL and the pid whose process tree it samples."""
     from testbed.processes import cpu_affinity, start_server
     from testbed.wrk.command import open_idle
 
@@ -137,7 +137,7 @@ def http_server(plan: ComparisonPlan, run: PlannedRun) -> Iterator[str]:
     try:
         if run.scenario.idle:
             idle, _ = open_idle(server.host, server.port, run.scenario.idle)
-        yield f"http://{server.host}:{server.port}"
+        yield f"http://{server.host}:{server.port}", server.pid
     finally:
         for sock in idle:
             sock.close()

@@ -130,7 +130,10 @@ class LoadRun:
                 raise LoadError(f"the server listens on {url}: {exc}") from None
             self.say(f"server pid {self.server.pid} listening on {url}")
         else:
-            probe_target(plan)
+            if spec.target_pid is None:
+                probe_target(plan)
+            else:
+                self.sampler.watch("server", spec.target_pid)
             host = f"[{plan.target_host}]" if ":" in plan.target_host else plan.target_host
             scheme = "http" if plan.expect == "http" else "udp" if plan.udp else "tcp"
             url = f"{scheme}://{host}:{plan.target_port}"

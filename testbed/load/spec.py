@@ -24,6 +24,10 @@ class LoadSpec:
 
     server_options: list[str] = field(default_factory=list)
     target: str | None = None
+    # With target: the server's process, started by the caller, whose tree is sampled like
+    # a server testbed load starts; the caller saw it ready, so no probe is made first (a
+    # server whose listen queue is already full would fail it: that is what is measured).
+    target_pid: int | None = None
     allow_remote: bool = False
     steps: list[int] = field(default_factory=lambda: [10])
     step_time: float = 30.0  # measured seconds per step, after its warm-up

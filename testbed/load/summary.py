@@ -108,8 +108,8 @@ def _merge(windows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _server_figures(run: LoadRun, start: float, end: float, served: int) -> dict[str, Any] | None:
-    samples = run.sampler.series("server")
-    if run.server is None or not samples:
+    samples = run.sampler.series("server")  # ours, or the target_pid a caller gave
+    if not samples:
         return None
     figures = window_figures(samples, start, end)
     if figures is None:
