@@ -543,3 +543,63 @@ def test_agreement_of_runs_side_by_side(tmp_path):
     assert "moved most: slow-io threading at 10, rps 95.0, 95.0, 50.0 (47%)" in three.stdout
     assert "at 50," not in three.stdout  # a step that failed attempts is past capacity
     assert list(tmp_path.glob("run*/report.md")) == []  # --agree writes nothing
+
+
+def test_counts_that_cannot_tell_models_apart_are_level():
+    """One window's counts carry their own noise: 146 of 150 attempts served is level with
+    150 of 150 (their 95% intervals overlap), 75 of 150 is not; 360 replies in a second
+    are level with 400, 300 are not."""
+    def denial(model: str, share: float) -> dict:
+        return run(model, "denial", [step(100, 150 * share, 500, share=share, window=1.0)])
+
+    doc = document([denial("select", 1.0), denial("forking", 146 / 150),
+                    denial("threadpool", 0.5)], ["denial"])
+    results = parse(doc)
+    sentence = verdict(results, results.scenarios[0])
+    assert "select and forking were level at the top" in sentence, sentence
+    assert "threadpool came last with 50.0% of attempts served" in sentence
+
+    runs = [run(model, "slow-io", [step(1, 9.8, 100), step(50, rps, 110, window=1.0)])
+            for model, rps in (("threading", 400), ("select", 360), ("forking", 300))]
+    results = parse(document(runs, ["slow-io"]))
+    sentence = verdict(results, results.scenarios[0])
+    assert "threading and select were level at the top with 400 req/s" in sentence, sentence
+    assert "forking came last with 300 req/s" in sentence
+
+
+def test_the_bench_figure_is_the_median_of_its_samples_and_its_pipelines_are_tabled(tmp_path):
+    """fast's capacity: the median of the bench samples with their spread, which decides
+    who is level; the pipelined runs make a table and a plot of CPU per request against
+    the requests in flight."""
+    def capacity(cpus: list[float], depths: dict[int, float]) -> dict:
+        samples = [{"pipeline": 1, "ok": True, "rps": 1e6 / cpu, "cpu_us_per_request": cpu}
+                   for cpu in cpus]
+        record = bench(sorted(cpus)[1], 1e6 / sorted(cpus)[1])
+        record["samples"] = samples
+        record["pipelines"] = [{"pipeline": 1, "ok": True, "cpu_us_per_request": sorted(cpus)[1],
+                                "rps": 1e6 / sorted(cpus)[1]}] + [
+            {"pipeline": depth, "ok": True, "cpu_us_per_request": cpu, "rps": 1e6 / cpu}
+            for depth, cpu in depths.items()]
+        return record
+
+    runs = [run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20)],
+                capacity=capacity([15.0, 13.0, 18.0], {4: 5.0, 16: 1.6})),
+            run("reuseport", "fast", [step(1, 1000, 1), step(50, 4000, 19)],
+                capacity=capacity([19.0, 17.5, 21.0], {4: 6.0, 16: 2.0})),
+            run("asyncio", "fast", [step(1, 1000, 1), step(50, 4000, 25)],
+                capacity=capacity([30.0, 28.0, 33.0], {4: 10.0, 16: 4.0}))]
+    doc = document(runs, ["fast"])
+    results = parse(doc)
+    sentence = verdict(results, results.scenarios[0])
+    # 15.0 (13.0-18.0) and 19.0 (17.5-21.0) overlap: level, though 27% apart
+    assert "select and reuseport were level at the top" in sentence, sentence
+    assert "asyncio came last with 30.0 µs" in sentence
+    written = write_report(write(tmp_path, doc))
+    text = written.markdown.read_text(encoding="utf-8")
+    summary_rows = md_table(scenario_section(text, "fast"), "### At 50 users")
+    assert summary_rows[0]["bench µs/req"].replace("**", "") == "15.0 (13.0–18.0)"
+    rows = {row["model"]: row for row in md_table(scenario_section(text, "fast"),
+                                                  "### Requests in flight")}
+    assert rows["select"]["16 in flight µs/req"].replace("**", "") == "1.6"
+    assert rows["asyncio"]["req per CPU s, 16 vs 1"] == "7.5×"
+    assert (written.markdown.parent / "fast-pipeline.png").stat().st_size > 0

@@ -304,7 +304,9 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
                 f"{_figure(scenario, winner)} for {winner[0].model})"
                 f"{_p99_range(ranked)}.{_crash_clause(crashed)}")
     level = [pair for pair in ranked if _level(scenario, pair, winner)]
-    trailers = [run for run, step in ranked[::-1] if _level(scenario, (run, step), loser)]
+    # level with both ends (the ends themselves are not): named at the top only
+    trailers = [run for run, step in ranked[::-1] if _level(scenario, (run, step), loser)
+                and (run is loser[0] or (run, step) not in level)]
     if len(level) > 1:
         # Level on the scenario's figure: the lowest p99 among them leads.
         winner = min(level, key=lambda pair: (pair[1].p99_ms is None, pair[1].p99_ms or 0.0))
@@ -342,7 +344,8 @@ def winner_and_loser(results: Results, scenario: ScenarioInfo,
         return None
     ranked = _ranked(scenario, measured)
     top = {run.model for run, step in ranked if _level(scenario, (run, step), ranked[0])}
-    bottom = {run.model for run, step in ranked if _level(scenario, (run, step), ranked[-1])}
+    bottom = {run.model for run, step in ranked if _level(scenario, (run, step), ranked[-1])
+              and (run is ranked[-1][0] or run.model not in top)}
     return top, bottom
 
 
