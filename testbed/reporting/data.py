@@ -12,7 +12,9 @@ The file ``testbed compare`` writes (format ``testbed-compare/1``)::
                     "server_options", "load", "capacity", ...}],
      "runs": [{"model", "scenario", "repeat", "status": "ok" | "crashed", "error",
                "duration_s", "summary": <the dict testbed.load.run_load returned, or null>,
-               "capacity": <the JSON of testbed bench, for scenarios that have one>}]}
+               "capacity": <the JSON of testbed bench (its median sample), for scenarios
+                            that have one, with "samples": [...] (every bench run's figures)
+                            and "pipelines": [...] (the figures at each pipeline depth)>}]}
 
 A run's steps are the ``summary["steps"]`` records of ``testbed load``. Reading is
 forgiving about missing figures (they show as "–"), strict about the shape.
