@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 from servers import registry
 from servers.config import ServerConfig, format_address, is_loopback
 from servers.costs import Cost
+from servers.lifetime import end_with_parent
 from servers.models.base import ConfigError, Model, Shutdown
 
 SHUTDOWN_GRACE = 3.0  # seconds for in-flight work before threads and children are forced
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None, prog: str = "testbed serve") -> int:
     # Installed before the socket exists, so a signal right after the ready line is honoured.
     signal.signal(signal.SIGTERM, shutdown_handler(model))
     signal.signal(signal.SIGINT, shutdown_handler(model))
+    end_with_parent()
     try:
         try:
             host, port = model.bind()

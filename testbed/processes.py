@@ -17,12 +17,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from servers.lifetime import PARENT_ENV
 
 READY_LINE = re.compile(r"^listening on (?P<transport>tcp|udp)://"
                         r"(?:\[(?P<host6>[^\]]+)\]|(?P<host>[^:/]+)):(?P<port>\d+)$")
@@ -210,12 +213,20 @@ def start_server(options: Sequence[str], *, ready_timeout: float = 15.0,
 
     A ``--model`` that names a contender starts ``testbed contender OPTIONS`` instead.
 
+    A server started from the main thread ends when this process does, even killed
+    outright (:mod:`servers.lifetime`).
+
     ``nofile`` sets the server's soft limit of open descriptors (to study exhaustion);
     ``prefix`` goes before the argv (``ip netns exec NS`` runs it in a lab host).
     """
     options = list(options)
     if "--port" not in options and "-p" not in options:
         options += ["--port", "0"]
+    if threading.current_thread() is threading.main_thread():
+        # The kernel's "parent ended" is the end of the thread that started the child:
+        # only the main thread's children may follow it (servers.lifetime).
+        env = dict(os.environ if env is None else env)
+        env[PARENT_ENV] = str(os.getpid())
     proc = ServerProcess([*prefix, *server_argv(options, nofile)], stderr_path=stderr_path,
                          env=env)
     try:

@@ -132,3 +132,44 @@ def test_testbed_models_lists_every_model_and_service():
     assert result.returncode == 0
     for name in [*MODELS, "echo", "upper"]:
         assert f"  {name} " in result.stdout
+
+
+STARTER = """
+import sys, time
+from testbed.processes import start_server
+server = start_server(["--model", sys.argv[1], "--service", "echo", "--quiet"])
+print(server.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("model", ["select", "forking"])
+def test_a_server_ends_when_the_process_that_started_it_is_killed(model):
+    """A comparison or a test killed outright (SIGKILL) cannot stop its servers, each in a
+    session of its own: they end by themselves (and a forking server's children with it)."""
+    starter = subprocess.Popen([sys.executable, "-c", STARTER, model], stdout=subprocess.PIPE,
+                               text=True)
+    server = None
+    try:
+        server = psutil.Process(int(starter.stdout.readline()))
+        assert server.is_running()
+        with socket.create_connection(("127.0.0.1", _port_of(server))) as sock:
+            sock.sendall(b"hello\n")
+            assert sock.recv(64) == b"hello\n"
+            children = server.children()
+            starter.kill()
+            starter.wait(5)
+            server.wait(timeout=10)  # psutil.TimeoutExpired if it outlived its parent
+            psutil.wait_procs(children, timeout=10)
+            assert not any(child.is_running() for child in children)
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.wait(5)
+        if server is not None and server.is_running():
+            server.kill()
+
+
+def _port_of(server: psutil.Process) -> int:
+    [listening] = [c for c in server.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    return listening.laddr.port

@@ -31,6 +31,7 @@ from typing import Any
 
 from servers.cli import ArgumentParser, non_negative_float, non_negative_int, port_number
 from servers.config import format_address, is_loopback
+from servers.lifetime import end_with_parent
 from servers.models.threadpool import DEFAULT_WORKERS as THREADPOOL_THREADS
 from servers.services.http import KEEPALIVE_TIMEOUT, MAX_BODY, _size
 
@@ -237,6 +238,7 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     os.environ["TESTBED_MAX_BODY"] = str(args.max_body)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    end_with_parent()
     try:
         sock = listen(args.host, args.port, args.backlog or 1)
     except OSError as exc:
