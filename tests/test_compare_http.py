@@ -74,21 +74,21 @@ def test_a_missing_production_server_is_one_line(tmp_path, name):
     assert f"{name} needs uvicorn, which is not installed" in one_line(result.stderr)
 
 
-def test_a_server_whose_queue_the_idle_connections_fill_is_ranked_not_crashed(tmp_path):
+def test_a_server_whose_queue_the_idle_connections_fill_is_measured_not_crashed(tmp_path):
     """sequential holds one of the idle scenario's keep-alive connections and leaves the rest
     in its queue: locust's users then get no reply, which is the figure to report, not a
-    run that could not start; the locust table has the server's own figures too."""
-    models = ["sequential", "threading"]
-    result = compare("--service", "http", "--models", ",".join(models), "--scenarios", "idle",
-                     "--steps", "2", "--run-time", "0.5", "--warmup", "0.2", "--workers", "1",
+    run that could not start; the server's own figures are sampled as for any model."""
+    # a window longer than an attempt (0.5 s to connect, 0.5 s for the reply) sees some end
+    result = compare("--service", "http", "--models", "sequential", "--scenarios", "idle",
+                     "--steps", "2", "--run-time", "1.5", "--warmup", "0.2", "--workers", "1",
                      "--repeat", "1", cwd=tmp_path, timeout=28)
     assert result.returncode == 0, result.stderr
     no_traceback(result.stderr)
     [out] = list((tmp_path / "results").iterdir())
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    runs = {record["model"]: record for record in doc["runs"]}
-    assert {model: runs[model]["status"] for model in models} == dict.fromkeys(models, "ok")
-    sequential, threading = (runs[model]["summary"]["steps"][0] for model in models)
-    assert sequential["served"] == 0 and sum(sequential["failures"].values()) > 0
-    assert threading["served"] > 0 and threading["server"]["peak_threads"] >= 200
-    assert "sequential came last" in result.stdout
+    [record] = doc["runs"]
+    assert record["status"] == "ok", record["error"]
+    [step] = record["summary"]["steps"]
+    assert step["served"] == 0 and sum(step["failures"].values()) > 0
+    # one connection accepted, the other 199 idle ones and the users wait in its listen queue
+    assert step["server"]["peak_threads"] == 1 and step["server"]["peak_fds"] < 20
