@@ -68,7 +68,7 @@ def scale_plots(records_by_model: Mapping[str, Sequence[dict[str, Any]]], *,
                      color="grey")
         fig.tight_layout()
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
+        fig.savefig(buffer, format="png", metadata={"Software": None})  # no URL in the PNG
         plots.append((filename, buffer.getvalue()))
     return plots
 
