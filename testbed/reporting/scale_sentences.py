@@ -60,15 +60,20 @@ def _p99s(records: list[dict[str, Any]]) -> str:
     return f" ({human_ms(values[0])} to {human_ms(values[-1])})"
 
 
-def _served(records: list[dict[str, Any] | None]) -> str:
-    """``; 1 of 10 active served`` where the failed steps left active connections unserved."""
-    counts = [(r["served_active"], r["active"]) for r in records if r is not None]
-    if not counts or any(served is None or served >= active for served, active in counts):
+def _served(runs: list[ScaleRun]) -> str:
+    """``; 1 of 10 active served`` where the failed steps left active connections unserved
+    (``sequential 1 and prefork 2 of 10`` where they differ)."""
+    counts = [(run.model, r["served_active"], r["active"]) for run in runs
+              if (r := run.failed) is not None]
+    if not counts or any(served is None or served >= active for _, served, active in counts):
         return ""
-    if len(set(counts)) == 1:
-        return f"; {counts[0][0]:,} of {counts[0][1]:,} active served"
-    return "; " + ", ".join(f"{served:,} of {active:,}" for served, active in counts) + \
-        " active served"
+    if len({(served, active) for _, served, active in counts}) == 1:
+        return f"; {counts[0][1]:,} of {counts[0][2]:,} active served"
+    if len({active for _, _, active in counts}) == 1:
+        return (f"; {_names([f'{model} {served:,}' for model, served, _ in counts])} of "
+                f"{counts[0][2]:,} active served")
+    return "; " + ", ".join(f"{served:,} of {active:,} ({model})"
+                            for model, served, active in counts) + " active served"
 
 
 def _failures(runs: list[ScaleRun]) -> list[str]:
@@ -92,7 +97,7 @@ def _failures(runs: list[ScaleRun]) -> list[str]:
         if len(held) == 1 and all(run.held is not None for run in found):
             after = f" after holding {held.pop():,}"
         clauses.append(f"{_names([run.model for run in found])} failed at {step:,} "
-                       f"connections{after} ({words}{_served([run.failed for run in found])})")
+                       f"connections{after} ({words}{_served(found)})")
     return clauses
 
 
