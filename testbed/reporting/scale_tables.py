@@ -167,7 +167,8 @@ def step_table(results: Results, scenario: ScenarioInfo) -> Table:
     runs = scale_runs_for(results, scenario.name)
     figure = figure_of(runs)
     columns = [MODEL, Column("connections", "connections"), Column("opened", "opened"),
-               Column("idle_alive", "idle alive"), *_figure_columns(figure),
+               Column("idle_alive", "idle alive"), *_figure_columns(figure)[:1],
+               Column("server_rss_bytes", "RSS MiB", "mib"), *_figure_columns(figure)[1:],
                Column("result", "result", numeric=False)]
     table = Table(f"{scenario.name}, every step", columns, [])
     for run in runs:
@@ -177,12 +178,14 @@ def step_table(results: Results, scenario: ScenarioInfo) -> Table:
                                Entry("crashed" if run.crashed else "no step recorded")])
             continue
         for record in run.records:
-            attempted = record if record["attempted"] else None
+            figures = _figures(record if record["attempted"] else None)
+            rss = record["server_rss_bytes"] if record["attempted"] else None
             table.rows.append([
                 Entry(run.model), Entry(count(record["connections"]), record["connections"]),
                 Entry(count(record["opened"]), record["opened"]),
                 Entry(count(record["idle_alive"]), record["idle_alive"]),
-                *_figures(attempted), Entry(result_of(record))])
+                *figures[:1], Entry(mib(rss), rss), *figures[1:], Entry(result_of(record))])
     table.notes.append("idle alive: idle connections that answered one verified request at "
-                       "the end of the step")
+                       "the end of the step; RSS MiB: the tree's resident set, which counts "
+                       "the pages forked processes share once per process")
     return table
