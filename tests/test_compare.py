@@ -97,9 +97,9 @@ def test_plan_runs_every_model_through_every_scenario_one_at_a_time():
     everyone = contenders.names()
     assert everyone[:len(MODELS)] == MODELS
     assert [(run.scenario.name, run.model) for run in plan.runs] == [
-        (scenario, model) for scenario in scenario_names() for model in everyone]
+        (scenario, model) for scenario in QUICK.default_names() for model in everyone]
     assert [run.timing for run in plan.runs[::len(everyone)]] == [
-        QUICK.get(name).timing for name in scenario_names()]
+        QUICK.get(name).timing for name in QUICK.default_names()]
     timed = make_plan(compare_parser().parse_args(["--run-time", "3s", "--models", "select"]))
     assert all((run.timing.first, run.timing.window) == (1.0, 3.0) for run in timed.runs)
     even = make_plan(compare_parser().parse_args(["--warmup", "0.5", "--models", "select"]))
@@ -167,7 +167,7 @@ def test_quick_preset_repeats_as_its_budget_allows():
     short = make_plan(compare_parser().parse_args(["--models", "select,threading",
                                                    "--budget", "10s"]))
     assert short.repeats == 1  # never fewer than one
-    assert all(QUICK.get(name).timing.first == 1.0 for name in QUICK.names())
+    assert all(QUICK.get(name).timing.first == 1.0 for name in QUICK.default_names())
     assert duration("1.5s") == 1.5 and duration("1m") == 60 and duration("2") == 2
 
 

@@ -82,6 +82,7 @@ def _record(connections: int, active: int, summary: dict[str, Any] | None,
         "memory_figure": None, "server_bytes": None, "server_rss_bytes": None,
         "server_uss_bytes": None, "added_per_connection_bytes": None,
         "threads": None, "processes": None, "fds": None,
+        "served_active": None,
         "p50_ms": None, "p99_ms": None, "requests": None, "rps": None,
         "server_cpu_us_per_request": None, "errors": {}, "server_log": [],
     }
@@ -97,6 +98,7 @@ def _record(connections: int, active: int, summary: dict[str, Any] | None,
         ok=summary["ok"], opened=summary["opening"]["opened"],
         open_s=summary["opening"]["seconds"],
         idle_alive=idle["alive"] if idle else 0,
+        served_active=summary["served_connections"],
         p50_ms=summary["latency"]["p50_ms"], p99_ms=summary["latency"]["p99_ms"],
         requests=summary["requests"], rps=summary["rps"],
         server_cpu_us_per_request=summary["server"].get("cpu_us_per_request"),
@@ -145,6 +147,7 @@ def run_scale(model_options: Sequence[str], steps: Sequence[int] = DEFAULT_STEPS
         seconds          wall time of the step (server start and stop included)
         opened, open_s   connections opened, and the seconds the opening took
         idle_connections, idle_alive   idle connections, and those alive at the end
+        served_active    active connections that got at least one reply in the window
         memory_figure    "uss" (unique set size, shared pages counted once) or "rss"
         server_bytes     the server tree's memory with all open, in memory_figure
         server_rss_bytes, server_uss_bytes   both figures (uss None where unknown)

@@ -12,14 +12,15 @@ from testbed.args import ArgumentParser, duration, name_list, positive, user_cou
 from testbed.compare.plan import ComparisonPlan, make_plan
 from testbed.compare.progress import Progress, clock
 from testbed.compare.runs import make_out_dir, results_document, run_one, write_json
-from testbed.compare.scenarios import SERVICES, scenario_names
+from testbed.compare.scenarios import QUICK, SERVICES, scenario_names
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="testbed compare",
         description="Run every concurrency model through the same scenarios, one model at a "
-        "time, each on a fresh server, with locust as the load; write results.json, "
+        "time, each on a fresh server, with locust as the load (testbed bench for the scale "
+        "scenario); write results.json, "
         "results.csv, report.md, report.html and plots to OUT/compare-<timestamp>/.",
     )
     parser.add_argument("--service", choices=SERVICES, default="echo",
@@ -31,8 +32,11 @@ def build_parser() -> ArgumentParser:
                         "asyncio+uvloop where uvloop is installed; with --service http, "
                         "uvicorn-* and gunicorn-* where they are installed)")
     parser.add_argument("--scenarios", type=name_list, metavar="A,B",
-                        help=f"scenarios to run (default: all of {', '.join(scenario_names())}; "
-                        f"with --service http: {', '.join(scenario_names('http'))})")
+                        help="scenarios to run (default: "
+                        f"{', '.join(QUICK.default_names())}; scale (up to 10,000 open "
+                        "connections, about 2 minutes) only when named here, or with --full, "
+                        "so that the quick preset's default run stays under 6 minutes; with "
+                        f"--service http: {', '.join(scenario_names('http'))})")
     parser.add_argument("--full", action="store_true",
                         help="longer windows, more steps and 3 repeats (default: the quick "
                         "preset)")
@@ -75,6 +79,9 @@ def list_plan(plan: ComparisonPlan) -> None:
         assert scenario.timing is not None
         print(f"  {scenario.name:<{width}} {scenario.title}; {scenario.unit} "
               f"{', '.join(map(str, scenario.steps))}; {scenario.timing.describe()}")
+    for name in plan.preset.on_request:
+        if name not in (scenario.name for scenario in plan.scenarios):
+            print(f"  {name:<{width}} not run unless named: --scenarios {name}")
     why = " (as many as the budget allows)" if plan.repeats_from_budget else ""
     print(f"repeats: {plan.repeats}{why}")
     print(f"about {clock(plan.estimate())} for {len(plan.runs)} runs")

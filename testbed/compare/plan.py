@@ -38,6 +38,8 @@ class PlannedRun:
     def step_seconds(self) -> float:
         """The planned length of the run: its steps, the drain of its last window (at most
         the longest attempt, counted in full), and its bench run, if any."""
+        if self.scenario.scale is not None:  # testbed bench at each step, no locust
+            return self.scenario.scale.seconds(self.scenario.steps, self.timing)
         seconds = self.timing.seconds(len(self.scenario.steps)) + self.scenario.longest_attempt
         if self.scenario.capacity is not None:
             capacity = self.scenario.capacity
@@ -81,9 +83,12 @@ def rotated(models: list[str], repeat: int) -> list[str]:
 
 def runs_in_order(scenarios: list[Scenario], models: list[str], repeats: int) -> list[PlannedRun]:
     """Scenario by scenario, so the models of one scenario are measured close in time; in
-    each scenario, the repeats one after another, the models rotated from one to the next."""
+    each scenario, the repeats one after another, the models rotated from one to the next.
+    The scale scenario runs once per model: a repeat would cost its minutes again, and
+    what it finds (the step held, the memory per connection) moves little between runs."""
     return [PlannedRun(model, scenario, repeat) for scenario in scenarios
-            for repeat in range(repeats) for model in rotated(models, repeat)]
+            for repeat in range(1 if scenario.scale else repeats)  # scale: once per model
+            for model in rotated(models, repeat)]
 
 
 def make_plan(args: argparse.Namespace) -> ComparisonPlan:
@@ -96,7 +101,8 @@ def make_plan(args: argparse.Namespace) -> ComparisonPlan:
               else contenders.names(service))
     for model in models:
         contenders.require_installed(model)
-    names = _choose("scenario", args.scenarios, chosen.names())
+    names = (_choose("scenario", args.scenarios, chosen.names()) if args.scenarios
+             else chosen.default_names())  # the quick preset's scale only when named
     scenarios = []
     for name in names:
         scenario = chosen.get(name)

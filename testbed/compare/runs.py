@@ -18,6 +18,7 @@ from typing import Any
 
 from testbed.compare import contenders
 from testbed.compare.plan import ComparisonPlan, PlannedRun
+from testbed.compare.scale import run_scale_one
 from testbed.reporting.data import FORMAT
 
 
@@ -89,6 +90,8 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
     """One record for results.json; a crash or an error becomes a 'crashed' record."""
     from testbed.load import run_load
 
+    if run.scenario.scale is not None:  # no locust: testbed bench at each step (scale.py)
+        return run_scale_one(plan, run, out_dir / run_dir_name(run), note)
     started = time.monotonic()
     record: dict[str, Any] = {"model": run.model, "scenario": run.scenario.name,
                               "repeat": run.repeat,

@@ -15,6 +15,11 @@ costs more CPU per request than a fast server, so locust's throughput there
 measures locust. Locust still gives that scenario's latencies at each user count.
 The report's sentences are built on it.
 
+The scale scenario (:class:`ScaleRun`) has no locust run: ``testbed bench`` opens 100,
+1,000, 5,000 and 10,000 connections, a fresh server at each step, 10 of them active and
+the rest idle, and records what each model held and where and how it failed. It is part
+of ``--full``; in the quick preset it runs only when named (``--scenarios scale``).
+
 The denial scenario offers new connections at stated rates (``mode="arrivals"``:
 its steps are connections per second, not users), so each attempt is
 independent of how the earlier ones fared and of when the other clients retry.
@@ -26,8 +31,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from loadtests.common import Schedule
+from testbed.bench.scale import DEFAULT_STEPS as SCALE_STEPS
+from testbed.bench.scale import SCALE_BACKLOG
 
-Metric = Literal["rps", "served_share", "cpu_us_per_request"]
+Metric = Literal["rps", "served_share", "cpu_us_per_request", "connections_held"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,37 @@ class WrkRun:
 
 
 @dataclass(frozen=True)
+class ScaleRun:
+    """The scale scenario's run of one model, instead of locust:
+    :func:`testbed.bench.scale.run_scale` at each step of open connections, a fresh server
+    per step, ``active`` of them carrying testbed bench's closed loop and the rest idle
+    (each checked alive at the end). A model with a process per connection is not driven
+    beyond ``process_limit`` connections; ``open_timeout`` bounds the opening of a step."""
+
+    active: int = 10
+    process_limit: int = 2000
+    open_timeout: float = 60.0
+
+    #: Seconds a step costs beyond its warm-up and window (server start and stop, the two
+    #: settled readings of the tree, the idle check), and per connection it opens.
+    STEP_OVERHEAD = 1.5
+    PER_CONNECTION = 1 / 4000
+
+    def seconds(self, steps: tuple[int, ...], timing: Timing) -> float:
+        """A guess of one model's run: every step attempted (a model that fails stops early)."""
+        return sum(timing.warmup + timing.window + self.STEP_OVERHEAD
+                   + connections * self.PER_CONNECTION for connections in steps)
+
+    def describe(self, steps: tuple[int, ...]) -> str:
+        return (f"{', '.join(f'{n:,}' for n in steps)} open connections, one step at a time on "
+                f"a fresh server, {self.active} of them active (testbed bench's closed loop, "
+                "one request in flight each) and the rest idle, every idle one checked alive "
+                f"at the end; a process-per-connection model is not driven beyond "
+                f"{self.process_limit:,} connections; the steps after a failure are not "
+                "attempted")
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One situation every model is put through, with its user steps."""
 
@@ -172,10 +210,13 @@ class Scenario:
     capacity: Capacity | None = None  # a testbed bench run too (metric cpu_us_per_request)
     wrk: WrkRun | None = None  # http: a testbed wrk run instead (metric cpu_us_per_request)
     idle: int = 0  # http: keep-alive connections held idle beside locust's users
+    scale: ScaleRun | None = None  # the scale scenario: testbed bench steps, no locust
 
     @property
     def unit(self) -> str:
         """What a step counts: users, or offered connections per second."""
+        if self.scale is not None:
+            return "connections"
         return "conn/s" if self.mode == "arrivals" else "users"
 
     @property
@@ -201,6 +242,9 @@ class Scenario:
 
     def load_summary(self) -> str:
         """The load in words: mode, payload, timeouts, users."""
+        if self.scale is not None:
+            return (f"{self.scale.describe(self.steps)}; {self.payload_size}-byte requests, "
+                    f"connect/I-O timeouts {self.connect_timeout:g}/{self.io_timeout:g} s")
         steps = ", ".join(map(str, self.steps))
         think = f", think time {self.think_time:g} s" if self.think_time else ""
         what = ("new connections at offered rates (Poisson arrivals)" if self.mode == "arrivals"
@@ -244,15 +288,21 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Preset:
-    """A named set of scenarios; ``timing`` serves those without their own."""
+    """A named set of scenarios; ``timing`` serves those without their own. The scenarios
+    named in ``on_request`` run only when ``--scenarios`` names them."""
 
     name: str
     timing: Timing
     scenarios: tuple[Scenario, ...]
     repeats: int | None = None  # None: as many as the budget allows
+    on_request: tuple[str, ...] = ()
 
     def names(self) -> list[str]:
         return [scenario.name for scenario in self.scenarios]
+
+    def default_names(self) -> list[str]:
+        """The scenarios a run without ``--scenarios`` makes."""
+        return [name for name in self.names() if name not in self.on_request]
 
     def get(self, name: str) -> Scenario:
         """The scenario, with the preset's timing filled in when it has none of its own."""
@@ -407,6 +457,26 @@ HTTP_FULL = Preset("http-full", Timing(warmup=2.0, window=8.0), _http_scenarios(
                 connect_timeout=2.0),
     wrk=WrkRun(connections=10, warmup=2.0, window=5.0),
 ), repeats=3)
+
+def _scale(timing: Timing) -> Scenario:
+    """The scale scenario: steps of open connections, mostly idle; testbed bench measures
+    each step (locust's users cost too much each to hold thousands)."""
+    return Scenario(
+        name="scale", title="open connections, mostly idle, 10 of them active",
+        description="Connections that stay open and mostly say nothing (chat, push "
+                    "notifications, IoT): what each one costs the server in memory, threads, "
+                    "processes and descriptors, whether the few active clients still get "
+                    "fast answers, and at which step and how each design breaks.",
+        steps=SCALE_STEPS, metric="connections_held", backlog=SCALE_BACKLOG,
+        connect_timeout=3.0, io_timeout=1.0, timing=timing, scale=ScaleRun())
+
+
+#: The scale scenario runs once per model (no repeats): about 2 minutes over every model.
+#: In the quick preset it runs only when named (``--scenarios scale``), so that the quick
+#: preset's default run stays within its 6-minute budget; ``--full`` runs it with the rest.
+QUICK = replace(QUICK, scenarios=(*QUICK.scenarios, _scale(Timing(warmup=0.5, window=2.0))),
+                on_request=("scale",))
+FULL = replace(FULL, scenarios=(*FULL.scenarios, _scale(Timing(warmup=1.0, window=4.0))))
 
 PRESETS: dict[str, Preset] = {preset.name: preset
                               for preset in (QUICK, FULL, HTTP_QUICK, HTTP_FULL)}

@@ -7,7 +7,9 @@ whether they all agree; then, for every cell measured in all of them that was
 neither generator-bound nor saturated (a step where the server failed some
 attempts is past its capacity: there a small change in load moves the figure
 a lot), the spread of its deciding figure between the runs, (max - min) /
-median, and the share of cells under :data:`STEADY`.
+median, and the share of cells under :data:`STEADY`. The scale scenario names no
+first and last: its row shows, per run, the step each model held and where it stopped,
+and they agree when every model held and stopped at the same steps.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from testbed.reporting import scale_sentences
 from testbed.reporting.data import Results, ScenarioInfo
 from testbed.reporting.sentences import winner_and_loser
 from testbed.reporting.tables import fmt
@@ -92,6 +95,15 @@ def render(runs: list[Results], names: list[str]) -> str:
     scenarios = [s for s in runs[0].scenarios
                  if all(any(o.name == s.name for o in r.scenarios) for r in runs)]
     for scenario in scenarios:
+        if scenario.is_scale:  # the step each model held and where it stopped, not a rank
+            outcomes = [scale_sentences.outcome(results, next(
+                s for s in results.scenarios if s.name == scenario.name)) for results in runs]
+            same = len({tuple(sorted(found.items())) for found in outcomes}) == 1
+            agreed += same
+            lines.append(f"| {scenario.name} | " + " | ".join(
+                scale_sentences.outcome_text(found) for found in outcomes)
+                + f" | {'yes' if same else 'no'} |")
+            continue
         found = []
         for results in runs:
             info = next(s for s in results.scenarios if s.name == scenario.name)

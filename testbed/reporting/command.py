@@ -61,7 +61,7 @@ def terminal_summary(results: Results) -> str:
     blocks = []
     sentences = dict(verdicts(results))
     for scenario in results.scenarios:
-        blocks.append(tables.render_text(tables.summary_table(results, scenario)))
+        blocks.append(tables.render_text(tables.scenario_tables(results, scenario)[1]))
         blocks.append(f"=> {sentences[scenario.name]}")
         blocks.append("")
     return "\n".join(blocks)

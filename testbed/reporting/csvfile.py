@@ -7,7 +7,9 @@ The bench columns come from ``testbed bench`` beside the locust run.
 
 Steps a crashed run never reached still get their row (status ``crashed``, empty
 figures), so a crash is visible in any spreadsheet rather than silently missing.
-Numbers are written unrounded; ``served_pct`` is in percent, latencies in ms.
+Numbers are written unrounded; ``served_pct`` is in percent, latencies in ms. The scale
+scenario has no locust steps and no rows here: its records are in results.json (and each
+model's ``scale.json``), its tables in the report.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def render(results: Results) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for scenario in results.scenarios:
+        if scenario.is_scale:  # no locust steps: its records are in results.json and scale.json
+            continue
         merged = results.runs_for(scenario.name)
         runs = [run for model in merged for run in results.repeats_of(model.model, scenario.name)]
         for run in runs:

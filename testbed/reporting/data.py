@@ -14,7 +14,8 @@ The file ``testbed compare`` writes (format ``testbed-compare/1``)::
                "duration_s", "summary": <the dict testbed.load.run_load returned, or null>,
                "capacity": <the JSON of testbed bench (its median sample), for scenarios
                             that have one, with "samples": [...] (every bench run's figures)
-                            and "pipelines": [...] (the figures at each pipeline depth)>}]}
+                            and "pipelines": [...] (the figures at each pipeline depth)>,
+               "scale": <the scale scenario's run_scale records, one per step>}]}
 
 A run's steps are the ``summary["steps"]`` records of ``testbed load``. Reading is
 forgiving about missing figures (they show as "–"), strict about the shape.
@@ -34,6 +35,8 @@ import statistics
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from testbed.reporting.scale_data import ScaleRun, scale_runs
 
 FORMAT = "testbed-compare/1"
 
@@ -313,7 +316,12 @@ class ScenarioInfo:
 
     @property
     def arrivals(self) -> bool:
-        return self.unit != "users"
+        return self.unit == "conn/s"
+
+    @property
+    def is_scale(self) -> bool:
+        """The scale scenario: run_scale's records (``Results.scale``), no locust steps."""
+        return bool(self.raw.get("scale"))
 
     def at(self, value: int | float) -> str:
         """``50 users``, ``1 user``, ``100 conn/s``."""
@@ -328,6 +336,7 @@ class Results:
     models: tuple[str, ...]
     runs: tuple[Run, ...]  # one per (model, scenario): medians over the repeats
     repeat_runs: tuple[Run, ...] = ()  # every run as measured
+    scale: tuple[ScaleRun, ...] = ()  # the scale scenario's runs (scale_data)
 
     @property
     def repeats(self) -> int:
@@ -484,6 +493,7 @@ def parse(document: Any) -> Results:
         for run in repeat_runs:
             groups.setdefault((run.model, run.scenario), []).append(run)
         runs = tuple(merge_runs(group) for group in groups.values())
+        scale = scale_runs(document.get("runs") or ())
         steps_seen: dict[str, set[int]] = {}
         for run in runs:
             steps_seen.setdefault(run.scenario, set()).update(step.users for step in run.steps)
@@ -493,7 +503,7 @@ def parse(document: Any) -> Results:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ResultsError(f"malformed results: {type(exc).__name__}: {exc}") from None
     return Results(metadata=metadata, scenarios=scenarios, models=models, runs=runs,
-                   repeat_runs=repeat_runs)
+                   repeat_runs=repeat_runs, scale=scale)
 
 
 def load(path: str | Path) -> Results:

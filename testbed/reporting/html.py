@@ -93,18 +93,18 @@ def render(results: Results, plots: list[Plot]) -> str:
         parts.append(f"<li><strong>{text(name)}</strong>{text(rest)}</li>")
     parts.append("</ul>")
     for scenario in results.scenarios:
+        heading, summary, steps = tables.scenario_tables(results, scenario)
         parts += [f"<h2>{text(scenario.name)}: {text(scenario.title)}</h2>",
                   f"<p>{text(scenario.description)}</p>",
                   facts(describe.scenario_facts(results, scenario.name)),
-                  f"<h3>At {text(scenario.at(scenario.top))}</h3>",
-                  table(tables.summary_table(results, scenario))]
+                  f"<h3>{text(heading)}</h3>", table(summary)]
         images = [image(plot) for plot in plots if plot.scenario == scenario.name]
         if images:
             parts.append(f'<div class="plots">{"".join(images)}</div>')
         pipelines = tables.pipeline_table(results, scenario)
         if pipelines is not None:
             parts += ["<h3>Requests in flight</h3>", table(pipelines)]
-        parts += ["<h3>Every step</h3>", table(tables.step_table(results, scenario))]
+        parts += ["<h3>Every step</h3>", table(steps)]
     parts.append("<h2>Reading the figures</h2><ul>")
     parts += [f"<li>{text(line)}</li>" for line in describe.glossary(tables.GENERATOR_BOUND)]
     parts += ["</ul></body></html>", ""]

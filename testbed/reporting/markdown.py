@@ -48,15 +48,15 @@ def render(results: Results, plots: list[Plot]) -> str:
         out += ["", f"## {scenario.name}: {scenario.title}", "", scenario.description, ""]
         out += [f"- {label}: `{text}`" if label == "Server" else f"- {label}: {text}"
                 for label, text in describe.scenario_facts(results, scenario.name)]
-        out += ["", f"### At {scenario.at(scenario.top)}", "",
-                table(tables.summary_table(results, scenario))]
+        heading, summary, steps = tables.scenario_tables(results, scenario)
+        out += ["", f"### {heading}", "", table(summary)]
         images = [plot for plot in plots if plot.scenario == scenario.name]
         if images:
             out += [""] + [f"![{plot.title}]({plot.filename})" for plot in images]
         pipelines = tables.pipeline_table(results, scenario)
         if pipelines is not None:
             out += ["", "### Requests in flight", "", table(pipelines)]
-        out += ["", "### Every step", "", table(tables.step_table(results, scenario))]
+        out += ["", "### Every step", "", table(steps)]
     out += ["", "## Reading the figures", ""]
     out += [f"- {line}" for line in describe.glossary(tables.GENERATOR_BOUND)]
     out.append("")

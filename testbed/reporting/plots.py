@@ -7,7 +7,8 @@ median and a bar spans its spread (min-max). Crashed runs keep the points they
 measured, drawn dashed and labelled "(crashed)"; generator-bound points are
 circled. A scenario measured with ``testbed bench`` also gets a bar chart of the
 server's CPU per request, one bar per model (its spread over the bench's samples),
-and, if the bench ran pipelined, that CPU against the pipeline depth. Figures are built with
+and, if the bench ran pipelined, that CPU against the pipeline depth; the scale scenario
+has its own two (:mod:`testbed.reporting.scale_plots`). Figures are built with
 ``matplotlib.figure.Figure`` directly, so no global pyplot state or GUI backend
 is involved.
 """
@@ -26,6 +27,8 @@ from matplotlib.figure import Figure  # noqa: E402 - after choosing the backend
 from matplotlib.ticker import NullFormatter, ScalarFormatter  # noqa: E402
 
 from testbed.reporting.data import Results, ScenarioInfo  # noqa: E402
+from testbed.reporting.scale_data import scale_runs_for  # noqa: E402
+from testbed.reporting.scale_plots import SCALE_PLOTS, scale_plots  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -190,10 +193,22 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _scale_plots(results: Results, scenario: ScenarioInfo) -> list[Plot]:
+    """The scale scenario's plots (:mod:`testbed.reporting.scale_plots`), from run_scale's
+    records: server memory and the active clients' p99 against the open connections."""
+    records = {run.model: run.records for run in scale_runs_for(results, scenario.name)}
+    return [Plot(scenario.name, filename.removesuffix(".png").rpartition("-")[2],
+                 f"{scenario.name}: {SCALE_PLOTS[filename][2]}", filename, png)
+            for filename, png in scale_plots(records, footer=_footer(results))]
+
+
 def render(results: Results) -> list[Plot]:
     """Every plot of every scenario, as PNG bytes (no file written)."""
     plots = []
     for scenario in results.scenarios:
+        if scenario.is_scale:  # its own two plots, memory and p99 against connections
+            plots += _scale_plots(results, scenario)
+            continue
         capacity = _capacity_figure(results, scenario)
         if capacity is not None:
             plots.append(Plot(scenario.name, "cpu", f"{scenario.name}: server CPU per request",

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402 - after choosing the backend
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 #: file name -> (record key, y label, title, scale of the value)
@@ -57,6 +58,15 @@ def scale_plots(records_by_model: Mapping[str, Sequence[dict[str, Any]]], *,
                            color=line.get_color(), zorder=3)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        steps = sorted({r["connections"] for records in records_by_model.values()
+                        for r in records if r["attempted"]})
+        if steps:  # the steps themselves on the x axis, plain numbers on both
+            ax.set_xticks(steps)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:,.{0 if y >= 1 else 2}f}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(
+            lambda y, _: f"{y:,.{0 if y >= 1 else 2}f}" if f"{y:.1e}"[0] in "25" else ""))
         ax.set_xlabel("open connections (10 active)")
         ax.set_ylabel(label.format(figure=figure_name))
         ax.set_title(title + " (x: the step failed)")
@@ -68,7 +78,7 @@ def scale_plots(records_by_model: Mapping[str, Sequence[dict[str, Any]]], *,
                      color="grey")
         fig.tight_layout()
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
+        fig.savefig(buffer, format="png", metadata={"Software": None})  # no URL in the PNG
         plots.append((filename, buffer.getvalue()))
     return plots
 

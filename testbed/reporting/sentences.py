@@ -17,6 +17,7 @@ the p99 latency.
 from __future__ import annotations
 
 from testbed.reporting.data import Results, Run, ScenarioInfo, Step
+from testbed.reporting.scale_sentences import scale_verdict
 from testbed.reporting.tables import fmt, human_ms
 
 #: Winner and loser closer than this (relative) are called a tie.
@@ -384,7 +385,8 @@ def verdicts(results: Results) -> list[tuple[str, str]]:
     ends with how stable its ranking was."""
     out = []
     for scenario in results.scenarios:
-        sentence = verdict(results, scenario)
+        sentence = (scale_verdict(results, scenario) if scenario.is_scale
+                    else verdict(results, scenario))
         held = stability(results, scenario)
         out.append((scenario.name, f"{sentence} {held.partition(': ')[2].capitalize()}"
                     if held else sentence))

@@ -306,6 +306,19 @@ def step_table(results: Results, scenario: ScenarioInfo) -> Table:
     return table
 
 
+def scenario_tables(results: Results, scenario: ScenarioInfo) -> tuple[str, Table, Table]:
+    """A scenario's two tables and the heading of the first: its summary at the highest
+    step and every step; for the scale scenario, the largest step each model held and every
+    step (:mod:`testbed.reporting.scale_tables`)."""
+    if scenario.is_scale:
+        from testbed.reporting import scale_tables  # it builds on this module
+
+        return ("The largest step each model held", scale_tables.held_table(results, scenario),
+                scale_tables.step_table(results, scenario))
+    return (f"At {scenario.at(scenario.top)}", summary_table(results, scenario),
+            step_table(results, scenario))
+
+
 def display_width(text: str) -> int:
     return sum(0 if unicodedata.combining(ch) else 1 for ch in text)
 
