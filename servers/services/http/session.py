@@ -139,7 +139,13 @@ class HttpSession:
             return b"", 0
         self._last_feed = self.clock()
         self._parser.feed(data)
-        return self._flush()
+        out = self._out  # _flush, inlined: this runs once per request
+        if not out:
+            return b"", 0
+        reply = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        done, self._done = self._done, 0
+        return reply, done
 
     def close(self) -> tuple[bytes, int]:
         """The client finished sending: a request left incomplete gets no answer."""
