@@ -7,8 +7,10 @@ Each connection sends a request, waits for the whole reply, verifies it, and
 sends the next one at once (no think time): the server always has work, and
 the number of requests in flight is the number of connections.
 
-Every reply is compared with the expected one (the caller says what the service
-must answer, see :func:`clients.harness.expected_reply`). A wrong reply, a
+Every reply is verified by the loop's framing (:mod:`clients.framing`): for the
+line services it is compared with the expected one (the caller says what the
+service must answer, see :func:`clients.harness.expected_reply`); for HTTP each
+response's status, length and body are checked. A wrong reply, a
 reset, an early close, or no reply within ``io_timeout`` is counted by its
 failure class (:data:`clients.harness.FAILURE_CLASSES`); the connection is
 closed and reopened at most ``reopens`` times, and the others go on.
@@ -27,8 +29,9 @@ the socket but no longer serves it). Opening is non-blocking and paced: at most
 connection that can't be opened is counted by its failure class.
 
 Pipelining (``pipeline`` K > 1): K requests in flight on each active connection,
-each of the K tagged with its index in its first bytes, so a reply out of order
-is a ``mismatch`` like a wrong one; a verified reply makes its request go again.
+each reply verified against the request it answers, in order (a line request is
+tagged with its index in its first bytes, so a reply out of order is a
+``mismatch`` like a wrong one); a verified reply makes its request go again.
 Each reply's latency (from its request's send to its last byte) is kept, the first
 :data:`LATENCY_SAMPLES` of a phase.
 """
@@ -46,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from clients.framing import Framing, LineFraming
 from clients.harness import (
     FAILURE_CLASSES,
     ExchangeError,
@@ -53,7 +57,6 @@ from clients.harness import (
     expected_reply,
     open_connection,
     resolve,
-    verify,
 )
 
 MAX_CONNECTIONS = 20_000
@@ -76,17 +79,6 @@ def percentile(ordered: Any, share: float) -> float | None:
     if not len(ordered):
         return None
     return ordered[min(int(share * len(ordered)), len(ordered) - 1)]
-
-
-def tagged(payload: bytes, pipeline: int) -> list[bytes]:
-    """The ``pipeline`` requests of one connection: ``payload`` with its index written over
-    its first bytes (``00``, ``01``...), so each reply can be matched to its request."""
-    if pipeline == 1:
-        return [payload]
-    width = len(str(pipeline - 1))
-    if len(payload) <= width:
-        raise ValueError(f"a pipeline of {pipeline} needs requests of at least {width + 1} bytes")
-    return [f"{index:0{width}d}".encode() + payload[width:] for index in range(pipeline)]
 
 
 @dataclass
@@ -202,13 +194,18 @@ class _Poller:
 
 class ClosedLoop:
     """``connections`` connections to ``host``:``port``; the first ``active`` (default: all)
-    each keep ``pipeline`` requests (``payload``, tagged) in flight, the others stay idle."""
+    each keep ``pipeline`` requests (``payload``, tagged) in flight, the others stay idle.
 
-    def __init__(self, host: str, port: int, payload: bytes, *,
+    ``framing`` (:mod:`clients.framing`) replaces ``payload`` and ``expect``: its requests
+    are the pipeline (``HttpFraming`` for HTTP), its ``split`` verifies the replies.
+    """
+
+    def __init__(self, host: str, port: int, payload: bytes = b"", *,
                  expect: str | Callable[[bytes], bytes] = "echo", connections: int = 10,
                  active: int | None = None, pipeline: int = 1,
                  io_timeout: float = 5.0, connect_timeout: float = 5.0, reopens: int = 3,
-                 open_window: int = OPEN_WINDOW, open_timeout: float = 120.0) -> None:
+                 open_window: int = OPEN_WINDOW, open_timeout: float = 120.0,
+                 framing: Framing | None = None) -> None:
         if not 1 <= connections <= MAX_CONNECTIONS:
             raise ValueError(f"connections must be 1-{MAX_CONNECTIONS}, not {connections}")
         active = connections if active is None else active
@@ -216,20 +213,22 @@ class ClosedLoop:
             raise ValueError(f"active connections must be 1-{connections}, not {active}")
         if not 1 <= pipeline <= MAX_PIPELINE:
             raise ValueError(f"the pipeline must be 1-{MAX_PIPELINE} requests, not {pipeline}")
-        if not payload:
+        if framing is None and not payload:
             raise ValueError("the payload can't be empty")
         if io_timeout <= 0 or connect_timeout <= 0 or reopens < 0 or open_timeout <= 0:
             raise ValueError("timeouts must be above 0 s and reopens 0 or more")
         if open_window < 1:
             raise ValueError("open_window must be 1 or more")
-        transform = expected_reply(expect)
-        assert transform is not None
+        if framing is None:
+            transform = expected_reply(expect)
+            assert transform is not None
+            framing = LineFraming(payload, transform, pipeline)
+        elif len(framing.requests) != pipeline:
+            raise ValueError(f"the framing has {len(framing.requests)} requests in flight, "
+                             f"not the pipeline's {pipeline}")
         self.host, self.port = host, port
-        self.variants = tagged(payload, pipeline)
-        self.expected = [transform(variant) for variant in self.variants]
-        self.size = len(self.expected[0])
-        if any(len(reply) != self.size for reply in self.expected):
-            raise ValueError("every tagged request must have a reply of the same length")
+        self.framing = framing
+        self.variants = framing.requests
         self.payload, self.pipeline, self.active = payload, pipeline, active
         self._first = b"".join(self.variants)  # what a connection sends when it starts
         self.io_timeout, self.connect_timeout, self.reopens = io_timeout, connect_timeout, reopens
@@ -240,7 +239,7 @@ class ClosedLoop:
         self._conns: dict[int, _Conn] = {}  # the active ones, by descriptor
         self._idle: dict[int, _Conn] = {}
         self._poller = _Poller()
-        self._bufsize = max(65536, min(self.size * pipeline, 1 << 20))
+        self._bufsize = max(65536, min((framing.size or 0) * pipeline, 1 << 20))
         self._deadline = float("inf")  # no reopening after the phase's end
 
     # -- opening, failing, closing -------------------------------------------------------
@@ -455,39 +454,33 @@ class ClosedLoop:
             self._poller.modify(conn.fd, self._poller.IN)
         return True
 
+    def _closed_detail(self, got: int) -> str:
+        size = self.framing.size
+        return (f"peer closed after {got} of {size} bytes" if size is not None else
+                f"peer closed after {got} bytes of a reply")
+
     def _replies(self, conn: _Conn, data: bytes) -> int:
         """Add received bytes; the number of whole replies they completed, each verified
-        against its request in order (-1: the connection failed)."""
-        expected, size, depth = self.expected, self.size, self.pipeline
+        against its request in order by the framing (-1: the connection failed)."""
         got = len(conn.buf) if conn.buf is not None else 0
         if not data:
-            self._fail(conn, "closed_early", f"peer closed after {got} of {size} bytes")
+            self._fail(conn, "closed_early", self._closed_detail(got))
             return -1
         if conn.buf is None:
             buf = conn.buf = bytearray(data)
         else:
             buf = conn.buf
             buf += data
-        count, pos, nxt, outstanding = 0, 0, conn.nxt, len(conn.sent)
         try:
-            while len(buf) - pos >= size:
-                if count >= outstanding:
-                    raise ExchangeError("mismatch", "a reply came with no request in flight")
-                if buf[pos:pos + size] != expected[nxt]:
-                    verify(bytes(buf[pos:pos + size]), expected[nxt])
-                pos, count, nxt = pos + size, count + 1, (nxt + 1) % depth
-            if pos < len(buf):  # a wrong start fails now, not after the timeout
-                if count >= outstanding:
-                    raise ExchangeError("mismatch", "a reply came with no request in flight")
-                verify(bytes(buf[pos:]), expected[nxt][:len(buf) - pos])
-            if count and depth == 1 and conn.out is not None:
+            count, pos = self.framing.split(buf, conn.nxt, len(conn.sent))
+            if count and self.pipeline == 1 and conn.out is not None:
                 raise ExchangeError("mismatch", "a whole reply came before the whole request went")
         except ExchangeError as exc:
             self._fail(conn, exc.kind, exc.detail)
             return -1
         if pos:
             conn.buf = buf[pos:] if pos < len(buf) else None
-        conn.nxt = nxt
+        conn.nxt = (conn.nxt + count) % self.pipeline
         return count
 
     def _overdue(self, now: float) -> None:
@@ -504,7 +497,7 @@ class ClosedLoop:
         result = self.result
         conns, replies, latencies = self._conns, result.replies, result.latencies
         poll, out_flag = self._poller.poll, self._poller.OUT
-        expected, bufsize, single = self.expected[0], self._bufsize, self.pipeline == 1
+        fast, bufsize, single = self.framing.fast, self._bufsize, self.pipeline == 1
         variants, depth = self.variants, self.pipeline
         monotonic, keep = time.monotonic, latencies.append
         room = LATENCY_SAMPLES - len(latencies)
@@ -535,7 +528,7 @@ class ClosedLoop:
                     error = as_exchange_error(exc)
                     self._fail(conn, error.kind, error.detail)
                     continue
-                if single and conn.buf is None and data == expected:
+                if single and conn.buf is None and data == fast[0]:
                     count = 1
                 else:
                     count = self._replies(conn, data)
@@ -586,7 +579,7 @@ class ClosedLoop:
 
     def _check_batch(self, batch: list[_Conn], timeout: float) -> int:
         result = self.result
-        payload, expected, size = self.variants[0], self.expected[0], self.size
+        payload, split = self.variants[0], self.framing.split
         poller = _Poller()
         waiting: dict[int, _Conn] = {}
         alive = 0
@@ -633,14 +626,13 @@ class ClosedLoop:
                         continue
                     got = len(conn.buf or b"")
                     if not data:
-                        failed(conn, "closed_early", f"peer closed after {got} of {size} bytes")
+                        failed(conn, "closed_early", self._closed_detail(got))
                         continue
                     conn.buf = bytearray(data) if conn.buf is None else conn.buf + data
                     try:
-                        if len(conn.buf) < size:
-                            verify(bytes(conn.buf), expected[:len(conn.buf)])
+                        whole, _ = split(conn.buf, 0, 1)  # bytes beyond the one reply: mismatch
+                        if not whole:
                             continue
-                        verify(bytes(conn.buf), expected)
                     except ExchangeError as exc:
                         failed(conn, exc.kind, exc.detail)
                         continue

@@ -155,7 +155,8 @@ def test_sequential_serves_one_connection_of_three() -> None:
     ["--target", "tcp://127.0.0.1:9", "--model", "select"],
     ["--target", "udp://127.0.0.1:9"],
     ["--server-pid", "1"],
-    ["--service", "http"],
+    ["--service", "http", "--udp"],
+    ["--service", "echo", "--expect", "http"],
     ["--active", "11"],
     ["--pipeline", "100", "--payload-size", "2"],
 ])

@@ -86,6 +86,28 @@ def test_connection_persistence(parser, request_bytes, connection, closing):
         assert sess.feed(GET) == (b"", 0)  # nothing more is read
 
 
+def test_http_1_0_kept_alive_by_proxy_connection_still_says_so(parser):
+    """llhttp reads Proxy-Connection as Connection: an HTTP/1.0 request it keeps alive that
+    way is answered as HTTP/1.0 (a Connection header), never with 1.1's silent default."""
+    sess = session(parser)
+    reply, _ = sess.feed(b"GET / HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\n")
+    [(status, headers, _)] = responses(reply, ["GET"])
+    assert status == 200 and headers["connection"] == ("close" if sess.closing else "keep-alive")
+
+
+def test_responses_kept_for_the_second_are_bounded(parser):
+    """Whole responses are kept by target for requests without a body; targets come from
+    clients, so only a few are kept, and every one still gets its own answer."""
+    from servers.services.http.session import KEPT_ROUTES, RESPONSES
+
+    sess = session(parser)
+    data = b"".join(b"GET /%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(200)) + GET
+    reply, done = sess.feed(data)
+    got = responses(reply, ["GET"] * 201)
+    assert done == 201 and [status for status, _, _ in got] == [404] * 200 + [200]
+    assert len(RESPONSES._routes) <= KEPT_ROUTES
+
+
 @pytest.mark.parametrize(("request_bytes", "status"), [
     (b"BLAH\x01 / HTTP/1.1\r\n\r\n", 400),
     (b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", 404),

@@ -9,8 +9,8 @@ import sys
 from typing import NoReturn
 
 from clients.bench import OPEN_WINDOW
-from clients.harness import EXPECTED
 from testbed.args import ArgumentParser, add_target_options, duration, positive, user_counts
+from testbed.bench.plan import EXPECTS
 from testbed.bench.runner import run_bench
 from testbed.bench.scale import DEFAULT_STEPS, run_scale, scale_table
 from testbed.bench.spec import BenchSpec
@@ -34,7 +34,8 @@ def build_parser() -> ArgumentParser:
         allow_abbrev=False,  # an abbreviated server option would slip past --target's check
         description="Keep one server busy with a lean closed-loop TCP client (TCP only): "
         "--connections persistent connections (--active of them busy, the rest idle), "
-        "--pipeline requests in flight on each busy one, every reply verified; after a "
+        "--pipeline requests in flight on each busy one, every reply verified (a line of the "
+        "echo or upper service, or GET / over keep-alive HTTP/1.1 for http); after a "
         "warm-up on connections closed before it, a measured window reports requests/s, "
         "latency, errors by class, the server's CPU per request and memory per connection "
         "(its whole process tree) and how busy the client itself was. Starts the server (the serve "
@@ -43,7 +44,7 @@ def build_parser() -> ArgumentParser:
     # The bench has no workers of its own: --workers is the server's, as in testbed serve.
     add_server_workers(parser, "--workers", "--server-workers")
     parser.add_argument("--udp", action="store_true", help=argparse.SUPPRESS)  # refused: TCP only
-    add_target_options(parser, "bench", "tcp://HOST:PORT")
+    add_target_options(parser, "bench", "tcp://HOST:PORT, or http://HOST:PORT for GET /")
     parser.add_argument("--server-pid", type=positive(int), metavar="PID",
                         help="with --target: the process whose tree's CPU is measured "
                         "(default: the process listening on the target's port, if it is ours "
@@ -69,10 +70,11 @@ def build_parser() -> ArgumentParser:
                         help="the started server's soft descriptor limit (default: this "
                         "command's, raised for --connections): to see where it runs out")
     parser.add_argument("--payload-size", type=int, default=64, metavar="B",
-                        help="bytes per request, the newline included (default %(default)s)")
-    parser.add_argument("--expect", choices=list(EXPECTED),
+                        help="bytes per request of a line service, the newline included "
+                        "(default %(default)s; http sends GET /)")
+    parser.add_argument("--expect", choices=list(EXPECTS),
                         help="the answer to check replies against (default: the --service; "
-                        "echo for a --target)")
+                        "for a --target, http for http://, else echo)")
     parser.add_argument("--warmup", type=duration, default=2.0, metavar="T",
                         help="unrecorded warm-up on connections closed before the window "
                         "opens (default 2s; 0: none)")

@@ -7,7 +7,8 @@ import resource
 from dataclasses import dataclass, field
 from typing import Any
 
-from clients.bench import MAX_CONNECTIONS, MAX_PIPELINE, tagged
+from clients.bench import MAX_CONNECTIONS, MAX_PIPELINE
+from clients.framing import tagged
 from clients.harness import EXPECTED
 from testbed.bench.spec import MAX_PAYLOAD, BenchSpec
 from testbed.target import Target, UsageError, parse_server_options
@@ -17,6 +18,10 @@ from testbed.target import Target, UsageError, parse_server_options
 PROCESS_PER_CONNECTION = frozenset({"forking"})
 #: The services whose replies the closed loop can verify (a line in, its answer out).
 LINE_SERVICES = tuple(EXPECTED)
+#: ``GET /`` over keep-alive HTTP/1.1, each response verified (clients.framing.HttpFraming).
+HTTP = "http"
+#: What ``--expect`` may name: a line service, or http.
+EXPECTS = (*LINE_SERVICES, HTTP)
 #: Descriptors this process needs beyond one per connection (stdio, the pollers, psutil's).
 SPARE_DESCRIPTORS = 64
 
@@ -46,10 +51,6 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
                          f"not {spec.active}")
     if not 1 <= spec.pipeline <= MAX_PIPELINE:
         raise UsageError(f"--pipeline must be 1-{MAX_PIPELINE}, not {spec.pipeline}")
-    try:
-        tagged(b"x" * spec.payload_size, spec.pipeline)
-    except ValueError as exc:
-        raise UsageError(f"--pipeline {spec.pipeline}: {exc} (--payload-size)") from None
     if not spec.open_timeout > 0:
         raise UsageError("--open-timeout must be longer than 0 s")
     if not 1 <= spec.payload_size <= MAX_PAYLOAD:
@@ -60,8 +61,8 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
         raise UsageError(f"--max-requests must be 1 or more, not {spec.max_requests}")
     if spec.reopens < 0:
         raise UsageError(f"--reopens must be 0 or more, not {spec.reopens}")
-    if spec.expect not in (None, *EXPECTED):
-        raise UsageError(f"--expect must be one of {', '.join(EXPECTED)}, not {spec.expect!r}")
+    if spec.expect not in (None, *EXPECTS):
+        raise UsageError(f"--expect must be one of {', '.join(EXPECTS)}, not {spec.expect!r}")
     descriptors = ensure_descriptors(spec.connections)
     placement: Any = "free"
     if spec.pin:
@@ -73,11 +74,13 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
     if spec.target:
         if spec.server_options or spec.server_nofile:
             raise UsageError("give either --target or server options, not both")
-        target = Target.parse(spec.target, schemes=("tcp",), allow_remote=spec.allow_remote)
+        target = Target.parse(spec.target, schemes=("tcp", "http"),
+                              allow_remote=spec.allow_remote)
         if isinstance(placement, dict):
             placement["server"] = "not started here: left where it runs"
-        return BenchPlan(spec, target, None, None, placement, spec.expect or "echo",
-                         descriptors)
+        expect = spec.expect or (HTTP if target.scheme == "http" else "echo")
+        check_framing(expect, spec)
+        return BenchPlan(spec, target, None, None, placement, expect, descriptors)
     if spec.server_pid:
         raise UsageError("--server-pid goes with --target (a server started here is known)")
     if spec.server_nofile is not None and spec.server_nofile < 16:
@@ -85,14 +88,27 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
     parsed = parse_server_options(spec.server_options)
     if parsed.udp:
         raise UsageError("TCP only: --udp is not supported (use testbed load for UDP)")
-    if parsed.service not in LINE_SERVICES:
-        raise UsageError(f"the bench speaks the line services ({', '.join(LINE_SERVICES)}), "
+    if parsed.service not in EXPECTS:
+        raise UsageError(f"the bench speaks the line services and http ({', '.join(EXPECTS)}), "
                          f"not {parsed.service}: use testbed load for it")
+    expect = spec.expect or parsed.service
+    if (expect == HTTP) != (parsed.service == HTTP):
+        raise UsageError(f"--expect {expect} can't check the {parsed.service} service's replies")
+    check_framing(expect, spec)
     refusal = beyond_process_limit(parsed.model, spec.connections, spec.process_limit)
     if refusal:
         raise UsageError(refusal)
-    return BenchPlan(spec, None, parsed.model, parsed.service, placement,
-                     spec.expect or parsed.service, descriptors)
+    return BenchPlan(spec, None, parsed.model, parsed.service, placement, expect, descriptors)
+
+
+def check_framing(expect: str, spec: BenchSpec) -> None:
+    """A line pipeline tags its requests with their index: they must be long enough."""
+    if expect == HTTP:
+        return
+    try:
+        tagged(b"x" * spec.payload_size, spec.pipeline)
+    except ValueError as exc:
+        raise UsageError(f"--pipeline {spec.pipeline}: {exc} (--payload-size)") from None
 
 
 def beyond_process_limit(model: str, connections: int, limit: int) -> str | None:

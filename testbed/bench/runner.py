@@ -23,11 +23,12 @@ from dataclasses import dataclass
 import psutil
 
 from clients.bench import ClosedLoop, Result
+from clients.framing import HttpFraming
 from clients.safety import UnsafeTarget, ensure_loopback
 from loadtests.common import make_payload
 from testbed.bench import server as servers
 from testbed.bench.memory import TreeHoldings, holdings
-from testbed.bench.plan import BenchPlan, check_bench
+from testbed.bench.plan import HTTP, BenchPlan, check_bench
 from testbed.bench.spec import BenchSpec
 from testbed.bench.summary import summarize_bench
 from testbed.processes import ServerProcess, cpu_affinity
@@ -57,11 +58,13 @@ class Measured:
 
 def _loop(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str, *,
           warmup: bool) -> ClosedLoop:
+    """The closed loop of one phase: lines of ``payload``, or ``GET /`` for http."""
     connections = (spec.active or spec.connections) if warmup else spec.connections
+    framing = HttpFraming(host, port, spec.pipeline) if expect == HTTP else None
     return ClosedLoop(host, port, payload, expect=expect, connections=connections,
                       active=None if warmup else spec.active, pipeline=spec.pipeline,
                       io_timeout=spec.io_timeout, connect_timeout=spec.connect_timeout,
-                      reopens=spec.reopens, open_timeout=spec.open_timeout)
+                      reopens=spec.reopens, open_timeout=spec.open_timeout, framing=framing)
 
 
 def _warmup(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str) -> Result:

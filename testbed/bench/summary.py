@@ -109,7 +109,8 @@ def bench_text(summary: dict[str, Any]) -> str:
         f"{what} · tcp · {summary['connections']:,} connections"
         + (f" ({summary['active']:,} active)" if summary["idle"] else "")
         + (f" · pipeline {summary['pipeline']}" if summary["pipeline"] > 1 else "")
-        + f" · {summary['payload_size']} B · {where}",
+        + (" · GET /" if summary["expect"] == "http" else f" · {summary['payload_size']} B")
+        + f" · {where}",
         "warm-up  " + ("none" if warm is None else
                        f"{warm['elapsed_s']:.1f} s, {warm['requests']:,} requests, "
                        f"{warm['error_count']:,} errors, on connections closed before the window"),

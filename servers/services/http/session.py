@@ -29,23 +29,34 @@ SERVER = b"testbed"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+#: Requests without a body whose whole response is kept for the second (a bound: the
+#: targets come from clients), and the longest target kept.
+KEPT_ROUTES = 64
+KEPT_TARGET = 256
+
+
 class Responses:
     """Response bytes: the ``Date`` header formatted once a second (RFC 9110's IMF-fixdate),
-    and the whole response of a static answer kept for that second."""
+    and the whole response of a static answer kept for that second, found by the answer
+    or, for a request without a body (``GET /``), by its method, target and ``Connection``
+    header: such a request costs one dictionary lookup, not a route and a build."""
 
-    __slots__ = ("_second", "_date", "_kept")
+    __slots__ = ("_expires", "_date", "_kept", "_routes")
 
     def __init__(self) -> None:
-        self._second = -1
+        self._expires = 0.0
         self._date = b""
         self._kept: dict[tuple[int, bool, bytes], bytes] = {}
+        self._routes: dict[tuple[bytes, bytes, bytes], bytes] = {}
 
     def date_line(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._date = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        now = time.time()
+        if now >= self._expires:
+            second = int(now)
+            self._expires = second + 1
+            self._date = b"Date: " + formatdate(second, usegmt=True).encode() + b"\r\n"
             self._kept.clear()
+            self._routes.clear()
         return self._date
 
     def get(self, answer: routes.Answer, head_only: bool = False, connection: bytes = b"") -> bytes:
@@ -57,6 +68,27 @@ class Responses:
         data = self._kept.get(key)
         if data is None:
             data = self._kept[key] = build(answer, date, head_only, connection)
+        return data
+
+    def answer(self, method: bytes, target: bytes, connection: bytes = b"",
+               body: bytes = b"") -> bytes:
+        """The response to one request: the application's answer (``HEAD``: ``GET``'s, without
+        its body)."""
+        head = method == b"HEAD"
+        return self.get(routes.answer(b"GET" if head else method, target, body), head, connection)
+
+    def bodiless(self, method: bytes, target: bytes, connection: bytes = b"") -> bytes:
+        """:meth:`answer` to a request without a body, kept for the second when it is static."""
+        if time.time() >= self._expires:
+            self.date_line()
+        key = (method, target, connection)
+        data = self._routes.get(key)
+        if data is None:
+            head = method == b"HEAD"
+            answer = routes.answer(b"GET" if head else method, target)
+            data = self.get(answer, head, connection)
+            if answer.static and len(self._routes) < KEPT_ROUTES and len(target) <= KEPT_TARGET:
+                self._routes[key] = data
         return data
 
 
@@ -107,7 +139,13 @@ class HttpSession:
             return b"", 0
         self._last_feed = self.clock()
         self._parser.feed(data)
-        return self._flush()
+        out = self._out  # _flush, inlined: this runs once per request
+        if not out:
+            return b"", 0
+        reply = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        done, self._done = self._done, 0
+        return reply, done
 
     def close(self) -> tuple[bytes, int]:
         """The client finished sending: a request left incomplete gets no answer."""
@@ -132,9 +170,10 @@ class HttpSession:
         out, done = self._out, self._done
         if not out:
             return b"", 0
-        self._out = []
+        reply = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
         self._done = 0
-        return (out[0] if len(out) == 1 else b"".join(out)), done
+        return reply, done
 
     # -- what the parser calls ------------------------------------------------
 
@@ -165,18 +204,18 @@ class HttpSession:
             self.error(413)
 
     def complete(self) -> None:
-        body = bytes(self._body) if self._body else b""
-        self._body.clear()
-        method = self._method
-        head = method == b"HEAD"
-        answer = routes.answer(b"GET" if head else method, self._target, body)
         if not self._keep_alive:
-            self._answer(answer, head, b"close")
+            connection = b"close"
             self.closing = True
-        elif self._version == "1.0":
-            self._answer(answer, head, b"keep-alive")
         else:
-            self._answer(answer, head)
+            connection = b"keep-alive" if self._version == "1.0" else b""
+        if self._body:
+            body = bytes(self._body)
+            self._body.clear()
+            self._out.append(RESPONSES.answer(self._method, self._target, connection, body))
+        else:
+            self._out.append(RESPONSES.bodiless(self._method, self._target, connection))
+        self._done += 1
         self._phase = "idle"
 
     def error(self, status: int) -> None:
