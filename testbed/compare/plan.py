@@ -119,10 +119,14 @@ def make_plan(args: argparse.Namespace) -> ComparisonPlan:
                           args.pin, warmup=args.warmup, window=args.run_time)
     repeats = getattr(args, "repeat", None) or chosen.repeats
     if repeats is None:  # as many as the preset's budget allows, at least one
-        one = ComparisonPlan(chosen, scenarios, models, plan.workers, plan.pin,
-                             runs=runs_in_order(scenarios, models, 1)).estimate()
+        def cost(chosen_scenarios: list[Scenario]) -> float:
+            return ComparisonPlan(chosen, chosen_scenarios, models, plan.workers, plan.pin,
+                                  runs=runs_in_order(chosen_scenarios, models, 1)).estimate()
+
+        once = cost([scenario for scenario in scenarios if scenario.scale])  # never repeated
+        each = cost([scenario for scenario in scenarios if not scenario.scale])
         budget = getattr(args, "budget", None) or QUICK_BUDGET
-        repeats = max(1, min(MAX_BUDGET_REPEATS, int(budget // max(one, 1e-9))))
+        repeats = max(1, min(MAX_BUDGET_REPEATS, int((budget - once) // max(each, 1e-9))))
         plan.repeats_from_budget = True
     plan.repeats = repeats
     if getattr(args, "lab", None):
