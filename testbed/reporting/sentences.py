@@ -321,8 +321,10 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
                 f"({_why_winner(scenario, winner)})")
     also = f" (as did {_names(trailers[1:])})" if len(trailers) > 1 else ""
     if scenario.metric == "rps":
+        top_rps = max((step.rps or 0) for _, step in level) if len(level) > 1 else None
         faster = [(run, step) for run, step in ranked if not _clean(scenario, (run, step))
-                  and (step.rps or 0) > (winner[1].rps or 0) and run is not loser[0]]
+                  and (step.rps or 0) > (top_rps if top_rps is not None
+                                         else winner[1].rps or 0) and run is not loser[0]]
         if faster:
             run, step = max(faster, key=lambda pair: pair[1].rps or 0.0)
             lead += (f"; {run.model} pushed more ({fmt('rps', step.rps)} req/s) but left "
