@@ -193,9 +193,12 @@ def test_unreachable_target_is_one_line() -> None:
 
 
 def test_interrupt_stops_the_server() -> None:
+    # Ctrl-C as in a terminal: a suite started in the background (``cmd &`` in a script)
+    # hands its children SIGINT ignored, and Python then keeps it ignored.
     bench = subprocess.Popen([sys.executable, "-m", "testbed", "bench", "--model", "select",
                               "--connections", "2", "--duration", "20"], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         me = psutil.Process(bench.pid)
         deadline = time.monotonic() + 15

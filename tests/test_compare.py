@@ -259,6 +259,40 @@ def test_the_models_order_rotates_from_one_repeat_to_the_next():
     assert [run.scenario.name for run in plan.runs] == ["slow-io"] * 9 + ["cpu"] * 9
 
 
+def test_the_bench_samples_after_the_first_are_rounds_over_every_model():
+    """fast's bench takes its first sample in each model's run and the others in rounds
+    over every model afterwards (rotated), so that each model's samples span the scenario."""
+    plan = make_plan(compare_parser().parse_args(["--models", "select,threading,forking",
+                                                  "--scenarios", "fast", "--repeat", "1"]))
+    assert plan.scenarios[0].capacity is not None and plan.scenarios[0].capacity.samples == 3
+    assert [(run.model, run.sample) for run in plan.runs] == [
+        ("select", 0), ("threading", 0), ("forking", 0),
+        ("threading", 1), ("forking", 1), ("select", 1),
+        ("forking", 2), ("select", 2), ("threading", 2)]
+
+
+def test_the_samples_fold_into_their_run_as_the_median_with_every_sample():
+    from testbed.compare.runs import fold_samples
+
+    def bench(cpu: float) -> dict:
+        return {"ok": True, "rps": 1e6 / cpu, "limit": "server", "command": f"bench {cpu}",
+                "server": {"cpu_us_per_request": cpu, "cores_busy": 1.0}}
+
+    first = {**bench(20.0), "samples": [{"cpu_us_per_request": 20.0}],
+             "pipelines": [{"pipeline": 1}, {"pipeline": 4}]}
+    records = [{"model": "select", "scenario": "fast", "repeat": 0, "status": "ok",
+                "capacity": first},
+               {"model": "select", "scenario": "fast", "repeat": 0, "sample": 1,
+                "bench": bench(12.0), "status": "ok"},
+               {"model": "select", "scenario": "fast", "repeat": 0, "sample": 2,
+                "bench": bench(15.0), "status": "ok"}]
+    [folded] = fold_samples(records)
+    capacity = folded["capacity"]
+    assert capacity["command"] == "bench 15.0"  # the median of 20, 12 and 15
+    assert [sample["cpu_us_per_request"] for sample in capacity["samples"]] == [20.0, 12.0, 15.0]
+    assert capacity["pipelines"] == first["pipelines"]
+
+
 def test_repeats_give_every_cell_a_spread_and_the_report_rebuilds_from_json(tmp_path):
     """--repeat 2: results.json keeps both repeats of every cell, every figure of the
     summary table carries its spread, and testbed report rebuilds the very same report

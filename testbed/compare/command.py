@@ -11,7 +11,13 @@ from testbed import reporting
 from testbed.args import ArgumentParser, duration, name_list, positive, user_counts
 from testbed.compare.plan import ComparisonPlan, make_plan
 from testbed.compare.progress import Progress, clock
-from testbed.compare.runs import make_out_dir, results_document, run_one, write_json
+from testbed.compare.runs import (
+    fold_samples,
+    make_out_dir,
+    results_document,
+    run_one,
+    write_json,
+)
 from testbed.compare.scenarios import QUICK, SERVICES, scenario_names
 
 
@@ -130,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results_path = out_dir / "results.json"
     try:
+        records = fold_samples(records)
         write_json(results_path, results_document(plan, records, argv, started, seconds,
                                                   interrupted))
         written = reporting.write_report(results_path)

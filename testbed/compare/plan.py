@@ -29,6 +29,9 @@ class PlannedRun:
     model: str
     scenario: Scenario  # with its timing filled in
     repeat: int = 0  # which repeat (0-based)
+    # 0: the run itself (its server, locust, the bench's first sample and its pipelined
+    # runs); k >= 1: the bench's sample k + 1 alone, taken after every model's run
+    sample: int = 0
 
     @property
     def timing(self) -> Timing:
@@ -40,10 +43,14 @@ class PlannedRun:
         the longest attempt, counted in full), and its bench run, if any."""
         if self.scenario.scale is not None:  # testbed bench at each step, no locust
             return self.scenario.scale.seconds(self.scenario.steps, self.timing)
+        capacity = self.scenario.capacity
+        if self.sample:  # one bench run
+            assert capacity is not None
+            return capacity.seconds_of(1) + BENCH_OVERHEAD
         seconds = self.timing.seconds(len(self.scenario.steps)) + self.scenario.longest_attempt
-        if self.scenario.capacity is not None:
-            capacity = self.scenario.capacity
-            seconds += capacity.seconds + capacity.runs * BENCH_OVERHEAD
+        if capacity is not None:
+            seconds += sum(capacity.seconds_of(depth) + BENCH_OVERHEAD
+                           for depth in (1, *capacity.pipelines))
         if self.scenario.wrk is not None:
             seconds += self.scenario.wrk.seconds + BENCH_OVERHEAD
         return seconds
@@ -69,7 +76,7 @@ class ComparisonPlan:
     lab: dict[str, Any] | None = None  # --lab: the placement and conditions (testbed.lab)
 
     def estimate(self, overhead: float = OVERHEAD_GUESS) -> float:
-        return sum(run.step_seconds() + overhead for run in self.runs)
+        return sum(run.step_seconds() + (0.0 if run.sample else overhead) for run in self.runs)
 
 
 def rotated(models: list[str], repeat: int) -> list[str]:
@@ -85,10 +92,21 @@ def runs_in_order(scenarios: list[Scenario], models: list[str], repeats: int) ->
     """Scenario by scenario, so the models of one scenario are measured close in time; in
     each scenario, the repeats one after another, the models rotated from one to the next.
     The scale scenario runs once per model: a repeat would cost its minutes again, and
-    what it finds (the step held, the memory per connection) moves little between runs."""
-    return [PlannedRun(model, scenario, repeat) for scenario in scenarios
-            for repeat in range(1 if scenario.scale else repeats)  # scale: once per model
-            for model in rotated(models, repeat)]
+    what it finds (the step held, the memory per connection) moves little between runs.
+
+    A scenario whose bench takes several samples takes the first in each model's run and
+    the others in rounds over every model after them (rotated too): each model's samples
+    then span the scenario's minutes, so the machine's drift over them shows in every
+    model's spread instead of separating models measured a minute apart."""
+    runs = []
+    for scenario in scenarios:
+        samples = scenario.capacity.samples if scenario.capacity is not None else 1
+        for repeat in range(1 if scenario.scale else repeats):  # scale: once per model
+            runs += [PlannedRun(model, scenario, repeat) for model in rotated(models, repeat)]
+            runs += [PlannedRun(model, scenario, repeat, sample)
+                     for sample in range(1, samples)
+                     for model in rotated(models, repeat + sample)]
+    return runs
 
 
 def make_plan(args: argparse.Namespace) -> ComparisonPlan:

@@ -38,7 +38,8 @@ class Progress:
         return sum(self.overheads) / len(self.overheads) if self.overheads else OVERHEAD_GUESS
 
     def _planned(self, index: int) -> float:
-        return self.plan.runs[index].step_seconds() + self.overhead
+        run = self.plan.runs[index]  # a bench sample has no locust to start and stop
+        return run.step_seconds() + (0.0 if run.sample else self.overhead)
 
     def left(self) -> float:
         if self.index < 0:
@@ -72,6 +73,8 @@ class Progress:
         unit = run.scenario.unit if steps[step] > 1 or run.scenario.unit != "users" else "user"
         where = (f"step {step + 1}/{len(steps)} ({steps[step]} {unit})"
                  if "step" in self.message or not self.message else self.message)
+        if run.sample:
+            where = "testbed bench"
         return (f"[{bar}] {self.index + 1}/{total} {self._name(run)} · {where} · "
                 f"~{clock(self.left())} left")
 
@@ -79,6 +82,8 @@ class Progress:
         """``model · scenario``, with ``· repeat 2/3`` when there are repeats."""
         repeat = (f" · repeat {run.repeat + 1}/{self.plan.repeats}" if self.plan.repeats > 1
                   else "")
+        if run.sample and run.scenario.capacity is not None:
+            repeat += f" · bench sample {run.sample + 1}/{run.scenario.capacity.samples}"
         return f"{run.model} · {run.scenario.name}{repeat}"
 
     def _draw(self) -> None:
@@ -122,8 +127,9 @@ class Progress:
             self.index, self.run_started, self.message = index, time.monotonic(), ""
         if not self.tty:
             run = self.plan.runs[index]
-            self.say(f"[{index + 1}/{len(self.plan.runs)}] {self._name(run)} · "
-                     f"{run.scenario.unit} {','.join(map(str, run.scenario.steps))} · "
+            what = ("testbed bench" if run.sample else
+                    f"{run.scenario.unit} {','.join(map(str, run.scenario.steps))}")
+            self.say(f"[{index + 1}/{len(self.plan.runs)}] {self._name(run)} · {what} · "
                      f"~{clock(self.left())} left")
         self._draw()
 
@@ -133,7 +139,8 @@ class Progress:
 
     def end(self, index: int, seconds: float, crashed: str | None) -> None:
         run = self.plan.runs[index]
-        self.overheads.append(max(seconds - run.step_seconds(), 0.0))
+        if not run.sample:
+            self.overheads.append(max(seconds - run.step_seconds(), 0.0))
         if crashed:
             self.say(f"{self._name(run)}: CRASHED: {crashed}")
         elif not self.tty:

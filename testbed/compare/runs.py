@@ -92,6 +92,14 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
 
     if run.scenario.scale is not None:  # no locust: testbed bench at each step (scale.py)
         return run_scale_one(plan, run, out_dir / run_dir_name(run), note)
+    if run.sample:  # one more bench sample, folded into its run by fold_samples()
+        started = time.monotonic()
+        note("capacity: testbed bench")
+        bench = bench_sample(run, out_dir / run_dir_name(run), run.sample)
+        return {"model": run.model, "scenario": run.scenario.name, "repeat": run.repeat,
+                "sample": run.sample, "bench": bench,
+                "status": "ok" if bench.get("ok") else "crashed", "error": bench.get("error"),
+                "duration_s": round(time.monotonic() - started, 3)}
     started = time.monotonic()
     record: dict[str, Any] = {"model": run.model, "scenario": run.scenario.name,
                               "repeat": run.repeat,
@@ -162,40 +170,69 @@ def run_wrk(run: PlannedRun, run_dir: Path) -> dict[str, Any]:
     return _capacity_run(command, wrk.seconds, run_dir, "wrk")
 
 
-def run_bench(plan: ComparisonPlan, run: PlannedRun, run_dir: Path) -> dict[str, Any]:
-    """The scenario's capacity: ``testbed bench --json`` runs on fresh servers of the same
-    options, each in a process of its own like every server and generator here.
-
-    The record is the JSON of the median sample (by server CPU per request), with every
-    sample's in ``samples`` and one record per pipeline depth in ``pipelines`` (the first
-    at depth 1: the median sample). Each run's output is kept in ``bench-<name>.json``;
-    a bench that fails is recorded as such."""
+def bench_sample(run: PlannedRun, run_dir: Path, sample: int = 0,
+                 pipeline: int = 1) -> dict[str, Any]:
+    """One ``testbed bench --json`` run of the scenario's capacity on a fresh server of the
+    same options, in a process of its own like every server and generator here; its output
+    is kept in ``bench-<sample + 1>.json`` (``bench-p<K>.json`` pipelined); a bench that
+    fails is recorded as such."""
     capacity = run.scenario.capacity
     assert capacity is not None
     model, extra = contenders.server_options(run.model)
-    server = run.scenario.server_options(model, extra)
-    server = [option for option in server if option != "--quiet"]
+    server = [option for option in run.scenario.server_options(model, extra)
+              if option != "--quiet"]
+    command = [sys.executable, "-m", "testbed", "bench", *server, *capacity.options(pipeline),
+               "--payload-size", str(run.scenario.payload_size), "--json"]
+    if len(os.sched_getaffinity(0)) >= 2:
+        command.append("--pin")  # the server on one core, the client on another
+    name = f"bench-{sample + 1}" if pipeline == 1 else f"bench-p{pipeline}"
+    return _capacity_run(command, capacity.seconds_of(pipeline), run_dir, name)
 
-    def bench(pipeline: int, name: str) -> dict[str, Any]:
-        command = [sys.executable, "-m", "testbed", "bench", *server,
-                   *capacity.options(pipeline), "--payload-size",
-                   str(run.scenario.payload_size), "--json"]
-        if len(os.sched_getaffinity(0)) >= 2:
-            command.append("--pin")  # the server on one core, the client on another
-        return _capacity_run(command, capacity.seconds_of(pipeline), run_dir, f"bench-{name}")
 
-    samples = [bench(1, str(n + 1)) for n in range(max(capacity.samples, 1))]
-    measured = [sample for sample in samples if _cpu_of(sample) is not None]
-    if not measured:
-        return samples[0]
-    measured.sort(key=lambda sample: _cpu_of(sample) or 0.0)
-    record = dict(measured[(len(measured) - 1) // 2])  # the median, the lower of two
-    if len(samples) > 1:
-        record["samples"] = [_sample_of(sample, 1) for sample in samples]
+def run_bench(plan: ComparisonPlan, run: PlannedRun, run_dir: Path) -> dict[str, Any]:
+    """The scenario's capacity as its run measures it: the bench's first sample, with one
+    record per pipeline depth in ``pipelines`` (the first at depth 1: that sample). The
+    other samples are runs of their own (:attr:`PlannedRun.sample`), which
+    :func:`fold_samples` adds."""
+    capacity = run.scenario.capacity
+    assert capacity is not None
+    record = bench_sample(run, run_dir)
+    record["samples"] = [_sample_of(record, 1)]
     if capacity.pipelines:
         record["pipelines"] = [_sample_of(record, 1)] + [
-            _sample_of(bench(depth, f"p{depth}"), depth) for depth in capacity.pipelines]
+            _sample_of(bench_sample(run, run_dir, pipeline=depth), depth)
+            for depth in capacity.pipelines]
     return record
+
+
+def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The bench samples taken in runs of their own, folded into the record of their run:
+    its capacity becomes the JSON of the median sample (by server CPU per request), with
+    every sample's figures in ``samples`` in the order taken; the pipelined figures stay."""
+    extra: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for record in records:
+        if record.get("sample"):
+            key = (record["model"], record["scenario"], record["repeat"])
+            extra.setdefault(key, []).append(record["bench"])
+    folded = []
+    for record in records:
+        if record.get("sample"):
+            continue
+        more = extra.get((record["model"], record["scenario"], record["repeat"]), [])
+        capacity = record.get("capacity")
+        if capacity is not None and more:
+            first = {key: value for key, value in capacity.items()
+                     if key not in ("samples", "pipelines")}
+            taken = [first, *more]
+            measured = sorted((sample for sample in taken if _cpu_of(sample) is not None),
+                              key=lambda sample: _cpu_of(sample) or 0.0)
+            median = dict(measured[(len(measured) - 1) // 2]) if measured else first
+            median["samples"] = [_sample_of(sample, 1) for sample in taken]
+            if "pipelines" in capacity:
+                median["pipelines"] = capacity["pipelines"]
+            record = {**record, "capacity": median}
+        folded.append(record)
+    return folded
 
 
 def _cpu_of(record: dict[str, Any]) -> float | None:

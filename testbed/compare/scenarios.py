@@ -75,9 +75,11 @@ class Capacity:
     """``testbed bench`` runs beside the locust one: throughput and server CPU per request
     where the load generator is not the limit (``connections`` closed-loop connections).
 
-    One request in flight per connection, ``samples`` times on a fresh server each: the
-    figure is their median and their spread (min-max) says how far one sample strays,
-    which is what tells two models apart or calls them level. Then once at each of the
+    One request in flight per connection, ``samples`` times on a fresh server each (the
+    first in the model's run, the others in rounds over every model after the runs): the
+    figure is their median and their spread (min-max) says how far one sample strays over
+    the scenario's minutes, which is what tells two models apart or calls them level.
+    Then, in the model's run, once at each of the
     ``pipelines`` depths (requests in flight per connection), with its own shorter timing:
     the server CPU per request against the depth shows each design's cost per wake-up.
     """
@@ -103,17 +105,6 @@ class Capacity:
         if pipeline == 1:
             return self.warmup + self.window
         return self.pipeline_warmup + self.pipeline_window
-
-    @property
-    def runs(self) -> int:
-        """How many bench runs (each a fresh server) a model's capacity takes."""
-        return max(self.samples, 1) + len(self.pipelines)
-
-    @property
-    def seconds(self) -> float:
-        """Every bench run's warm-up and window, added up."""
-        return (max(self.samples, 1) * self.seconds_of(1)
-                + sum(self.seconds_of(depth) for depth in self.pipelines))
 
     def describe(self) -> str:
         samples = (f"the median of {self.samples} runs" if self.samples > 1 else "one run")
