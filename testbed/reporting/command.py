@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.args import ArgumentParser
-from testbed.reporting import agreement, csvfile, html, markdown, plots, tables
+from testbed.reporting import agreement, csvfile, html, markdown, tables
 from testbed.reporting.data import Results, ResultsError, load
 from testbed.reporting.sentences import verdicts
 
@@ -46,6 +46,8 @@ def write_report(results_path: str | Path, out_dir: str | Path | None = None) ->
     results = load(results_path)
     directory = Path(out_dir) if out_dir is not None else results_path.parent
     directory.mkdir(parents=True, exist_ok=True)
+    from testbed.reporting import plots  # matplotlib: only where plots are drawn
+
     images = plots.render(results)
     image_paths = plots.write(images, directory)
     md_path, html_path, csv_path = (directory / "report.md", directory / "report.html",

@@ -11,11 +11,14 @@ from __future__ import annotations
 import base64
 import html
 import re
+from typing import TYPE_CHECKING
 
 from testbed.reporting import describe, tables
 from testbed.reporting.data import Results
-from testbed.reporting.plots import Plot
 from testbed.reporting.sentences import verdicts
+
+if TYPE_CHECKING:  # matplotlib is imported only to draw the plots
+    from testbed.reporting.plots import Plot
 
 _URL = re.compile(r"(?i)\b(https?):(//)")
 

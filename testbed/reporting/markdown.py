@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from testbed.reporting import describe, tables
 from testbed.reporting.data import Results
-from testbed.reporting.plots import Plot
 from testbed.reporting.sentences import verdicts
+
+if TYPE_CHECKING:  # matplotlib is imported only to draw the plots
+    from testbed.reporting.plots import Plot
 
 
 def _escape(text: str) -> str:
