@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -28,6 +29,13 @@ StartServer = Callable[..., ServerProcess]
 #: One model of each design: the heavier per-model checks run on these by default and on
 #: every model with ``-m slow`` (the default suite has a budget of 6 minutes on 2 cores).
 CORE_MODELS = ("sequential", "threading", "select", "forking")
+
+
+def sigint_as_in_a_terminal() -> None:
+    """A Popen ``preexec_fn``: the child takes SIGINT as Ctrl-C in a terminal. A suite run
+    in the background (``cmd &`` in a script) hands its children SIGINT ignored, and both
+    Python and tcpdump then keep it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def core_first(models: list[str]) -> list:

@@ -17,7 +17,7 @@ import pytest
 
 from clients.bench import ClosedLoop
 from clients.harness import FAILURE_CLASSES, open_listener
-from tests.conftest import no_traceback, one_line
+from tests.conftest import no_traceback, one_line, sigint_as_in_a_terminal
 from tests.test_safety import ROOT, run_hooked
 
 #: The fields the JSON output documents (README), checked on every JSON run here.
@@ -193,12 +193,10 @@ def test_unreachable_target_is_one_line() -> None:
 
 
 def test_interrupt_stops_the_server() -> None:
-    # Ctrl-C as in a terminal: a suite started in the background (``cmd &`` in a script)
-    # hands its children SIGINT ignored, and Python then keeps it ignored.
     bench = subprocess.Popen([sys.executable, "-m", "testbed", "bench", "--model", "select",
                               "--connections", "2", "--duration", "20"], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                             preexec_fn=sigint_as_in_a_terminal)
     try:
         me = psutil.Process(bench.pid)
         deadline = time.monotonic() + 15

@@ -16,7 +16,13 @@ import time
 
 import pytest
 
-from tests.conftest import no_traceback, one_line, require_root, require_tool
+from tests.conftest import (
+    no_traceback,
+    one_line,
+    require_root,
+    require_tool,
+    sigint_as_in_a_terminal,
+)
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{6} IP (\S+) > (\S+): Flags \[([^\]]+)\]")
 
@@ -26,7 +32,7 @@ class Capture:
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
+                                     text=True, env=env, preexec_fn=sigint_as_in_a_terminal)
         self.lines: list[str] = []
         deadline = time.monotonic() + 10
         first = self.proc.stderr.readline()  # type: ignore[union-attr]
