@@ -138,6 +138,7 @@ def test_no_reply_in_time_is_io_timeout() -> None:
     assert summary["error_count"] == summary["errors"]["io_timeout"]
 
 
+@pytest.mark.slow  # the 100-connection case below says the same, with the failure classes
 def test_sequential_serves_one_connection_of_three() -> None:
     """One client at a time: the others wait unanswered, and the summary says so."""
     summary = json_bench("--model", "sequential", "--connections", "3", *SHORT)

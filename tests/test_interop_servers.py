@@ -38,7 +38,8 @@ def test_socat_round_trips_binary(serve, model):
 def test_socat_udp_datagram(serve, model):
     socat = require_tool("socat")
     server = serve(model, "upper", udp=True)
-    result = subprocess.run([socat, "-t", "1", "-", f"UDP:127.0.0.1:{server.port}"],
+    # -t: how long socat waits for the reply after its input ends (loopback: well under 1 ms)
+    result = subprocess.run([socat, "-t", "0.3", "-", f"UDP:127.0.0.1:{server.port}"],
                             input=b"datagram\n", capture_output=True, timeout=15)
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"DATAGRAM\n"

@@ -26,7 +26,7 @@ from clients.harness import FAILURE_CLASSES
 from servers import registry
 from testbed.load import LoadError, LoadSpec, read_ceiling, run_load
 from testbed.load.summary import _bound
-from tests.conftest import core_first, no_traceback, one_line
+from tests.conftest import no_traceback, one_line
 
 MODELS = registry.model_names()
 UDP_MODELS = [name for name in MODELS if registry.get_model(name).udp]
@@ -48,7 +48,8 @@ def _own_calibration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def spec(tmp_path: Path, *server: str, **fields: Any) -> LoadSpec:
-    defaults: dict[str, Any] = dict(steps=[1], step_time=1.0, warmup=0.5, workers=1,
+    # Short windows: every attempt is counted in the window it started in, however short
+    defaults: dict[str, Any] = dict(steps=[1], step_time=0.6, warmup=0.3, workers=1,
                                     locust_html=False, out_dir=tmp_path / "results")
     defaults.update(fields)
     return LoadSpec(server_options=[*server, "--quiet"] if server else [], **defaults)
@@ -82,7 +83,9 @@ def assert_clean_run(summary: dict[str, Any]) -> None:
     assert server["peak_processes"] >= 1 and server["peak_rss_mib"] > 1
 
 
-@pytest.mark.parametrize("model", core_first(MODELS))
+@pytest.mark.parametrize("model", [  # threading and sequential: the fairness test's loads
+    pytest.param(model, marks=() if model in ("select", "forking") else pytest.mark.slow)
+    for model in MODELS])
 def test_tcp_persistent_every_model(model: str, tmp_path: Path) -> None:
     summary = run_load(spec(tmp_path, "--model", model, "--service", "echo"))
     check_summary(summary, tmp_path / "results")
@@ -148,7 +151,7 @@ def test_cpu_per_request_is_measured(model: str, mode: str, tmp_path: Path) -> N
 
 def test_two_workers_add_up(tmp_path: Path) -> None:
     summary = run_load(spec(tmp_path, "--model", "select", "--service", "echo",
-                            steps=[4, 8], workers=2, first_warmup=1.2))
+                            steps=[4, 8], workers=2, warmup=0.5, first_warmup=1.2))
     check_summary(summary, tmp_path / "results")
     assert summary["complete"], summary["error"]
     # The fresh server's warm-up is the longer one; later steps get --warmup's 0.5 s.
