@@ -74,6 +74,7 @@ def test_a_missing_production_server_is_one_line(tmp_path, name):
     assert f"{name} needs uvicorn, which is not installed" in one_line(result.stderr)
 
 
+@pytest.mark.slow  # 7 s: a locust run over HTTP with 200 idle connections
 def test_a_server_whose_queue_the_idle_connections_fill_is_measured_not_crashed(tmp_path):
     """sequential holds one of the idle scenario's keep-alive connections and leaves the rest
     in its queue: locust's users then get no reply, which is the figure to report, not a

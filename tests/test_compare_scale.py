@@ -54,6 +54,7 @@ def test_quick_preset_runs_scale_only_when_named_and_once_per_model(capsys):
                                                               .split())
 
 
+@pytest.mark.slow  # 8 s; crafted records test the report, test_bench tests run_scale
 def test_compare_scale_small_steps_report_rebuilds_from_json(tmp_path: Path, capsys):
     """select holds 50 and 200 connections, sequential fails at 50 and says how."""
     models = ["select", "sequential"]

@@ -27,7 +27,8 @@ def shape(text: str) -> list[str]:
     return [re.sub(r"\d+(\.\d+)?", "N", line) for line in text.splitlines()]
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", pytest.param(
+    "localhost", marks=pytest.mark.slow)])  # a name: the resolver's, tested in test_resolve
 def test_replies_and_ttl_agree_with_iputils(host):
     require_root()
     iputils = run([require_tool("ping"), "-c", "5", "-i", "0.1", host])

@@ -375,6 +375,7 @@ def test_share_served_never_rounds_up_to_100():
     assert fmt("pct", 12.345) == "12.3"
 
 
+@pytest.mark.slow  # the repeats comparison in test_compare rebuilds its report from results.json too
 def test_report_command_rebuilds_from_json_alone(tmp_path):
     doc = document(slow_io_runs(), ["slow-io"])
     source = tmp_path / "a"

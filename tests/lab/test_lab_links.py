@@ -20,7 +20,8 @@ def test_h1_reaches_h2_by_name_over_ipv4_and_ipv6(make_lab, transport):
     for family, wildcard in (("-4", "0.0.0.0"), ("-6", "::")):
         _, endpoint = lab.serve("h2", "--model", "select", "--service", "upper", *udp,
                                 "--host", wildcard)
-        flags = [family, "-u", "-q", "1"] if udp else [family, "-N"]
+        # -q: how long nc waits for the reply after its input ends (a lab link: milliseconds)
+        flags = [family, "-u", "-q", "0.3"] if udp else [family, "-N"]
         done = lab.exec("h1", *NC, *flags, "h2", str(endpoint.port), input=b"hello lab\n")
         assert done.returncode == 0, done.stderr
         assert done.stdout == "HELLO LAB\n", (family, done.stderr)
