@@ -318,6 +318,11 @@ class Budget:
     connect_timeout: float = 0.5
     first_warmup: float = FIRST_WARMUP
 
+    def fields(self) -> dict[str, Any]:
+        """The Scenario fields this budget sets: steps, timing and timeouts."""
+        return {"steps": self.steps, "timing": Timing(self.warmup, self.window, self.first_warmup),
+                "io_timeout": self.io_timeout, "connect_timeout": self.connect_timeout}
+
 
 def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget,
                capacity: Capacity) -> tuple[Scenario, ...]:
@@ -328,9 +333,7 @@ def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget,
     failure, in the window it started in.
     """
     def common(budget: Budget) -> dict:
-        return {"steps": budget.steps,
-                "timing": Timing(budget.warmup, budget.window, budget.first_warmup),
-                "io_timeout": budget.io_timeout, "connect_timeout": budget.connect_timeout}
+        return budget.fields()
 
     return (
         Scenario(
@@ -395,9 +398,7 @@ def _http_scenarios(keepalive: Budget, slow: Budget, wrk: WrkRun) -> tuple[Scena
     connections. Where nothing waits, wrk's server CPU per request decides (locust costs
     more per request than a fast server); where requests wait, locust's throughput."""
     def common(budget: Budget) -> dict:
-        return {"service": "http", "steps": budget.steps,
-                "timing": Timing(budget.warmup, budget.window, budget.first_warmup),
-                "io_timeout": budget.io_timeout, "connect_timeout": budget.connect_timeout}
+        return {"service": "http", **budget.fields()}
 
     return (
         Scenario(

@@ -42,7 +42,13 @@ from servers.apps.launch import CONTENDERS
 from testbed.args import ArgumentParser, add_target_options, duration, positive
 from testbed.processes import ServerProcess, StartError, cpu_affinity, start_server
 from testbed.sampling import TreeSample, limit_of, sample_tree, server_cpu
-from testbed.target import add_server_workers, server_options_from, server_options_given
+from testbed.target import (
+    Target,
+    UsageError,
+    add_server_workers,
+    server_options_from,
+    server_options_given,
+)
 from testbed.wrk.output import WrkOutputError, parse
 
 PROG = "testbed wrk"
@@ -54,12 +60,8 @@ MAX_IDLE = 2000
 IDLE_SETUP = 2.0
 
 
-class WrkError(Exception):
-    """A run that can't happen: bad input (status 2) or a server or wrk that failed (1)."""
-
-    def __init__(self, message: str, status: int = 2) -> None:
-        super().__init__(message)
-        self.status = status
+#: A run that can't happen: bad input (status 2) or a server or wrk that failed (1).
+WrkError = UsageError
 
 
 def build_parser() -> ArgumentParser:
@@ -145,26 +147,15 @@ def check(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         if given:
             raise WrkError(f"give either --target or server options ({', '.join(given)}), "
                            "not both")
-        parts = urlsplit(args.target if "://" in args.target else f"http://{args.target}")
-        if parts.scheme not in ("http", "tcp"):
-            raise WrkError(f"--target must be http://HOST:PORT[/PATH] or tcp://HOST:PORT, "
-                           f"not {parts.scheme}://")
-        try:
-            port = parts.port
-        except ValueError:
-            raise WrkError(f"--target: bad port in {args.target!r}") from None
-        if not parts.hostname or not port:
-            raise WrkError(f"--target must look like http://HOST:PORT, not {args.target!r}")
-        try:
-            ensure_loopback(parts.hostname, allow_remote=args.allow_remote)
-        except UnsafeTarget as exc:
-            raise WrkError(str(exc)) from None
-        if parts.path and parts.path != "/" and args.path == "/":
-            args.path = parts.path
+        target = Target.parse(args.target, default_scheme="http", schemes=("http", "tcp"),
+                              allow_remote=args.allow_remote)
+        path = urlsplit(args.target if "://" in args.target else f"http://{args.target}").path
+        if path and path != "/" and args.path == "/":
+            args.path = path
         if isinstance(placement, dict):
             placement["server"] = "not started here: left where it runs"
-        plan.update(target=f"http://{format_host(parts.hostname)}:{port}", host=parts.hostname,
-                    port=port)
+        plan.update(target=f"http://{format_host(target.host)}:{target.port}",
+                    host=target.host, port=target.port)
     elif args.server_pid:
         raise WrkError("--server-pid goes with --target (a server started here is known)")
     return plan
