@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from testbed.compare.scenarios import QUICK
+from testbed.compare.scenarios import HTTP_QUICK, QUICK
 from testbed.reporting import write_report
 from testbed.reporting.data import parse
 from testbed.reporting.describe import facts
@@ -153,7 +153,9 @@ def json_figure(step_record: dict[str, Any], header: str,
              "achieved conn/s": step_record.get("achieved_rate"),
              "bench µs/req": (capacity.get("server") or {}).get("cpu_us_per_request"),
              "bench req/s": capacity.get("rps"),
-             "bench conns served": capacity.get("served_connections")}
+             "bench conns served": capacity.get("served_connections"),
+             "wrk µs/req": (capacity.get("server") or {}).get("cpu_us_per_request"),
+             "wrk req/s": capacity.get("rps")}
     if header in extra:
         return extra[header]
     direct = {"req/s": "rps", "p50 ms": "p50_ms", "p95 ms": "p95_ms", "p99 ms": "p99_ms",
@@ -300,6 +302,29 @@ def test_fast_ranks_by_bench_cpu_per_request_not_by_locust_throughput():
     assert "its req/s are a floor" in sentence  # the bench client was busy too
     assert ("sequential came last with 27.6 µs of server CPU per request (13900 req/s under "
             "testbed bench): under testbed bench it served 1 of 10 connections") in sentence
+
+
+def test_the_http_report_shows_the_wrk_figures_its_verdict_names(tmp_path):
+    """An HTTP scenario is decided by testbed wrk's server CPU per request: the summary table
+    shows that figure and wrk's req/s for every model, equal to results.json."""
+    def wrk(cpu_us: float, rps: float) -> dict[str, Any]:
+        return bench(cpu_us, rps, limit="both") | {"generator": "wrk"}
+
+    runs = [run("select", "plaintext", [step(1, 1000, 1), step(10, 3000, 4), step(50, 3200, 20)],
+                capacity=wrk(14.5, 68411)),
+            run("gunicorn-sync", "plaintext", [step(1, 900, 1), step(10, 1300, 9),
+                                                 step(50, 1400, 48)],
+                capacity=wrk(438, 1985))]
+    doc = document(runs, ["fast"])
+    doc["scenarios"] = [HTTP_QUICK.get("plaintext").as_dict()]
+    report = write_report(write(tmp_path, doc)).markdown.read_text(encoding="utf-8")
+    rows = md_table(scenario_section(report, "plaintext"), "### At 50 users")
+    assert [(r["model"], r["wrk µs/req"], r["wrk req/s"]) for r in rows] == [
+        ("select", "**14.5**", "**68411**"), ("gunicorn-sync", "438", "1985")]
+    assert "bench µs/req" not in report  # the figures say which generator made them
+    assert check_markdown_matches_json(report, doc) > 0
+    assert "select won with 14.5 µs of server CPU per request (68411 req/s under testbed " \
+           "wrk)" in report and "the wrk client was busy too" in report
 
 
 def test_no_winner_is_named_from_generator_bound_figures():

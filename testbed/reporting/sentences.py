@@ -222,7 +222,8 @@ def _why_winner(scenario: ScenarioInfo, pair: Pair) -> str:
     if scenario.metric == "cpu_us_per_request":
         parts[0] = f"p99 {human_ms(step.p99_ms)} under locust"
         if run.capacity is not None and run.capacity.client_bound:
-            parts.append("the bench client was busy too, so its req/s are a floor")
+            parts.append(f"the {run.capacity.generator} client was busy too, so its req/s "
+                         "are a floor")
     if scenario.raw.get("work_ms") and step.cores_busy is not None:
         parts.append(f"{step.cores_busy:.1f} cores busy")
     return ", ".join(parts)

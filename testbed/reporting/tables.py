@@ -101,14 +101,27 @@ def _failure_columns(classes: list[str]) -> list[Column]:
     return [Column(f"failures:{kind}", kind, better="low") for kind in classes]
 
 
+def capacity_generator(scenario: ScenarioInfo) -> str | None:
+    """The testbed command that measured the scenario's capacity beside locust: ``bench``
+    (the line scenarios), ``wrk`` (the HTTP ones), or None."""
+    if scenario.raw.get("capacity"):
+        return "bench"
+    if scenario.raw.get("wrk"):
+        return "wrk"
+    return None
+
+
 def _scenario_columns(scenario: ScenarioInfo, ranked: bool) -> list[Column]:
     """The columns a scenario adds: the bench's figures, the arrival rates, the clients."""
     high, low = ("high", "low") if ranked else (None, None)
     columns = []
-    if scenario.raw.get("capacity"):
-        columns += [Column("bench:cpu_us_per_request", "bench µs/req", "us", low),
-                    Column("bench:rps", "bench req/s", "rps", high),
-                    Column("bench:served_connections", "bench conns served", "count", high)]
+    generator = capacity_generator(scenario)
+    if generator is not None:
+        columns += [Column("bench:cpu_us_per_request", f"{generator} µs/req", "us", low),
+                    Column("bench:rps", f"{generator} req/s", "rps", high)]
+        if generator == "bench":  # wrk does not say which of its connections got replies
+            columns.append(Column("bench:served_connections", "bench conns served", "count",
+                                  high))
     if scenario.arrivals:
         columns.append(Column("achieved_rate", "achieved conn/s", "rps"))
     elif scenario.raw.get("mode", "persistent") == "persistent":
@@ -215,6 +228,11 @@ def _source_notes(scenario: ScenarioInfo, repeats: int) -> list[str]:
         notes.append("bench columns: testbed bench (a lean closed loop that keeps the server "
                      "busy; its server CPU per request decides this scenario); the other "
                      f"columns: locust{each}")
+    elif capacity_generator(scenario) == "wrk":
+        decides = ("its server CPU per request decides this scenario"
+                   if scenario.metric == "cpu_us_per_request" else "beside the locust figures")
+        notes.append(f"wrk columns: testbed wrk on a fresh server (wrk, a C load generator "
+                     f"that keeps the server busy; {decides}); the other columns: locust")
     if scenario.arrivals:
         notes.append("each step offers new connections at a rate (conn/s, Poisson arrivals); "
                      "achieved: the rate locust made")
