@@ -74,11 +74,13 @@ def test_a_missing_production_server_is_one_line(tmp_path, name):
     assert f"{name} needs uvicorn, which is not installed" in one_line(result.stderr)
 
 
-@pytest.mark.slow  # 7 s: a locust run over HTTP with 200 idle connections
+@pytest.mark.slow  # 10 s: locust and wrk over HTTP with 200 idle connections
 def test_a_server_whose_queue_the_idle_connections_fill_is_measured_not_crashed(tmp_path):
     """sequential holds one of the idle scenario's keep-alive connections and leaves the rest
-    in its queue: locust's users then get no reply, which is the figure to report, not a
-    run that could not start; the server's own figures are sampled as for any model."""
+    in its queue: locust's users and wrk then get no reply, which is the figure to report
+    (the verdict ranks it last: tests/test_report.py), not a run that could not start; the
+    server's own figures are sampled as for any model."""
+    require_tool("wrk")
     # a window longer than an attempt (0.5 s to connect, 0.5 s for the reply) sees some end
     result = compare("--service", "http", "--models", "sequential", "--scenarios", "idle",
                      "--steps", "2", "--run-time", "1.5", "--warmup", "0.2", "--workers", "1",
@@ -88,6 +90,8 @@ def test_a_server_whose_queue_the_idle_connections_fill_is_measured_not_crashed(
     [out] = list((tmp_path / "results").iterdir())
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
     [record] = doc["runs"]
+    assert record["capacity"]["rps"] == 0 and record["capacity"]["idle"]["opened"] == 200
+    assert "no reply under testbed wrk (0 req/s)" in result.stdout
     assert record["status"] == "ok", record["error"]
     [step] = record["summary"]["steps"]
     assert step["served"] == 0 and sum(step["failures"].values()) > 0

@@ -327,6 +327,33 @@ def test_the_http_report_shows_the_wrk_figures_its_verdict_names(tmp_path):
            "wrk)" in report and "the wrk client was busy too" in report
 
 
+def test_a_server_that_served_nothing_under_wrk_comes_last():
+    """A server whose queue the idle connections filled answered wrk nothing: it has no CPU
+    per request, and ranks below every model that served, not outside the ranking."""
+    def wrk(cpu_us: float | None, rps: float) -> dict[str, Any]:
+        record = bench(cpu_us, rps, limit="both") | {"generator": "wrk"}
+        record["server"]["cpu_us_per_request"] = cpu_us
+        return record
+
+    starved = [step(1, 0, 0, share=0.0, failures={"io_timeout": 4}),
+               step(10, 0, 0, failures={"io_timeout": 20}),
+               step(50, 0, 0, failures={"io_timeout": 100})]
+    for item in starved:
+        item["p99_ms"] = None
+    runs = [run("select", "idle", [step(1, 900, 1), step(10, 2000, 5), step(50, 2300, 60)],
+                capacity=wrk(22.2, 44431)),
+            run("uvicorn-uvloop", "idle", [step(1, 800, 1), step(10, 2100, 6),
+                                           step(50, 2600, 59)], capacity=wrk(74.9, 11721)),
+            run("sequential", "idle", starved, capacity=wrk(None, 0.0))]
+    doc = document(runs, ["fast"])
+    doc["scenarios"] = [HTTP_QUICK.get("idle").as_dict()]
+    results = parse(doc)
+    sentence = verdict(results, results.scenarios[0])
+    assert sentence.startswith("idle, 50 users: select won with 22.2 µs"), sentence
+    assert "sequential came last with no reply under testbed wrk (0 req/s)" in sentence
+    assert "every attempt failed, as io_timeout (100)" in sentence
+
+
 def test_no_winner_is_named_from_generator_bound_figures():
     runs = [run(model, "slow-io", [step(1, 9.8, 101), step(50, rps, 120,
                                                             generator_bound=True)])

@@ -77,8 +77,15 @@ def _clean(scenario: ScenarioInfo, pair: Pair) -> bool:
     if scenario.metric == "served_share":
         return True
     if scenario.metric == "cpu_us_per_request":
-        return run.capacity is not None and run.capacity.ok and not run.capacity.errors
+        return (run.capacity is not None and run.capacity.ok and not run.capacity.errors
+                and not _served_none(run))
     return step.failed == 0
+
+
+def _served_none(run: Run) -> bool:
+    """The capacity run got no reply at all (a server whose queue idle connections filled):
+    it has no CPU per request, and it ranks below every model that served."""
+    return run.capacity is not None and run.capacity.rps == 0
 
 
 def _rank_key(scenario: ScenarioInfo, pair: Pair) -> tuple[bool, float, float, float]:
@@ -111,6 +118,8 @@ def _figure(scenario: ScenarioInfo, pair: Pair) -> str:
     run, step = pair
     if scenario.metric == "cpu_us_per_request":
         capacity = run.capacity
+        if capacity is not None and _served_none(run):
+            return f"no reply under testbed {capacity.generator} (0 req/s)"
         if capacity is None or capacity.cpu_us_per_request is None:
             return f"no CPU per request measured (testbed {capacity.generator if capacity else 'bench'})"
         return (f"{fmt('us', capacity.cpu_us_per_request)} µs of server CPU per request "
@@ -265,7 +274,8 @@ def _measured(results: Results, scenario: ScenarioInfo, runs: list[Run]) -> list
     top = scenario.top
     pairs = [(run, step) for run in runs if not run.crashed and (step := run.at(top)) is not None]
     if scenario.metric == "cpu_us_per_request":
-        pairs = [pair for pair in pairs if _score(scenario, *pair) is not None]
+        pairs = [pair for pair in pairs
+                 if _score(scenario, *pair) is not None or _served_none(pair[0])]
     return pairs
 
 
