@@ -217,6 +217,9 @@ class Capacity:
     ok: bool = True
     error: str | None = None
     spread: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: (min, max) of the repeats' own figures (each a median of its samples): what the
+    #: verdicts compare, as a spread over more samples only grows wider
+    repeat_spread: dict[str, tuple[float, float]] = field(default_factory=dict)
     repeats: int = 1
     samples: int = 1  # bench runs per repeat
     pipelines: tuple[Depth, ...] = ()
@@ -451,6 +454,7 @@ def merge_capacities(found: list[Capacity]) -> Capacity | None:
     if len(measured) == 1 and len(found) == 1:
         return measured[0]
     medians, spread = _median_of(measured, _CAPACITY_FIGURES)
+    repeat_spread = dict(spread)
     for key, (low, high) in list(spread.items()):
         ranges = [capacity.spread[key] for capacity in measured if key in capacity.spread]
         spread[key] = (min([low, *(r[0] for r in ranges)]), max([high, *(r[1] for r in ranges)]))
@@ -462,7 +466,8 @@ def merge_capacities(found: list[Capacity]) -> Capacity | None:
         at = [d for capacity in measured if (d := capacity.at_depth(pipeline)) is not None and d.ok]
         figures, _ = _median_of(at, ["cpu_us_per_request", "rps"])
         pipelines.append(Depth(pipeline, ok=bool(at), **figures))
-    return Capacity(limit=limit, spread=spread, repeats=len(measured),
+    return Capacity(limit=limit, spread=spread, repeat_spread=repeat_spread,
+                    repeats=len(measured),
                     samples=max(capacity.samples for capacity in measured),
                     pipelines=tuple(pipelines), generator=measured[0].generator, **medians)
 

@@ -90,7 +90,9 @@ def glossary(generator_marker: str) -> list[str]:
         "request in flight on each) that keeps a fast server busy where locust cannot; its "
         "server CPU per request decides the fast scenario.",
         "With repeats: each figure is the median over the repeats, with its spread (min–max); "
-        "models whose spreads overlap are called level.",
+        "models whose spreads overlap are called level (for CPU per request, the spreads "
+        "of the repeats' medians), as are models within 10% of throughput, 2 points of "
+        "share served or 20% of CPU per request.",
         "served %: the share of attempts that got the right reply; the others are counted "
         "by failure class (refused, reset, connect_timeout, io_timeout, closed_early, "
         "mismatch, unreachable, other).",
