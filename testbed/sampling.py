@@ -23,6 +23,9 @@ its parent's ``children_*``), an error of at most one short child's CPU at
 one window edge. Threads need nothing special: a process's times include its
 threads', the exited ones too.
 
+Each sample is one :func:`testbed.proctree.read_tree` walk (a zombie counts as a
+process and for its CPU, a child gone since the listing not at all).
+
 RSS is summed over the tree's processes, so pages a forked child still shares
 with its parent count twice: it is an upper bound of the tree's memory.
 """
@@ -30,12 +33,13 @@ with its parent count twice: it is an upper bound of the tree's memory.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import psutil
+
+from testbed.proctree import read_tree
 
 MIB = 1024 * 1024
 
@@ -53,32 +57,13 @@ class TreeSample:
 
 
 def sample_tree(root: psutil.Process) -> TreeSample | None:
-    """Read the tree under ``root`` now; None once the root is gone."""
-    t = time.time()
-    try:
-        members = [root, *root.children(recursive=True)]
-    except psutil.Error:
+    """Read the tree under ``root`` now, without USS (:func:`testbed.proctree.read_tree`
+    and its counting rule); None once the root is gone."""
+    reading = read_tree(root)
+    if reading is None:
         return None
-    cpu = 0.0
-    rss = threads = fds = processes = 0
-    for index, proc in enumerate(members):
-        try:
-            with proc.oneshot():
-                times = proc.cpu_times()
-                cpu += times.user + times.system + times.children_user + times.children_system
-                processes += 1
-                try:
-                    rss += proc.memory_info().rss
-                    threads += proc.num_threads()
-                    fds += proc.num_fds()
-                except psutil.ZombieProcess:
-                    pass  # a dead child holds no memory, threads or descriptors
-        except psutil.Error:
-            if index == 0:
-                return None  # the root itself went away
-            # a child that exited and was reaped since the listing: its parent's
-            # children_* times will show it from the next sample on
-    return TreeSample(t, cpu, rss, threads, processes, fds)
+    return TreeSample(reading.t, reading.cpu_s, reading.rss, reading.threads,
+                      reading.processes, reading.fds)
 
 
 class Sampler:

@@ -4,16 +4,19 @@ Memory is the unique set size (USS, ``psutil.Process.memory_full_info().uss``: t
 pages no other process maps) summed over the tree wherever the kernel gives it to us,
 so the pages a forked child still shares with its parent are counted once, in neither
 rather than in both; RSS, which counts them once per process, is the fallback (and is
-reported beside it). ``figure`` says which one ``bytes`` is.
+reported beside it). ``figure`` says which one ``bytes`` is. The tree is walked by
+:func:`testbed.proctree.read_tree` (the load sampler's walk, with USS): a zombie child
+counts as a process holding nothing, a child gone since the listing not at all.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import psutil
+
+from testbed.proctree import read_tree
 
 
 @dataclass(frozen=True)
@@ -34,33 +37,15 @@ class TreeHoldings:
 
 
 def holdings(root: psutil.Process) -> TreeHoldings | None:
-    """Read the tree under ``root`` now; None once the root is gone."""
-    t = time.time()
-    try:
-        members = [root, *root.children(recursive=True)]
-    except psutil.Error:
+    """Read the tree under ``root`` now, USS included (:func:`testbed.proctree.read_tree`
+    and its counting rule); None once the root is gone."""
+    reading = read_tree(root, uss=True)
+    if reading is None:
         return None
-    rss = uss = threads = fds = processes = 0
-    uss_known = True
-    for index, proc in enumerate(members):
-        try:
-            with proc.oneshot():
-                rss += proc.memory_info().rss
-                threads += proc.num_threads()
-                fds += proc.num_fds()
-                processes += 1
-                if uss_known:
-                    try:
-                        uss += proc.memory_full_info().uss
-                    except (psutil.AccessDenied, AttributeError):
-                        uss_known = False
-        except psutil.ZombieProcess:
-            processes += 1  # a dead child holds no memory, threads or descriptors
-        except psutil.Error:
-            if index == 0:
-                return None
-    return TreeHoldings(t, "uss" if uss_known else "rss", uss if uss_known else rss, rss,
-                        uss if uss_known else None, threads, processes, fds)
+    uss = reading.uss
+    return TreeHoldings(reading.t, "rss" if uss is None else "uss",
+                        reading.rss if uss is None else uss, reading.rss, uss,
+                        reading.threads, reading.processes, reading.fds)
 
 
 def added_per_connection(before: TreeHoldings | None, after: TreeHoldings | None,
