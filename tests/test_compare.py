@@ -292,7 +292,8 @@ def test_the_samples_fold_into_their_run_as_the_median_with_every_sample():
     [folded] = fold_samples(records)
     capacity = folded["capacity"]
     assert capacity["command"] == "bench 15.0"  # the median of 20, 12 and 15
-    assert [sample["cpu_us_per_request"] for sample in capacity["samples"]] == [20.0, 12.0, 15.0]
+    assert [sample["server_cpu_us_per_request"] for sample in capacity["samples"]] == [
+        20.0, 12.0, 15.0]
     assert capacity["pipelines"] == first["pipelines"]
 
 

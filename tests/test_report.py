@@ -627,13 +627,14 @@ def test_the_bench_figure_is_the_median_of_its_samples_and_its_pipelines_are_tab
     pipelined runs make a table and a plot of CPU per request against the requests in
     flight."""
     def capacity(cpus: list[float], depths: dict[int, float]) -> dict:
-        samples = [{"pipeline": 1, "ok": True, "rps": 1e6 / cpu, "cpu_us_per_request": cpu}
-                   for cpu in cpus]
+        samples = [{"pipeline": 1, "ok": True, "rps": 1e6 / cpu,
+                    "server_cpu_us_per_request": cpu} for cpu in cpus]
         record = bench(sorted(cpus)[1], 1e6 / sorted(cpus)[1])
         record["samples"] = samples
-        record["pipelines"] = [{"pipeline": 1, "ok": True, "cpu_us_per_request": sorted(cpus)[1],
+        record["pipelines"] = [{"pipeline": 1, "ok": True,
+                                "server_cpu_us_per_request": sorted(cpus)[1],
                                 "rps": 1e6 / sorted(cpus)[1]}] + [
-            {"pipeline": depth, "ok": True, "cpu_us_per_request": cpu, "rps": 1e6 / cpu}
+            {"pipeline": depth, "ok": True, "server_cpu_us_per_request": cpu, "rps": 1e6 / cpu}
             for depth, cpu in depths.items()]
         return record
 
@@ -669,3 +670,24 @@ def test_the_bench_figure_is_the_median_of_its_samples_and_its_pipelines_are_tab
     assert rows["select"]["16 in flight µs/req"].replace("**", "") == "1.6"
     assert rows["asyncio"]["req per CPU s, 16 vs 1"] == "7.5×"
     assert (written.markdown.parent / "fast-pipeline.png").stat().st_size > 0
+
+
+def test_a_results_json_from_before_the_depth_records_had_one_shape_reads_the_same():
+    """Samples and pipeline depths stored with ``cpu_us_per_request`` (before they were
+    ``server_cpu_us_per_request``, as run_pipeline's records) give the same figures."""
+    def capacity(key: str) -> dict:
+        record = bench(15.0, 1e6 / 15.0)
+        record["samples"] = [{"pipeline": 1, "ok": True, "rps": 1e6 / cpu, key: cpu}
+                             for cpu in (15.0, 13.0, 18.0)]
+        record["pipelines"] = [{"pipeline": depth, "ok": True, "rps": 1e6 / cpu, key: cpu}
+                               for depth, cpu in ((1, 15.0), (16, 1.6))]
+        return record
+
+    def read(key: str):
+        runs = [run("select", "fast", [step(1, 1000, 1)], capacity=capacity(key))]
+        return parse(document(runs, ["fast"])).runs[0].capacity
+
+    old, new = read("cpu_us_per_request"), read("server_cpu_us_per_request")
+    assert old == new
+    assert old.spread["cpu_us_per_request"] == (13.0, 18.0)
+    assert [(d.pipeline, d.cpu_us_per_request) for d in old.pipelines] == [(1, 15.0), (16, 1.6)]

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from testbed.bench.pipeline import depth_record
 from testbed.compare import contenders
 from testbed.compare.plan import ComparisonPlan, PlannedRun
 from testbed.compare.scale import run_scale_one
@@ -197,10 +198,10 @@ def run_bench(plan: ComparisonPlan, run: PlannedRun, run_dir: Path) -> dict[str,
     capacity = run.scenario.capacity
     assert capacity is not None
     record = bench_sample(run, run_dir)
-    record["samples"] = [_sample_of(record, 1)]
+    record["samples"] = [depth_record(record, 1)]
     if capacity.pipelines:
-        record["pipelines"] = [_sample_of(record, 1)] + [
-            _sample_of(bench_sample(run, run_dir, pipeline=depth), depth)
+        record["pipelines"] = [depth_record(record, 1)] + [
+            depth_record(bench_sample(run, run_dir, pipeline=depth), depth)
             for depth in capacity.pipelines]
     return record
 
@@ -227,7 +228,7 @@ def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             measured = sorted((sample for sample in taken if _cpu_of(sample) is not None),
                               key=lambda sample: _cpu_of(sample) or 0.0)
             median = dict(measured[(len(measured) - 1) // 2]) if measured else first
-            median["samples"] = [_sample_of(sample, 1) for sample in taken]
+            median["samples"] = [depth_record(sample, 1) for sample in taken]
             if "pipelines" in capacity:
                 median["pipelines"] = capacity["pipelines"]
             record = {**record, "capacity": median}
@@ -239,19 +240,6 @@ def _cpu_of(record: dict[str, Any]) -> float | None:
     if not record.get("ok"):
         return None
     return (record.get("server") or {}).get("cpu_us_per_request")
-
-
-def _sample_of(record: dict[str, Any], pipeline: int) -> dict[str, Any]:
-    """The figures of one bench run that a report reads: its median sample stands for it."""
-    server = record.get("server") or {}
-    client = record.get("client") or {}
-    return {"pipeline": pipeline, "ok": bool(record.get("ok")), "error": record.get("error"),
-            "rps": record.get("rps"), "cpu_us_per_request": server.get("cpu_us_per_request"),
-            "server_cores": server.get("cores_busy"), "client_cores": client.get("cores_busy"),
-            "limit": record.get("limit"), "error_count": record.get("error_count"),
-            "served_connections": record.get("served_connections"),
-            "p99_ms": (record.get("latency") or {}).get("p99_ms"),
-            "command": record.get("command")}
 
 
 def _capacity_run(command: list[str], seconds: float, run_dir: Path, name: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ The file ``testbed compare`` writes (format ``testbed-compare/1``)::
                "duration_s", "summary": <the dict testbed.load.run_load returned, or null>,
                "capacity": <the JSON of testbed bench (its median sample), for scenarios
                             that have one, with "samples": [...] (every bench run's figures)
-                            and "pipelines": [...] (the figures at each pipeline depth)>,
+                            and "pipelines": [...] (the figures at each pipeline depth),
+                            both testbed.bench.pipeline.depth_record records>,
                "scale": <the scale scenario's run_scale records, one per step>}]}
 
 A run's steps are the ``summary["steps"]`` records of ``testbed load``. Reading is
@@ -178,6 +179,13 @@ class Step:
 CLIENT_BOUND_LIMITS = ("client", "both")
 
 
+def depth_cpu(record: dict[str, Any]) -> float | None:
+    """A depth record's server CPU per request: ``server_cpu_us_per_request``, or
+    ``cpu_us_per_request`` in a results.json written before the records had one shape."""
+    found = record.get("server_cpu_us_per_request", record.get("cpu_us_per_request"))
+    return _number(found)
+
+
 @dataclass(frozen=True)
 class Depth:
     """The bench at one pipeline depth: requests in flight per connection."""
@@ -191,7 +199,7 @@ class Depth:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Depth:
         return cls(pipeline=int(record["pipeline"]),
-                   cpu_us_per_request=_number(record.get("cpu_us_per_request")),
+                   cpu_us_per_request=depth_cpu(record),
                    rps=_number(record.get("rps")), ok=bool(record.get("ok", True)),
                    limit=record.get("limit"))
 
@@ -233,8 +241,9 @@ class Capacity:
         client = record.get("client") or {}
         samples = [sample for sample in record.get("samples") or () if sample.get("ok")]
         spread = {}
-        for key in ("cpu_us_per_request", "rps"):
-            values = [v for sample in samples if (v := _number(sample.get(key))) is not None]
+        for key, read in (("cpu_us_per_request", depth_cpu),
+                          ("rps", lambda sample: _number(sample.get("rps")))):
+            values = [v for sample in samples if (v := read(sample)) is not None]
             if len(values) > 1:
                 spread[key] = (min(values), max(values))
         return cls(
