@@ -192,6 +192,19 @@ class _Poller:
             self._impl.close()
 
 
+def _sent(conn: _Conn, data: bytes | memoryview, sent: int, poller: _Poller) -> None:
+    """After a send that took ``sent`` bytes of ``data`` (``conn.out`` when flushing): the
+    rest waits in ``conn.out``, with ``poller`` watching for writability until it has gone.
+
+    The partial sending the closed loop and the idle check share; the send itself stays
+    with each caller, which counts a failure its own way (and the closed loop's hot path
+    calls this only when a send fell short, so a whole send costs it nothing more)."""
+    queued = conn.out is not None
+    conn.out = memoryview(data)[sent:] if sent < len(data) else None
+    if (conn.out is not None) is not queued:
+        poller.modify(conn.fd, poller.IN | poller.OUT if conn.out is not None else poller.IN)
+
+
 class ClosedLoop:
     """``connections`` connections to ``host``:``port``; the first ``active`` (default: all)
     each keep ``pipeline`` requests (``payload``, tagged) in flight, the others stay idle.
@@ -435,8 +448,7 @@ class ClosedLoop:
             self._fail(conn, error.kind, error.detail)
             return
         if sent < len(data):
-            conn.out = memoryview(data)[sent:]
-            self._poller.modify(conn.fd, self._poller.IN | self._poller.OUT)
+            _sent(conn, data, sent, self._poller)
 
     def _flush(self, conn: _Conn) -> bool:
         """Send more of a request; False if the connection failed."""
@@ -449,9 +461,7 @@ class ClosedLoop:
             error = as_exchange_error(exc)
             self._fail(conn, error.kind, error.detail)
             return False
-        conn.out = conn.out[sent:] if sent < len(conn.out) else None
-        if conn.out is None:
-            self._poller.modify(conn.fd, self._poller.IN)
+        _sent(conn, conn.out, sent, self._poller)
         return True
 
     def _closed_detail(self, got: int) -> str:
@@ -590,7 +600,7 @@ class ClosedLoop:
             waiting.pop(conn.fd, None)
 
         for conn in batch:
-            conn.buf = None
+            conn.buf = conn.out = None
             try:
                 sent = conn.sock.send(payload)
             except BlockingIOError:
@@ -599,8 +609,8 @@ class ClosedLoop:
                 error = as_exchange_error(exc)
                 failed(conn, error.kind, error.detail)
                 continue
-            conn.out = memoryview(payload)[sent:] if sent < len(payload) else None
-            poller.register(conn.fd, poller.IN | (poller.OUT if conn.out is not None else 0))
+            poller.register(conn.fd, poller.IN)
+            _sent(conn, payload, sent, poller)
             waiting[conn.fd] = conn
         deadline = time.monotonic() + timeout
         try:
@@ -611,10 +621,7 @@ class ClosedLoop:
                         continue
                     try:
                         if flags & poller.OUT and conn.out is not None:
-                            sent = conn.sock.send(conn.out)
-                            conn.out = conn.out[sent:] if sent < len(conn.out) else None
-                            if conn.out is None:
-                                poller.modify(fd, poller.IN)
+                            _sent(conn, conn.out, conn.sock.send(conn.out), poller)
                             if flags == poller.OUT:
                                 continue
                         data = conn.sock.recv(self._bufsize)

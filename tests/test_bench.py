@@ -230,6 +230,20 @@ def test_large_requests_go_in_pieces(serve: Any) -> None:
     assert result.requests > 0 and result.error_count == 0
 
 
+def test_idle_connections_prove_alive_with_requests_sent_in_pieces(serve: Any) -> None:
+    """8 MiB requests, twice Linux's largest TCP send buffer by default: the idle check
+    sends each in pieces as the socket drains (the closed loop's partial sending), and
+    verifies each whole reply."""
+    server = serve("select", "echo", "--quiet")
+    payload = b"x" * (8 << 20) + b"\n"
+    with ClosedLoop(server.host, server.port, payload, connections=3, active=1,
+                    reopens=0) as loop:
+        result = loop.run(0.2)
+        alive = loop.check_idle()
+    assert result.requests > 0 and result.error_count == 0
+    assert alive == 2 and sum(result.idle_failed.values()) == 0
+
+
 def test_max_requests_bounds_the_loop(serve: Any) -> None:
     server = serve("select", "echo", "--quiet")
     with ClosedLoop(server.host, server.port, b"hello\n", connections=3) as loop:
