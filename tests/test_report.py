@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import re
 import subprocess
@@ -410,6 +411,41 @@ def test_crashed_cell_is_shown_as_crashed_in_markdown_and_csv(tmp_path):
     assert rows[2]["rps"] == ""
     assert "forking crashed during the run" in verdict(parse(doc), parse(doc).scenarios[0])
     assert check_markdown_matches_json(text, doc) > 0
+
+
+def test_the_scale_scenario_has_a_csv_row_per_model_and_step_and_its_own_glossary():
+    """results.csv has the figures of the scale tables, a row per model and step (a crashed
+    model's steps too); a report of scale alone says nothing of locust's figures."""
+    from testbed.reporting import csvfile, markdown
+    from tests.test_compare_scale import crafted, scale_document
+
+    results = parse(scale_document({**crafted(), "reuseport": "server exited with status -9"}))
+    rows = {(r["model"], r["step"]): r for r in csv.DictReader(
+        io.StringIO(csvfile.render(results)))}
+    assert len(rows) == 7 * 4 and {r["unit"] for r in rows.values()} == {"connections"}
+    held = rows[("threading", "10000")]
+    assert (held["status"], held["scale_opened"], held["scale_idle_alive"]) == ("ok", "10000",
+                                                                               "9990")
+    assert (held["scale_memory_figure"], held["scale_server_bytes"]) == ("uss", "223485760")
+    assert (held["scale_added_per_connection_bytes"], held["scale_threads"]) == ("21300",
+                                                                                "10001")
+    assert (held["p50_ms"], held["p99_ms"], held["cpu_us_per_request"]) == ("0.3", "3", "15")
+    assert held["error"] == "" and held["rps"] == ""  # a figure the record lacks stays empty
+    failed = rows[("sequential", "100")]
+    assert (failed["status"], failed["error"], failed["scale_served_active"]) == (
+        "failed", "no reply in time", "1")
+    beyond = rows[("forking", "5000")]
+    assert beyond["status"] == "not attempted" and beyond["scale_fds"] == ""
+    assert beyond["error"].startswith("not attempted beyond 2,000 connections")
+    assert [rows[("reuseport", str(n))]["status"] for n in (100, 1000, 5000, 10_000)] == [
+        "crashed"] * 4
+    assert "status -9" in rows[("reuseport", "100")]["error"]
+
+    glossary = markdown.render(results, []).partition("## Reading the figures")[2]
+    assert "scale:" in glossary and "locust" not in glossary and "req/s" not in glossary
+    full = markdown.render(parse(document(slow_io_runs(), ["slow-io"])), [])
+    assert "scale:" not in full.partition("## Reading the figures")[2]
+    assert "generator-bound" in full.partition("## Reading the figures")[2]
 
 
 def test_a_run_that_raised_has_no_summary_and_still_shows(tmp_path):

@@ -73,37 +73,55 @@ def scenario_facts(results: Results, name: str) -> list[tuple[str, str]]:
     return []
 
 
-def glossary(generator_marker: str) -> list[str]:
-    """What each column means, for the foot of a report."""
-    return [
-        "req/s: replies received and verified per second of the measured window.",
-        "p50/p95/p99/max ms: round-trip time of the exchanges served, as the client saw it; "
-        "failed attempts are not in these figures but in the failure columns.",
-        "Every attempt that started in a measured window counts in it, followed to its end "
-        "(served, failed or timed out) even after the window's time is up; with persistent "
-        "connections, each on a connection opened in that window.",
-        "clients served: the users that got at least one reply in the window; fairness: Jain's "
-        "index of the replies per user, 1.00 when all got as many, 1/N when one got them all.",
-        "conn/s (denial): new connections offered per second, Poisson arrivals, each "
-        "independent of how the others fared; achieved: the rate locust made.",
-        "bench columns: testbed bench, a lean closed loop (10 persistent connections, one "
-        "request in flight on each) that keeps a fast server busy where locust cannot; its "
-        "server CPU per request decides the fast scenario.",
-        "With repeats: each figure is the median over the repeats, with its spread (min–max); "
-        "models whose spreads overlap are called level (for CPU per request, the spreads "
-        "of the repeats' medians), as are models within 10% of throughput, 2 points of "
-        "share served or 20% of CPU per request.",
-        "served %: the share of attempts that got the right reply; the others are counted "
-        "by failure class (refused, reset, connect_timeout, io_timeout, closed_early, "
-        "mismatch, unreachable, other).",
-        "CPU s: CPU time of the server's whole process tree during the window, sampled from "
-        "the kernel's clock ticks (so below a few hundredths of a second it is rough, and 0 "
-        "means less than one tick); CPU µs/req: that time divided by the requests served.",
-        "RSS MiB, threads, procs, fds: peaks over the server's process tree.",
-        f"{generator_marker} generator-bound: the load generator was near its own measured "
-        "ceiling, a worker's core was busy, or arrivals fell short of the offered rate, so the "
-        "figure is a floor for the server, not its limit; no verdict names a winner from it.",
-    ]
+def glossary(results: Results, generator_marker: str) -> list[str]:
+    """What each column means, for the foot of a report: only the lines that apply to the
+    report's scenarios (a report of the scale scenario alone has no locust figures)."""
+    locust = [scenario for scenario in results.scenarios if not scenario.is_scale]
+    lines = []
+    if locust:
+        lines += [
+            "req/s: replies received and verified per second of the measured window.",
+            "p50/p95/p99/max ms: round-trip time of the exchanges served, as the client saw "
+            "it; failed attempts are not in these figures but in the failure columns.",
+            "Every attempt that started in a measured window counts in it, followed to its end "
+            "(served, failed or timed out) even after the window's time is up; with persistent "
+            "connections, each on a connection opened in that window."]
+    if any(not s.arrivals and s.raw.get("mode", "persistent") == "persistent" for s in locust):
+        lines.append("clients served: the users that got at least one reply in the window; "
+                     "fairness: Jain's index of the replies per user, 1.00 when all got as "
+                     "many, 1/N when one got them all.")
+    if any(s.arrivals for s in locust):
+        lines.append("conn/s (denial): new connections offered per second, Poisson arrivals, "
+                     "each independent of how the others fared; achieved: the rate locust made.")
+    if any(s.raw.get("capacity") for s in locust):
+        lines.append("bench columns: testbed bench, a lean closed loop (10 persistent "
+                     "connections, one request in flight on each) that keeps a fast server "
+                     "busy where locust cannot; its server CPU per request decides the fast "
+                     "scenario.")
+    if locust:
+        lines += [
+            "With repeats: each figure is the median over the repeats, with its spread "
+            "(min–max); models whose spreads overlap are called level (for CPU per request, "
+            "the spreads of the repeats' medians), as are models within 10% of throughput, "
+            "2 points of share served or 20% of CPU per request.",
+            "served %: the share of attempts that got the right reply; the others are counted "
+            "by failure class (refused, reset, connect_timeout, io_timeout, closed_early, "
+            "mismatch, unreachable, other).",
+            "CPU s: CPU time of the server's whole process tree during the window, sampled "
+            "from the kernel's clock ticks (so below a few hundredths of a second it is "
+            "rough, and 0 means less than one tick); CPU µs/req: that time divided by the "
+            "requests served.",
+            "RSS MiB, threads, procs, fds: peaks over the server's process tree.",
+            f"{generator_marker} generator-bound: the load generator was near its own "
+            "measured ceiling, a worker's core was busy, or arrivals fell short of the offered "
+            "rate, so the figure is a floor for the server, not its limit; no verdict names a "
+            "winner from it."]
+    if len(locust) < len(results.scenarios):
+        lines.append("scale: testbed bench's closed loop on the active connections, the "
+                     "others opened and left idle, each proved alive by one verified request "
+                     "at the end of its step; each figure is the step's, from one run per "
+                     "model, and the notes under its tables say what each one is.")
+    return lines
 
 
 def _link_conditions(conditions: dict[str, Any]) -> str:

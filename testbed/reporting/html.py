@@ -109,6 +109,6 @@ def render(results: Results, plots: list[Plot]) -> str:
             parts += ["<h3>Requests in flight</h3>", table(pipelines)]
         parts += ["<h3>Every step</h3>", table(steps)]
     parts.append("<h2>Reading the figures</h2><ul>")
-    parts += [f"<li>{text(line)}</li>" for line in describe.glossary(tables.GENERATOR_BOUND)]
+    parts += [f"<li>{text(line)}</li>" for line in describe.glossary(results, tables.GENERATOR_BOUND)]
     parts += ["</ul></body></html>", ""]
     return "\n".join(parts)

@@ -62,6 +62,6 @@ def render(results: Results, plots: list[Plot]) -> str:
             out += ["", "### Requests in flight", "", table(pipelines)]
         out += ["", "### Every step", "", table(steps)]
     out += ["", "## Reading the figures", ""]
-    out += [f"- {line}" for line in describe.glossary(tables.GENERATOR_BOUND)]
+    out += [f"- {line}" for line in describe.glossary(results, tables.GENERATOR_BOUND)]
     out.append("")
     return "\n".join(out)
