@@ -196,7 +196,9 @@ def test_denials_are_classed_and_every_attempt_counted(tmp_path: Path) -> None:
     csv_totals = generator["locust_csv"]
     assert csv_totals is not None and generator["matches_locust"], generator
     assert generator["all_phases"]["failures"] == csv_totals["failures"]
-    assert sum(csv_totals["failures"].values()) > sum(failures.values())  # warm-up's too
+    # the window's attempts are among the run's (with the warm-up's, when users were
+    # started in time to make some there: a loaded machine may start them after it)
+    assert sum(csv_totals["failures"].values()) >= sum(failures.values())
 
 
 def test_offered_arrival_rate_is_achieved(tmp_path: Path) -> None:
