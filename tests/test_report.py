@@ -355,6 +355,28 @@ def test_a_server_that_served_nothing_under_wrk_comes_last():
     assert "every attempt failed, as io_timeout (100)" in sentence
 
 
+def test_a_bench_that_left_connections_unserved_ranks_by_the_connections_served():
+    """Where CPU per request decides, a server that left some of the bench's connections
+    without a reply ranks below those that served all ten, and among such servers the one
+    that served fewer comes last, whatever their CPU per request: 2 workers serving 2 of 10
+    at 66 µs are not level with one process serving 1 of 10 at 63 µs."""
+    doc = document([
+        run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20)],
+            capacity=bench(15.0, 66000)),
+        run("threading", "fast", [step(1, 1000, 1), step(50, 4000, 21)],
+            capacity=bench(70.0, 14000)),
+        run("prefork", "fast", [step(1, 900, 1), step(50, 3000, 25)],
+            capacity=bench(66.4, 8600, served=2)),
+        run("sequential", "fast", [step(1, 900, 1), step(50, 3000, 25)],
+            capacity=bench(63.5, 6000, served=1))], ["fast"])
+    results = parse(doc)
+    sentence = verdict(results, results.scenarios[0])
+    assert sentence.startswith("fast, 50 users: select won with 15.0 µs"), sentence
+    assert ("sequential came last with 63.5 µs of server CPU per request (6000 req/s under "
+            "testbed bench): under testbed bench it served 1 of 10 connections") in sentence
+    assert "as did" not in sentence  # threading (70 µs, 10 of 10) ranks above both
+
+
 def test_no_winner_is_named_from_generator_bound_figures():
     runs = [run(model, "slow-io", [step(1, 9.8, 101), step(50, rps, 120,
                                                             generator_bound=True)])

@@ -78,14 +78,27 @@ def _primary(scenario: ScenarioInfo, pair: Pair) -> float:
 def _clean(scenario: ScenarioInfo, pair: Pair) -> bool:
     """Every attempt served. Where throughput decides, a model that left clients waiting
     (any failed attempt) ranks below those that served them all, whatever its req/s;
-    where CPU per request decides, the bench run must have had no error."""
+    where CPU per request decides, likewise a model whose bench run had an error or left
+    some of its connections unserved (saturated: one or two workers for ten connections)."""
     run, step = pair
     if scenario.metric == "served_share":
         return True
     if scenario.metric == "cpu_us_per_request":
-        return (run.capacity is not None and run.capacity.ok and not run.capacity.errors
-                and not _served_none(run))
+        capacity = run.capacity
+        return (capacity is not None and capacity.ok and not capacity.errors
+                and not capacity.saturated and not _served_none(run))
     return step.failed == 0
+
+
+def _bench_served(scenario: ScenarioInfo, pair: Pair) -> float:
+    """Where CPU per request decides, the share of the bench's connections that got replies
+    (1.0 where the generator does not say, as wrk): among saturated models, the one that
+    served fewer ranks lower, whatever its CPU per request."""
+    capacity = pair[0].capacity
+    if (scenario.metric != "cpu_us_per_request" or capacity is None
+            or capacity.served_connections is None or not capacity.connections):
+        return 1.0
+    return capacity.served_connections / capacity.connections
 
 
 def _served_none(run: Run) -> bool:
@@ -94,11 +107,13 @@ def _served_none(run: Run) -> bool:
     return run.capacity is not None and run.capacity.rps == 0
 
 
-def _rank_key(scenario: ScenarioInfo, pair: Pair) -> tuple[bool, float, float, float]:
-    """Higher is better: no failures, the scenario's figure, throughput, a lower p99."""
+def _rank_key(scenario: ScenarioInfo, pair: Pair) -> tuple[bool, float, float, float, float]:
+    """Higher is better: no failures, the bench's connections served, the scenario's
+    figure, throughput, a lower p99."""
     step = pair[1]
     p99 = step.p99_ms if step.p99_ms is not None else float("inf")
-    return (_clean(scenario, pair), _primary(scenario, pair), step.rps or 0.0, -p99)
+    return (_clean(scenario, pair), _bench_served(scenario, pair), _primary(scenario, pair),
+            step.rps or 0.0, -p99)
 
 
 def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:
@@ -107,6 +122,8 @@ def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:
     could as well have served 400), or they are within the tolerance."""
     if _clean(scenario, a) != _clean(scenario, b):
         return False
+    if _bench_served(scenario, a) != _bench_served(scenario, b):
+        return False  # 1 of 10 connections served is not level with 2 of 10
     if _overlap(_score_range(scenario, *a), _score_range(scenario, *b)):
         return True
     if _overlap(_score_interval(scenario, a[1]), _score_interval(scenario, b[1])):
