@@ -629,10 +629,13 @@ def test_repeats_show_medians_and_spreads_and_how_stable_the_ranking_was(tmp_pat
 
 def test_agreement_of_runs_side_by_side(tmp_path):
     """testbed report --agree: each run's first and last models side by side, whether they
-    agree, and which cells moved 10% or more between the runs."""
+    agree, and which cells moved 10% or more between the runs, telling apart those that
+    moved no more than their windows' counts do by chance."""
     paths = []
     for index in range(3):
         runs = slow_io_runs()
+        if index == 1:  # 17 replies in 2 s instead of 19.6: 14%, within what a count moves
+            runs[0]["summary"]["steps"][0] = step(1, 8.5, 104)
         if index == 2:  # threading collapsed (failing, so last), and served half at 10 users
             runs[1]["summary"]["steps"][2] = step(50, 5.0, 4900, failures={"io_timeout": 100})
             runs[1]["summary"]["steps"][1]["rps"] = 50.0
@@ -652,6 +655,9 @@ def test_agreement_of_runs_side_by_side(tmp_path):
     assert three.returncode == 0, three.stderr
     assert "| no |" in three.stdout and "0 of 1 scenarios" in three.stdout
     assert "moved most: slow-io threading at 10, rps 95.0, 95.0, 50.0 (47%)" in three.stdout
+    assert ("moved most: slow-io sequential at 1, rps 9.8, 8.5, 9.8 (13%, within its "
+            "counts)") in three.stdout
+    assert "Of the 2 that moved more, 1 moved within what their windows count" in three.stdout
     assert "at 50," not in three.stdout  # a step that failed attempts is past capacity
     assert list(tmp_path.glob("run*/report.md")) == []  # --agree writes nothing
 

@@ -7,7 +7,10 @@ whether they all agree; then, for every cell measured in all of them that was
 neither generator-bound nor saturated (a step where the server failed some
 attempts is past its capacity: there a small change in load moves the figure
 a lot), the spread of its deciding figure between the runs, (max - min) /
-median, and the share of cells under :data:`STEADY`. The scale scenario names no
+median, and the share of cells under :data:`STEADY`; of the cells that moved more, those
+whose runs' 95% counting intervals still overlap (a share served of a few dozen
+attempts, a throughput of a few hundred replies: see ``Step.interval``) moved by no more
+than their windows count by chance, and are said apart. The scale scenario names no
 first and last: its row shows, per run, the step each model held and where it stopped,
 and they agree when every model held and stopped at the same steps.
 """
@@ -33,12 +36,19 @@ class Cell:
     step: float
     figure: str
     values: tuple[float, ...]
+    #: the 95% intervals of the counts behind the figure in every run share a value: what
+    #: it moved is what a window's count moves by chance (never for the bench's figures)
+    within_counts: bool = False
 
     @property
     def moved(self) -> float:
         """(max - min) / median of the figure over the runs."""
         middle = statistics.median(self.values)
         return (max(self.values) - min(self.values)) / middle if middle else 0.0
+
+
+def _shown(figure: str, value: float) -> str:
+    return f"{fmt('pct', value * 100)}%" if figure == "served_share" else fmt("us", value)
 
 
 def _names(models: set[str]) -> str:
@@ -68,6 +78,21 @@ def _value(results: Results, scenario: ScenarioInfo, model: str, users: float,
     return step.value(figure)
 
 
+def _within_counts(runs: list[Results], scenario: ScenarioInfo, model: str, users: float,
+                   figure: str) -> bool:
+    if figure.startswith("bench:"):
+        return False
+    intervals = []
+    for results in runs:
+        run = results.run(model, scenario.name)
+        step = run.at(users) if run is not None else None
+        interval = step.interval(figure) if step is not None else None
+        if interval is None:
+            return False
+        intervals.append(interval)
+    return max(low for low, _ in intervals) <= min(high for _, high in intervals)
+
+
 def cells(runs: list[Results]) -> list[Cell]:
     """Every (scenario, model, step) measured in all runs, neither generator-bound nor
     saturated, with its deciding figure in each run. The bench's figure is one cell per
@@ -83,7 +108,8 @@ def cells(runs: list[Results]) -> list[Cell]:
                 values = [_value(results, scenario, run.model, users, figure) for results in runs]
                 if all(value is not None for value in values):
                     found.append(Cell(scenario.name, run.model, users, figure,
-                                      tuple(v for v in values if v is not None)))
+                                      tuple(v for v in values if v is not None),
+                                      _within_counts(runs, scenario, run.model, users, figure)))
     return found
 
 
@@ -120,8 +146,15 @@ def render(runs: list[Results], names: list[str]) -> str:
     if measured:
         lines.append(f"{len(steady)} of {len(measured)} cells (neither generator-bound nor "
                      f"saturated) moved less than {STEADY:.0%} between the runs.")
-        worst = sorted(measured, key=lambda cell: cell.moved, reverse=True)[:5]
+        moving = [cell for cell in measured if cell.moved >= STEADY]
+        chance = [cell for cell in moving if cell.within_counts]
+        if chance:
+            lines.append(f"Of the {len(moving)} that moved more, {len(chance)} moved within "
+                         f"what their windows count by chance (the 95% intervals of their "
+                         f"counts overlap in every run).")
+        worst = sorted(moving, key=lambda cell: cell.moved, reverse=True)[:5]
         lines += [f"- moved most: {cell.scenario} {cell.model} at {cell.step:g}, "
-                  f"{cell.figure} {', '.join(fmt('us', v) for v in cell.values)} "
-                  f"({cell.moved:.0%})" for cell in worst if cell.moved >= STEADY]
+                  f"{cell.figure} {', '.join(_shown(cell.figure, v) for v in cell.values)} "
+                  f"({cell.moved:.0%}{', within its counts' if cell.within_counts else ''})"
+                  for cell in worst]
     return "\n".join(lines)
