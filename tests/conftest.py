@@ -6,10 +6,14 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from clients.harness import open_listener
 from servers import registry
 from testbed.processes import ServerProcess, start_server
 from tests.netns import Netns, join_by_veth, make_netns
@@ -63,6 +67,40 @@ def serve() -> Iterator[StartServer]:
     yield start
     for proc in started:
         proc.cleanup()
+
+
+@contextmanager
+def scripted_server(answer: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback listener of the test's own, for replies no real server gives: each
+    connection in turn is handed to ``answer(conn)`` (2 s socket timeout; an OSError ends
+    that connection), then closed. Yields its port; the listener and its thread end after."""
+    sock = open_listener("127.0.0.1", 0, backlog=16)
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve_forever() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    answer(conn)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
 
 
 def require_tool(name: str) -> str:

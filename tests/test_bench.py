@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,8 +15,8 @@ import psutil
 import pytest
 
 from clients.bench import ClosedLoop
-from clients.harness import FAILURE_CLASSES, open_listener
-from tests.conftest import no_traceback, one_line, sigint_as_in_a_terminal
+from clients.harness import FAILURE_CLASSES
+from tests.conftest import no_traceback, one_line, scripted_server, sigint_as_in_a_terminal
 from tests.test_safety import ROOT, run_hooked
 
 #: The fields the JSON output documents (README), checked on every JSON run here.
@@ -256,32 +255,12 @@ def test_max_requests_bounds_the_loop(serve: Any) -> None:
 @pytest.fixture
 def half_replier() -> Iterator[int]:
     """A listener that answers each connection with half a reply, then closes it."""
-    listener = open_listener("127.0.0.1", 0, backlog=16)
-    listener.settimeout(0.2)
-    stop = threading.Event()
+    def half(conn: socket.socket) -> None:
+        line = conn.recv(64)
+        conn.sendall(line[:len(line) // 2])
 
-    def serve_forever() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    line = conn.recv(64)
-                    conn.sendall(line[:len(line) // 2])
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve_forever, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    listener.close()
+    with scripted_server(half) as port:
+        yield port
 
 
 def test_half_a_reply_then_close_is_closed_early(half_replier: int) -> None:
@@ -369,32 +348,13 @@ def test_pipeline_wrong_service_is_mismatch(serve: Any) -> None:
 @pytest.fixture
 def swapper() -> Iterator[int]:
     """A listener that answers each pair of lines in the wrong order."""
-    listener = open_listener("127.0.0.1", 0, backlog=16)
-    listener.settimeout(0.2)
-    stop = threading.Event()
+    def swapped(conn: socket.socket) -> None:
+        with conn.makefile("rb") as lines:
+            first, second = lines.readline(), lines.readline()
+            conn.sendall(second + first)
 
-    def serve_forever() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn, conn.makefile("rb") as lines:
-                conn.settimeout(2)
-                try:
-                    first, second = lines.readline(), lines.readline()
-                    conn.sendall(second + first)
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve_forever, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    listener.close()
+    with scripted_server(swapped) as port:
+        yield port
 
 
 def test_replies_out_of_order_are_mismatches(swapper: int) -> None:

@@ -8,16 +8,16 @@ a traceback); the framing itself fed the bytes a real server sent, in every spli
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 
 from clients.bench import ClosedLoop
 from clients.framing import HELLO, HttpFraming
-from clients.harness import ExchangeError, open_listener
+from clients.harness import ExchangeError
+from tests.conftest import scripted_server
 from tests.test_bench import json_bench
 
 SHORTER = ("--duration", "0.5", "--warmup", "0.2")
@@ -50,37 +50,14 @@ def test_http_pipeline_of_different_requests_is_checked_in_order(serve: Any) -> 
     assert result.requests > 100 and result.error_count == 0
 
 
-@contextmanager
-def listener(answer: Callable[[socket.socket, bytes], None]) -> Iterator[int]:
-    """A loopback listener serving each connection with ``answer(conn, first bytes read)``."""
-    sock = open_listener("127.0.0.1", 0, backlog=16)
-    sock.settimeout(0.2)
-    stop = threading.Event()
+def listener(answer: Callable[[socket.socket, bytes], None]) -> AbstractContextManager[int]:
+    """A loopback listener serving each connection with ``answer(conn, first bytes read)``,
+    then waiting for the client to give up on it."""
+    def serve(conn: socket.socket) -> None:
+        answer(conn, conn.recv(65536))
+        conn.recv(65536)
 
-    def serve_forever() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    answer(conn, conn.recv(65536))
-                    conn.recv(65536)  # wait for the client to give up on it
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        sock.close()
+    return scripted_server(serve)
 
 
 def _response(status: bytes, body: bytes) -> bytes:

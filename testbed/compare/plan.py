@@ -33,6 +33,11 @@ class PlannedRun:
     # runs); k >= 1: the bench's sample k + 1 alone, taken after every model's run
     sample: int = 0
 
+    def planned_seconds(self, overhead: float) -> float:
+        """:meth:`step_seconds` and the ``overhead`` of starting and stopping locust and the
+        server, which a bench sample (a run of testbed bench alone) does not have."""
+        return self.step_seconds() + (0.0 if self.sample else overhead)
+
     @property
     def timing(self) -> Timing:
         assert self.scenario.timing is not None
@@ -76,7 +81,7 @@ class ComparisonPlan:
     lab: dict[str, Any] | None = None  # --lab: the placement and conditions (testbed.lab)
 
     def estimate(self, overhead: float = OVERHEAD_GUESS) -> float:
-        return sum(run.step_seconds() + (0.0 if run.sample else overhead) for run in self.runs)
+        return sum(run.planned_seconds(overhead) for run in self.runs)
 
 
 def rotated(models: list[str], repeat: int) -> list[str]:

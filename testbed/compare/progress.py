@@ -38,8 +38,7 @@ class Progress:
         return sum(self.overheads) / len(self.overheads) if self.overheads else OVERHEAD_GUESS
 
     def _planned(self, index: int) -> float:
-        run = self.plan.runs[index]  # a bench sample has no locust to start and stop
-        return run.step_seconds() + (0.0 if run.sample else self.overhead)
+        return self.plan.runs[index].planned_seconds(self.overhead)
 
     def left(self) -> float:
         if self.index < 0:

@@ -162,13 +162,21 @@ def run_wrk(run: PlannedRun, run_dir: Path) -> dict[str, Any]:
     is recorded as such."""
     wrk = run.scenario.wrk
     assert wrk is not None
+    return _capacity_run(_capacity_command(run, "wrk", wrk.options()), wrk.seconds, run_dir,
+                         "wrk")
+
+
+def _capacity_command(run: PlannedRun, tool: str, options: list[str]) -> list[str]:
+    """``testbed TOOL`` (bench or wrk) with ``--json`` on a fresh server of the run's options
+    (its log kept: no --quiet), pinned where two CPUs are free: the server on one core, the
+    client on another."""
     model, extra = contenders.server_options(run.model)
     server = [option for option in run.scenario.server_options(model, extra)
               if option != "--quiet"]
-    command = [sys.executable, "-m", "testbed", "wrk", *server, *wrk.options(), "--json"]
+    command = [sys.executable, "-m", "testbed", tool, *server, *options, "--json"]
     if len(os.sched_getaffinity(0)) >= 2:
         command.append("--pin")
-    return _capacity_run(command, wrk.seconds, run_dir, "wrk")
+    return command
 
 
 def bench_sample(run: PlannedRun, run_dir: Path, sample: int = 0,
@@ -179,13 +187,8 @@ def bench_sample(run: PlannedRun, run_dir: Path, sample: int = 0,
     fails is recorded as such."""
     capacity = run.scenario.capacity
     assert capacity is not None
-    model, extra = contenders.server_options(run.model)
-    server = [option for option in run.scenario.server_options(model, extra)
-              if option != "--quiet"]
-    command = [sys.executable, "-m", "testbed", "bench", *server, *capacity.options(pipeline),
-               "--payload-size", str(run.scenario.payload_size), "--json"]
-    if len(os.sched_getaffinity(0)) >= 2:
-        command.append("--pin")  # the server on one core, the client on another
+    command = _capacity_command(run, "bench", [*capacity.options(pipeline), "--payload-size",
+                                               str(run.scenario.payload_size)])
     name = f"bench-{sample + 1}" if pipeline == 1 else f"bench-p{pipeline}"
     return _capacity_run(command, capacity.seconds_of(pipeline), run_dir, name)
 

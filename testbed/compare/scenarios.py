@@ -332,26 +332,23 @@ def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget,
     may be shorter than the longest attempt: a client left waiting still shows up as a
     failure, in the window it started in.
     """
-    def common(budget: Budget) -> dict:
-        return budget.fields()
-
     return (
         Scenario(
             name="fast", title="echo, persistent connections, 64-byte requests",
             description="No delay, no work: each model's own overhead per request, as server "
                         "CPU per request under a lean closed loop that keeps it busy; locust "
                         "gives the latency at each user count.",
-            metric="cpu_us_per_request", capacity=capacity, **common(fast)),
+            metric="cpu_us_per_request", capacity=capacity, **fast.fields()),
         Scenario(
             name="slow-io", title="every request waits 0.1 s (--delay 0.1)",
             description="Requests that wait on something slow: a model that serves one client "
                         "at a time collapses, the concurrent ones overlap their waits.",
-            delay=0.1, **common(slow)),
+            delay=0.1, **slow.fields()),
         Scenario(
             name="cpu", title="every request burns 5 ms of CPU (--work-ms 5)",
             description="CPU-bound requests: threads share one interpreter lock, forked "
                         "processes use every core, an event loop blocks while it computes.",
-            work_ms=5.0, **common(cpu)),
+            work_ms=5.0, **cpu.fields()),
         Scenario(
             name="denial", title="new connections at offered rates, --backlog 1 --delay 0.5",
             description="New connections arrive at a stated rate (Poisson arrivals, each "
@@ -359,7 +356,7 @@ def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget,
                         "and slow replies: which share of attempts each model serves as the "
                         "offered rate grows, and how the rest fail (connect timeouts, "
                         "refusals, resets).",
-            metric="served_share", mode="arrivals", delay=0.5, backlog=1, **common(denial)),
+            metric="served_share", mode="arrivals", delay=0.5, backlog=1, **denial.fields()),
     )
 
 

@@ -124,10 +124,8 @@ class HttptoolsParser:
 
     def on_message_complete(self) -> None:
         self.in_head = True
-        self.head_bytes = self.header_bytes = 0
-        self.url = b""
-        self.length = None
-        self.expect = self.connection = False
+        self.head_bytes = 0
+        self._reset()
         handler = self.handler
         handler.complete()
         if handler.closing:

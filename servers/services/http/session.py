@@ -74,8 +74,8 @@ class Responses:
                body: bytes = b"") -> bytes:
         """The response to one request: the application's answer (``HEAD``: ``GET``'s, without
         its body)."""
-        head = method == b"HEAD"
-        return self.get(routes.answer(b"GET" if head else method, target, body), head, connection)
+        answer, head = _routed(method, target, body)
+        return self.get(answer, head, connection)
 
     def bodiless(self, method: bytes, target: bytes, connection: bytes = b"") -> bytes:
         """:meth:`answer` to a request without a body, kept for the second when it is static."""
@@ -84,12 +84,18 @@ class Responses:
         key = (method, target, connection)
         data = self._routes.get(key)
         if data is None:
-            head = method == b"HEAD"
-            answer = routes.answer(b"GET" if head else method, target)
+            answer, head = _routed(method, target)
             data = self.get(answer, head, connection)
             if answer.static and len(self._routes) < KEPT_ROUTES and len(target) <= KEPT_TARGET:
                 self._routes[key] = data
         return data
+
+
+def _routed(method: bytes, target: bytes, body: bytes = b"") -> tuple[routes.Answer, bool]:
+    """The application's answer, and whether only its head is sent: ``HEAD`` is answered
+    as ``GET``, without the body."""
+    head = method == b"HEAD"
+    return routes.answer(b"GET" if head else method, target, body), head
 
 
 RESPONSES = Responses()
