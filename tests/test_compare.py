@@ -267,11 +267,14 @@ def test_the_bench_samples_after_the_first_are_rounds_over_every_model():
     over every model afterwards (rotated), so that each model's samples span the scenario."""
     plan = make_plan(compare_parser().parse_args(["--models", "select,threading,forking",
                                                   "--scenarios", "fast", "--repeat", "1"]))
-    assert plan.scenarios[0].capacity is not None and plan.scenarios[0].capacity.samples == 3
+    assert plan.scenarios[0].capacity is not None and plan.scenarios[0].capacity.samples == 6
     assert [(run.model, run.sample) for run in plan.runs] == [
         ("select", 0), ("threading", 0), ("forking", 0),
         ("threading", 1), ("forking", 1), ("select", 1),
-        ("forking", 2), ("select", 2), ("threading", 2)]
+        ("forking", 2), ("select", 2), ("threading", 2),
+        ("select", 3), ("threading", 3), ("forking", 3),
+        ("threading", 4), ("forking", 4), ("select", 4),
+        ("forking", 5), ("select", 5), ("threading", 5)]
 
 
 def test_the_samples_fold_into_their_run_as_the_median_with_every_sample():

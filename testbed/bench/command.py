@@ -91,6 +91,10 @@ def build_parser() -> ArgumentParser:
                         "(default %(default)s)")
     parser.add_argument("--pin", action="store_true",
                         help="server on the first CPU, this client on the second")
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="skip the memory readings, and the waits for the server's tree "
+                        "to settle that they need (0.4 s or more each): CPU and throughput "
+                        "alone, for many short runs")
     parser.add_argument("--scale", nargs="?", const=",".join(map(str, DEFAULT_STEPS)),
                         type=user_counts, metavar="N,N,...",
                         help="the scale scenario instead of one run: a fresh server at each "
@@ -118,7 +122,8 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> BenchSpec:
         payload_size=args.payload_size,
         expect=args.expect, warmup=args.warmup, duration=args.duration,
         max_requests=args.max_requests, io_timeout=args.io_timeout,
-        connect_timeout=args.connect_timeout, reopens=args.reopens, pin=args.pin)
+        connect_timeout=args.connect_timeout, reopens=args.reopens, pin=args.pin,
+        memory=args.memory)
 
 
 def _scale(args: argparse.Namespace, argv: list[str], spec: BenchSpec) -> int:

@@ -73,14 +73,14 @@ def _warmup(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str) 
         return loop.run(spec.warmup, spec.max_requests)
 
 
-def settled(root: psutil.Process) -> TreeHoldings | None:
-    """The tree once it has stopped changing: three readings 0.2 s apart that agree on
+def settled(root: psutil.Process, every: float = 0.2) -> TreeHoldings | None:
+    """The tree once it has stopped changing: three readings ``every`` s apart that agree on
     descriptors, threads and processes (the server may still be accepting, spawning or
     forking when the client's handshakes are done); at most SETTLE_S."""
     deadline = time.monotonic() + SETTLE_S
     last, agreed = holdings(root), 0
     while last is not None and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(every)
         now = holdings(root)
         if now is None:
             return last
@@ -95,11 +95,16 @@ def settled(root: psutil.Process) -> TreeHoldings | None:
 def _measure(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str,
              root: psutil.Process | None) -> Measured:
     loop = _loop(host, port, spec, payload, expect, warmup=False)
+    # Without memory readings the tree still settles, more briefly: forks and exits of the
+    # connections opened or closed just before would land in the CPU window.
+    every = 0.2 if spec.memory else 0.05
     try:
         # settled: the warm-up's connections, closed by the client, are gone at the server
-        held_before = settled(root) if root is not None else None
+        held_before = settled(root, every) if root is not None else None
         loop.open()
-        held_open = settled(root) if root is not None else None
+        held_open = settled(root, every) if root is not None else None
+        if not spec.memory:
+            held_before = held_open = None
         before = sample_tree(root) if root is not None else None
         result = loop.run(spec.duration, spec.max_requests)
         after = sample_tree(root) if root is not None else None

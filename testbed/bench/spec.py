@@ -38,3 +38,6 @@ class BenchSpec:
     connect_timeout: float = 5.0
     reopens: int = 3  # times a failed connection is reopened before it is given up
     pin: bool = False  # the server on the first CPU, the client on the second
+    #: read the tree's memory before and after opening (each reading waits for the tree to
+    #: settle, 0.4 s or more); False for runs that want the CPU and throughput alone
+    memory: bool = True

@@ -57,13 +57,15 @@ class PlannedRun:
             seconds += sum(capacity.seconds_of(depth) + BENCH_OVERHEAD
                            for depth in (1, *capacity.pipelines))
         if self.scenario.wrk is not None:
-            seconds += self.scenario.wrk.seconds + BENCH_OVERHEAD
+            seconds += self.scenario.wrk.seconds + WRK_OVERHEAD
         return seconds
 
 
 #: A bench run's fixed cost beyond its warm-up and window (its own start, its server's
-#: start and stop): 1.3 s measured on 2 cores.
-BENCH_OVERHEAD = 1.3
+#: start and stop, without memory readings): 0.6 s measured on 2 cores.
+BENCH_OVERHEAD = 0.6
+#: ... and a wrk run's (testbed wrk, its server and wrk itself): 1.3 s.
+WRK_OVERHEAD = 1.3
 
 
 @dataclass

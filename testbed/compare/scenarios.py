@@ -94,11 +94,14 @@ class Capacity:
 
     def options(self, pipeline: int = 1) -> list[str]:
         """The bench options of a sample (``pipeline`` 1) or of a pipelined run."""
+        # --no-memory: the memory per connection is the scale scenario's figure, and its
+        # readings would cost every sample 0.8 s of waiting for the tree to settle
         if pipeline == 1:
             return ["--connections", str(self.connections), "--warmup", f"{self.warmup:g}",
-                    "--duration", f"{self.window:g}"]
+                    "--duration", f"{self.window:g}", "--no-memory"]
         return ["--connections", str(self.connections), "--warmup", f"{self.pipeline_warmup:g}",
-                "--duration", f"{self.pipeline_window:g}", "--pipeline", str(pipeline)]
+                "--duration", f"{self.pipeline_window:g}", "--pipeline", str(pipeline),
+                "--no-memory"]
 
     def seconds_of(self, pipeline: int = 1) -> float:
         """One bench run's warm-up and window."""
@@ -368,9 +371,16 @@ QUICK = Preset("quick", Timing(warmup=0.2, window=1.0, first_warmup=1.0), _scena
                 first_warmup=1.0),
     # 0.5 s before each later step: forking forks 40 children between 10 and 50 users
     slow=Budget((1, 10, 50), warmup=0.5, window=0.8, io_timeout=0.5, first_warmup=1.0),
-    cpu=Budget((1, 10), warmup=0.2, window=1.0, io_timeout=0.8, first_warmup=1.0),
+    # threading's replies wait for the interpreter lock behind nine others': its slowest
+    # took 0.36-0.74 s in six runs, so an I/O timeout of 0.8 s failed one in one run of six;
+    # the window stays longer than the timeout, so that every client a pool leaves queued
+    # starts an attempt in it, and fails it
+    cpu=Budget((1, 10), warmup=0.2, window=1.4, io_timeout=1.2, first_warmup=1.0),
     denial=Budget((10, 40, 100), warmup=0.3, window=1.5, io_timeout=1.2, first_warmup=1.0),
-    capacity=Capacity(connections=10, warmup=0.5, window=1.0),
+    # six short samples rather than three long ones: the machine's speed drifts over tens of
+    # seconds, so samples spread over the scenario's minutes say more than longer windows,
+    # and from four samples each the verdicts' rank test can tell two models apart
+    capacity=Capacity(connections=10, warmup=0.3, window=0.8, samples=6, pipelines=(16,)),
 ))
 
 #: Seconds the quick preset may take; its repeats are as many as fit (at least one).

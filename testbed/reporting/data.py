@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.reporting.scale_data import ScaleRun, scale_runs
+from testbed.reporting.stats import poisson, wilson
 
 FORMAT = "testbed-compare/1"
 
@@ -55,26 +56,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return None if math.isnan(value) or math.isinf(value) else float(value)
-
-
-#: The normal quantile of the 95% intervals the verdicts compare.
-Z95 = 1.96
-
-
-def wilson(successes: float, trials: float, z: float = Z95) -> tuple[float, float]:
-    """Wilson's score interval of a share: sound at 0 and 1, where the normal one is not."""
-    share = successes / trials
-    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = (z / (1 + z * z / trials)) * math.sqrt(share * (1 - share) / trials
-                                                  + z * z / (4 * trials * trials))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def poisson(count: float, z: float = Z95) -> tuple[float, float]:
-    """The interval of a count of independent events (normal approximation, with the
-    square-root transform that keeps it positive)."""
-    root = math.sqrt(count)
-    return max(0.0, root - z / 2) ** 2, (root + z / 2) ** 2
 
 
 #: The figures a step record has at its top level, and in its "server" part.
@@ -230,6 +211,9 @@ class Capacity:
     repeat_spread: dict[str, tuple[float, float]] = field(default_factory=dict)
     repeats: int = 1
     samples: int = 1  # bench runs per repeat
+    #: the server CPU per request of every bench run that went well, over every repeat:
+    #: what the verdicts' rank test compares
+    cpu_samples: tuple[float, ...] = ()
     pipelines: tuple[Depth, ...] = ()
     generator: str = "bench"  # the testbed command that measured it: bench or wrk
 
@@ -246,6 +230,9 @@ class Capacity:
             values = [v for sample in samples if (v := read(sample)) is not None]
             if len(values) > 1:
                 spread[key] = (min(values), max(values))
+        cpu_samples = tuple(v for sample in samples if (v := depth_cpu(sample)) is not None)
+        if not cpu_samples and (cpu := _number(server.get("cpu_us_per_request"))) is not None:
+            cpu_samples = (cpu,)  # one run (wrk, or a bench without samples)
         return cls(
             rps=_number(record.get("rps")),
             cpu_us_per_request=_number(server.get("cpu_us_per_request")),
@@ -257,6 +244,7 @@ class Capacity:
             ok=bool(record.get("ok", True)) and record.get("rps") is not None,
             error=record.get("error"), generator=record.get("generator") or "bench",
             spread=spread, samples=max(len(record.get("samples") or ()), 1),
+            cpu_samples=cpu_samples,
             pipelines=tuple(Depth.from_record(depth) for depth in record.get("pipelines") or ()))
 
     @property
@@ -478,6 +466,7 @@ def merge_capacities(found: list[Capacity]) -> Capacity | None:
     return Capacity(limit=limit, spread=spread, repeat_spread=repeat_spread,
                     repeats=len(measured),
                     samples=max(capacity.samples for capacity in measured),
+                    cpu_samples=tuple(v for capacity in measured for v in capacity.cpu_samples),
                     pipelines=tuple(pipelines), generator=measured[0].generator, **medians)
 
 

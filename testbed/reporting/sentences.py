@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from testbed.reporting.data import Results, Run, ScenarioInfo, Step
 from testbed.reporting.scale_sentences import scale_verdict
+from testbed.reporting.stats import mann_whitney_p
 from testbed.reporting.tables import fmt, human_ms
 
 #: Winner and loser closer than this (relative) are called a tie.
@@ -32,6 +33,14 @@ CLOSE_SHARE_POINTS = 2.0
 #: same model's median of three bench runs moved 8-19% between comparisons made minutes
 #: apart on a quiet 2-core VM, so closer than 20% is level.
 LEVEL_RPS, LEVEL_SHARE_POINTS, LEVEL_CPU = 0.10, 2.0, 0.20
+#: With at least this many bench runs each, two models' CPU per request are told apart by
+#: a rank test of their runs instead (Mann-Whitney, two-sided, at RANK_TEST_ALPHA): how far
+#: apart they must be to rank follows from how much their own runs strayed, not from a fixed
+#: tolerance that a model near its edge crosses in one comparison and not the next. Closer
+#: than LEVEL_CPU_CLOSE is level however steady the runs: a difference that small is not one
+#: to choose a design by on a shared machine. Below 4 runs each the test can never tell two
+#: models apart at 5%.
+RANK_TEST_SAMPLES, RANK_TEST_ALPHA, LEVEL_CPU_CLOSE = 4, 0.05, 0.10
 
 Pair = tuple[Run, Step]
 
@@ -116,6 +125,20 @@ def _rank_key(scenario: ScenarioInfo, pair: Pair) -> tuple[bool, float, float, f
             step.rps or 0.0, -p99)
 
 
+def _rank_tested(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool | None:
+    """Level by the rank test of their bench runs (see RANK_TEST_SAMPLES); None where the
+    figure is not CPU per request or either has too few runs for the test."""
+    if scenario.metric != "cpu_us_per_request":
+        return None
+    x, y = a[0].capacity, b[0].capacity
+    if x is None or y is None or min(len(x.cpu_samples), len(y.cpu_samples)) < RANK_TEST_SAMPLES:
+        return None
+    low, high = sorted((-_primary(scenario, a), -_primary(scenario, b)))
+    if high <= low * (1 + LEVEL_CPU_CLOSE):
+        return True
+    return mann_whitney_p(x.cpu_samples, y.cpu_samples) >= RANK_TEST_ALPHA
+
+
 def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:
     """Level: what was measured cannot tell them apart. Their spreads over the repeats
     overlap, or the 95% intervals of their counts do (a window that served 360 replies
@@ -124,6 +147,9 @@ def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:
         return False
     if _bench_served(scenario, a) != _bench_served(scenario, b):
         return False  # 1 of 10 connections served is not level with 2 of 10
+    tested = _rank_tested(scenario, a, b)
+    if tested is not None:
+        return tested
     if _overlap(_score_range(scenario, *a), _score_range(scenario, *b)):
         return True
     if _overlap(_score_interval(scenario, a[1]), _score_interval(scenario, b[1])):
