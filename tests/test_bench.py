@@ -294,6 +294,17 @@ def test_select_holds_2000_mostly_idle_connections() -> None:
     assert latency["samples"] == summary["requests"] and 0 < latency["p50_ms"] <= latency["p99_ms"]
 
 
+def test_no_memory_skips_the_memory_readings_and_still_measures_the_whole_tree() -> None:
+    """--no-memory (the comparison's CPU samples): no memory figure, and the CPU per request
+    is still that of the whole tree, every forked child counted."""
+    summary = json_bench("--model", "forking", "--connections", "10", "--no-memory",
+                         "--duration", "0.5", "--warmup", "0.2")
+    assert summary["ok"] and summary["error_count"] == 0 and summary["requests"] > 0
+    assert summary["server_memory"] is None
+    assert summary["server"]["processes"] == 11  # the server and a child per connection
+    assert summary["server"]["cpu_us_per_request"] > 0
+
+
 def test_sequential_serves_one_of_100_and_names_why_not_the_others() -> None:
     result = run_bench("--model", "sequential", "--connections", "100", "--io-timeout", "0.5",
                        "--reopens", "0", "--duration", "1.5", "--warmup", "0")

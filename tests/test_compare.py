@@ -262,6 +262,17 @@ def test_the_models_order_rotates_from_one_repeat_to_the_next():
     assert [run.scenario.name for run in plan.runs] == ["slow-io"] * 9 + ["cpu"] * 9
 
 
+def test_a_client_left_queued_fails_in_every_window_of_persistent_load():
+    """A persistent client that a pool leaves queued fails once per I/O timeout; a window
+    longer than the timeout sees each such client start a failing attempt, so a model that
+    leaves clients waiting shows it in every run, not in some."""
+    for chosen in (QUICK, FULL):
+        for scenario in chosen.scenarios:
+            if scenario.mode == "persistent" and scenario.scale is None:
+                assert scenario.timing is not None
+                assert scenario.timing.window > scenario.io_timeout, (chosen.name, scenario.name)
+
+
 def test_the_bench_samples_after_the_first_are_rounds_over_every_model():
     """fast's bench takes its first sample in each model's run and the others in rounds
     over every model afterwards (rotated), so that each model's samples span the scenario."""

@@ -23,7 +23,8 @@ from testbed.compare.scenarios import HTTP_QUICK, QUICK
 from testbed.reporting import write_report
 from testbed.reporting.data import parse
 from testbed.reporting.describe import facts
-from testbed.reporting.sentences import verdict, verdicts
+from testbed.reporting.sentences import verdict, verdicts, winner_and_loser
+from testbed.reporting.stats import mann_whitney_p
 from testbed.reporting.tables import fmt
 from tests.conftest import one_line
 
@@ -686,8 +687,8 @@ def test_counts_that_cannot_tell_models_apart_are_level():
 
 def test_the_bench_figure_is_the_median_of_its_samples_and_its_pipelines_are_tabled(tmp_path):
     """fast's capacity: the median of the bench samples, shown with their spread; models
-    are level when their medians are within 20%, or when the spreads of their repeats'
-    medians overlap (the spread of the samples alone grows with their number); the
+    with three samples are level when their medians are within 20%, and with more (here
+    two repeats of three) when a rank test of their samples cannot tell them apart; the
     pipelined runs make a table and a plot of CPU per request against the requests in
     flight."""
     def capacity(cpus: list[float], depths: dict[int, float]) -> dict:
@@ -715,7 +716,8 @@ def test_the_bench_figure_is_the_median_of_its_samples_and_its_pipelines_are_tab
     assert sentence.startswith("fast, 50 users: select won with 15.0 µs"), sentence
     assert "asyncio came last with 30.0 µs" in sentence
     # a second repeat: select's medians 15.0 and 21.0, reuseport's 19.0 and 27.0; the
-    # medians of the repeats (18.0 and 23.0) are 22% apart, but their spreads overlap: level
+    # medians of the repeats (18.0 and 23.0) are 22% apart, but their six samples each mix
+    # (Mann-Whitney p 0.13): level
     second = [run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20)], repeat=1,
                   capacity=capacity([21.0, 20.5, 21.5], {4: 5.0, 16: 1.6})),
               run("reuseport", "fast", [step(1, 1000, 1), step(50, 4000, 19)], repeat=1,
@@ -734,6 +736,51 @@ def test_the_bench_figure_is_the_median_of_its_samples_and_its_pipelines_are_tab
     assert rows["select"]["16 in flight µs/req"].replace("**", "") == "1.6"
     assert rows["asyncio"]["req per CPU s, 16 vs 1"] == "7.5×"
     assert (written.markdown.parent / "fast-pipeline.png").stat().st_size > 0
+
+
+def sampled(cpus: list[float], *, served: int = 10) -> dict[str, Any]:
+    """A bench record of several samples, its figures the median sample's."""
+    middle = sorted(cpus)[(len(cpus) - 1) // 2]
+    record = bench(middle, 1e6 / middle, served=served)
+    record["samples"] = [{"pipeline": 1, "ok": True, "rps": 1e6 / cpu,
+                          "server_cpu_us_per_request": cpu} for cpu in cpus]
+    return record
+
+
+def test_the_rank_test_gives_the_exact_two_sided_p_values():
+    """Mann-Whitney's exact p-values (as scipy.stats.mannwhitneyu, method="exact")."""
+    assert mann_whitney_p([1, 2, 3], [4, 5, 6]) == pytest.approx(0.1)  # 3 each: never < 0.1
+    assert mann_whitney_p([1, 2, 3, 4], [5, 6, 7, 8]) == pytest.approx(2 / 70)
+    assert mann_whitney_p(list(range(6)), list(range(6, 12))) == pytest.approx(2 / 924)
+    assert mann_whitney_p([1, 5, 2, 6, 3], [4, 7, 8, 9, 10]) == pytest.approx(8 / 252)
+    assert mann_whitney_p([1, 2, 3], [1, 2, 3]) == 1.0
+    assert mann_whitney_p([], [1.0]) == 1.0
+
+
+def test_bench_samples_are_told_apart_by_a_rank_test_not_by_a_tolerance():
+    """With six bench samples each, CPU per request is level when a rank test of the samples
+    cannot tell two models apart at 5%, or their medians are within 10%: a model 16% behind
+    whose samples all lie above the winner's is not level (a 20% tolerance would call it
+    so), one 26% behind whose samples mix with the winner's is (the tolerance would not)."""
+    runs = [run(model, "fast", [step(1, 1000, 1), step(50, 4000, 20)], capacity=sampled(cpus))
+            for model, cpus in (
+                ("select", [14.0, 14.5, 15.0, 15.2, 15.5, 16.0]),     # median 15.0
+                ("reuseport", [16.0, 16.2, 16.3, 16.4, 16.5, 16.6]),  # 16.3: within 10%
+                ("threading", [17.0, 17.2, 17.4, 17.5, 17.6, 18.0]),  # 17.4: apart, p 0.002
+                ("asyncio", [13.0, 15.0, 18.5, 19.5, 22.0, 30.0]),    # 18.5: mixed, p 0.18
+                ("forking", [40.0, 41.0, 42.0, 43.0, 44.0, 45.0]))]
+    results = parse(document(runs, ["fast"]))
+    found = winner_and_loser(results, results.scenarios[0], results.runs_for("fast"))
+    assert found == ({"select", "reuseport", "asyncio"}, {"forking"}), found
+    # three samples each: the 20% tolerance decides, as before (17.4 is level with 15.0,
+    # 19.5 is not)
+    few = [run(model, "fast", [step(1, 1000, 1), step(50, 4000, 20)],
+               capacity=sampled([cpu * 0.95, cpu, cpu * 1.05]))
+           for model, cpu in (("select", 15.0), ("threading", 17.4), ("asyncio", 19.5),
+                              ("forking", 42.0))]
+    results = parse(document(few, ["fast"]))
+    found = winner_and_loser(results, results.scenarios[0], results.runs_for("fast"))
+    assert found == ({"select", "threading"}, {"forking"}), found
 
 
 def test_a_results_json_from_before_the_depth_records_had_one_shape_reads_the_same():

@@ -7,7 +7,9 @@ one; p99 breaks ties). Models level with the winner or the loser are named
 with them: level means that what was measured cannot tell them apart (their
 spreads over the repeats overlap, or the 95% intervals of their counts do, or
 they are within a tolerance: 10% of throughput, 2 points of share served, 20%
-of CPU per request). A figure the load generator limited never names a winner.
+of CPU per request; CPU per request measured by 4 bench runs or more is told
+apart by a rank test of the runs instead). A figure the load generator limited
+never names a winner.
 The "why" is read off the data, never assumed from a model's name: a
 throughput that stays flat (or falls) while the users grow, the failure
 classes of the attempts that were not served, clients that got no reply, the
@@ -140,9 +142,11 @@ def _rank_tested(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool | None:
 
 
 def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:
-    """Level: what was measured cannot tell them apart. Their spreads over the repeats
-    overlap, or the 95% intervals of their counts do (a window that served 360 replies
-    could as well have served 400), or they are within the tolerance."""
+    """Level: what was measured cannot tell them apart. For CPU per request from enough
+    bench runs, the rank test of the runs says it (:func:`_rank_tested`); otherwise their
+    spreads over the repeats overlap, or the 95% intervals of their counts do (a window
+    that served 360 replies could as well have served 400), or they are within the
+    tolerance."""
     if _clean(scenario, a) != _clean(scenario, b):
         return False
     if _bench_served(scenario, a) != _bench_served(scenario, b):
