@@ -747,6 +747,26 @@ def sampled(cpus: list[float], *, served: int = 10) -> dict[str, Any]:
     return record
 
 
+def test_one_in_flight_is_the_median_sample_as_the_bench_figure(tmp_path):
+    """The comparison benches the pipelined depths in the model's run, beside its first
+    sample: the requests-in-flight table's depth 1 is still the median of the samples, the
+    figure the summary table shows, and the ratio against 16 in flight is taken from it."""
+    record = sampled([22.0, 14.0, 15.0, 16.0, 13.0, 17.0])  # first 22.0, median 15.0
+    record["pipelines"] = [{"pipeline": 1, "ok": True, "server_cpu_us_per_request": 22.0,
+                            "rps": 1e6 / 22.0},
+                           {"pipeline": 16, "ok": True, "server_cpu_us_per_request": 1.5,
+                            "rps": 1e6 / 1.5}]
+    runs = [run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20)], capacity=record),
+            run("asyncio", "fast", [step(1, 1000, 1), step(50, 4000, 25)],
+                capacity=sampled([30.0] * 6))]
+    text = write_report(write(tmp_path, document(runs, ["fast"]))).markdown.read_text(
+        encoding="utf-8")
+    rows = {row["model"]: row for row in md_table(scenario_section(text, "fast"),
+                                                  "### Requests in flight")}
+    assert rows["select"]["1 in flight µs/req"].replace("**", "") == "15.0"
+    assert rows["select"]["req per CPU s, 16 vs 1"].replace("**", "") == "10.0×"
+
+
 def test_the_rank_test_gives_the_exact_two_sided_p_values():
     """Mann-Whitney's exact p-values (as scipy.stats.mannwhitneyu, method="exact")."""
     assert mann_whitney_p([1, 2, 3], [4, 5, 6]) == pytest.approx(0.1)  # 3 each: never < 0.1

@@ -185,6 +185,16 @@ class Depth:
                    limit=record.get("limit"))
 
 
+def _depths(record: dict[str, Any]) -> tuple[Depth, ...]:
+    """The figures at each pipeline depth. Depth 1 is the capacity's own figure (the median
+    sample's), not the run that came first: the two would disagree in the same report."""
+    depths = tuple(Depth.from_record(depth) for depth in record.get("pipelines") or ())
+    server = record.get("server") or {}
+    return tuple(replace(depth, cpu_us_per_request=_number(server.get("cpu_us_per_request")),
+                         rps=_number(record.get("rps")), limit=record.get("limit"))
+                 if depth.pipeline == 1 and depth.ok else depth for depth in depths)
+
+
 @dataclass(frozen=True)
 class Capacity:
     """What ``testbed bench`` (or, for HTTP, ``testbed wrk``: ``generator``) measured beside a
@@ -245,7 +255,7 @@ class Capacity:
             error=record.get("error"), generator=record.get("generator") or "bench",
             spread=spread, samples=max(len(record.get("samples") or ()), 1),
             cpu_samples=cpu_samples,
-            pipelines=tuple(Depth.from_record(depth) for depth in record.get("pipelines") or ()))
+            pipelines=_depths(record))
 
     @property
     def client_bound(self) -> bool:
