@@ -69,6 +69,18 @@ def serve() -> Iterator[StartServer]:
         proc.cleanup()
 
 
+def answered(conn: socket.socket, answer: Callable[[socket.socket], None], *,
+             timeout: float) -> None:
+    """Hand an accepted connection to a test's scripted ``answer`` (``timeout`` on every
+    socket call; an OSError, the client's doing, ends it), then close it."""
+    with conn:
+        conn.settimeout(timeout)
+        try:
+            answer(conn)
+        except OSError:
+            pass
+
+
 @contextmanager
 def scripted_server(answer: Callable[[socket.socket], None]) -> Iterator[int]:
     """A loopback listener of the test's own, for replies no real server gives: each
@@ -86,12 +98,7 @@ def scripted_server(answer: Callable[[socket.socket], None]) -> Iterator[int]:
                 continue
             except OSError:
                 return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    answer(conn)
-                except OSError:
-                    pass
+            answered(conn, answer, timeout=2)
 
     thread = threading.Thread(target=serve_forever, daemon=True)
     thread.start()

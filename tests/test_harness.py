@@ -31,7 +31,7 @@ from clients.harness import (
     open_listener,
     resolve,
 )
-from tests.conftest import MODELS
+from tests.conftest import MODELS, answered
 
 ROOT = Path(__file__).resolve().parent.parent
 Handler = Callable[[socket.socket], None]
@@ -53,12 +53,7 @@ def misbehaving() -> Iterator[Callable[[Handler], int]]:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            with conn:
-                conn.settimeout(10)
-                try:
-                    handler(conn)
-                except OSError:
-                    pass
+            answered(conn, handler, timeout=10)
 
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()

@@ -32,6 +32,7 @@ from testbed.bench.plan import HTTP, BenchPlan, check_bench
 from testbed.bench.spec import BenchSpec
 from testbed.bench.summary import summarize_bench
 from testbed.processes import ServerProcess, cpu_affinity
+from testbed.proctree import read_tree
 from testbed.sampling import TreeSample, sample_tree
 from testbed.target import UsageError
 
@@ -73,38 +74,40 @@ def _warmup(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str) 
         return loop.run(spec.warmup, spec.max_requests)
 
 
-def settled(root: psutil.Process, every: float = 0.2) -> TreeHoldings | None:
-    """The tree once it has stopped changing: three readings ``every`` s apart that agree on
-    descriptors, threads and processes (the server may still be accepting, spawning or
-    forking when the client's handshakes are done); at most SETTLE_S."""
+def settled(root: psutil.Process, *, memory: bool = True) -> TreeHoldings | None:
+    """Wait until the tree has stopped changing: three readings that agree on descriptors,
+    threads and processes (the server may still be accepting, spawning or forking when the
+    client's handshakes are done); at most SETTLE_S.
+
+    With ``memory``, the readings are 0.2 s apart, USS included, and the last one is
+    returned. Without, they are the plain walk (no smaps read), 0.05 s apart, and None is
+    returned: the wait alone matters then, so that forks and exits of the connections just
+    opened or closed stay out of the CPU window.
+    """
+    read, every = (holdings, 0.2) if memory else (read_tree, 0.05)
     deadline = time.monotonic() + SETTLE_S
-    last, agreed = holdings(root), 0
+    last, agreed = read(root), 0
     while last is not None and time.monotonic() < deadline:
         time.sleep(every)
-        now = holdings(root)
+        now = read(root)
         if now is None:
-            return last
+            break
         same = (now.fds, now.threads, now.processes) == (last.fds, last.threads, last.processes)
         agreed = agreed + 1 if same else 0
         last = now
         if agreed >= 2:
             break
-    return last
+    return last if memory else None
 
 
 def _measure(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str,
              root: psutil.Process | None) -> Measured:
     loop = _loop(host, port, spec, payload, expect, warmup=False)
-    # Without memory readings the tree still settles, more briefly: forks and exits of the
-    # connections opened or closed just before would land in the CPU window.
-    every = 0.2 if spec.memory else 0.05
     try:
         # settled: the warm-up's connections, closed by the client, are gone at the server
-        held_before = settled(root, every) if root is not None else None
+        held_before = settled(root, memory=spec.memory) if root is not None else None
         loop.open()
-        held_open = settled(root, every) if root is not None else None
-        if not spec.memory:
-            held_before = held_open = None
+        held_open = settled(root, memory=spec.memory) if root is not None else None
         before = sample_tree(root) if root is not None else None
         result = loop.run(spec.duration, spec.max_requests)
         after = sample_tree(root) if root is not None else None

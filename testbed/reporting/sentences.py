@@ -238,8 +238,7 @@ def _why_loser(scenario: ScenarioInfo, results: Results, loser: Pair, winner: Pa
     parts: list[str] = []
     if scenario.metric == "cpu_us_per_request":
         capacity, best = run.capacity, w_run.capacity
-        if capacity is not None and capacity.served_connections is not None and \
-                capacity.connections and capacity.served_connections < capacity.connections:
+        if capacity is not None and capacity.saturated:
             parts.append(f"under testbed bench it served {capacity.served_connections:g} of "
                          f"{capacity.connections:g} connections")
         if capacity is not None and best is not None and capacity.rps and best.rps:

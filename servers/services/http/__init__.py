@@ -86,7 +86,7 @@ class HttpService:
         # The parser's library is imported here, in the server's first process, so that the
         # processes a model forks inherit it: imported in each forked child instead, httptools
         # alone cost every connection 6 ms.
-        importlib.import_module(parser)
+        importlib.import_module(PARSERS[parser].LIBRARY)
         return dataclasses.replace(
             self, parser=parser, max_body=options.get("max_body", self.max_body),
             keepalive_timeout=options.get("keepalive_timeout", self.keepalive_timeout),

@@ -56,6 +56,10 @@ class HttptoolsParser:
     HTTP/1.1 (HTTP/1.0 needs ``Connection: keep-alive``; 0.9 and 2.0 are never kept alive).
     """
 
+    #: the library it parses with, imported when the service is configured (see
+    #: :meth:`servers.services.http.HttpService.configure`)
+    LIBRARY = "httptools"
+
     def __init__(self, handler: Handler) -> None:
         import httptools
 
@@ -134,6 +138,8 @@ class HttptoolsParser:
 
 class H11Parser:
     """h11's events, a fresh ``h11.Connection`` for each request."""
+
+    LIBRARY = "h11"
 
     def __init__(self, handler: Handler) -> None:
         import h11
