@@ -24,6 +24,10 @@ BUCKETS_PER_E = 100.0
 #: Seconds the last step's users keep running after its window closed, so every
 #: worker closes and reports that window before the master stops them.
 TAIL = 0.25
+#: locust asks the load shape for its user count once a second, and the shape can change
+#: it once per ask: a step shorter than this (warm-up + window, any step but the last)
+#: would see the next count late, possibly after the next window opened.
+SHAPE_TICK = 1.0
 #: The spawn rate that means "all of a step's users at once".
 AT_ONCE = 10_000.0
 
@@ -127,6 +131,19 @@ class Schedule:
         index = 0 if elapsed < first else 1 + int((elapsed - first) // (self.warmup + self.window))
         index = min(index, len(self.steps) - 1)  # float rounding at the very end
         return Phase(index, self.steps[index], elapsed >= self.window_bounds(index)[0])
+
+    def shortest_step(self) -> float | None:
+        """The length (warm-up + window) of the shortest step but the last, which ends
+        with the run; None for a single step. Closed-loop users change once a step, so
+        below :data:`SHAPE_TICK` their steps can't all begin on time."""
+        lengths = [self.step_start(index + 1) - self.step_start(index)
+                   for index in range(len(self.steps) - 1)]
+        return min(lengths, default=None)
+
+    def keeps_time(self) -> bool:
+        """Whether the shape can begin every step on time (see :meth:`shortest_step`)."""
+        shortest = self.shortest_step()
+        return shortest is None or shortest >= SHAPE_TICK - 1e-9
 
     def next_boundary(self, elapsed: float) -> float:
         """The next moment after ``elapsed`` when a warm-up or a window begins or ends

@@ -55,10 +55,11 @@ class StepShape(LoadTestShape):
         return self._schedule
 
     def reset_time(self) -> None:
+        # locust calls this as a shape run starts, and again from inside the start() that
+        # the run's first tick asked for: what that tick asked is kept (see tick).
         super().reset_time()
         self._schedule = None
         self._stopped = False
-        self._asked = None
 
     def _stop_requested(self) -> bool:
         assert self.runner is not None
@@ -99,6 +100,9 @@ class StepShape(LoadTestShape):
             gevent.sleep(0.02)
 
     def tick(self) -> tuple[int, float] | None:
+        assert self.runner is not None
+        if self.runner.shape_last_tick is None:
+            self._asked = None  # a run begins (locust forgets its last tick between runs)
         schedule = self.schedule()
         now = self.get_run_time()
         users = schedule.users_at(now)

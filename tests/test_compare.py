@@ -24,7 +24,14 @@ from testbed.compare import contenders
 from testbed.compare.command import build_parser as compare_parser
 from testbed.compare.plan import make_plan
 from testbed.compare.progress import Progress
-from testbed.compare.scenarios import FULL, QUICK, QUICK_BUDGET, scenario_names
+from testbed.compare.scenarios import (
+    FULL,
+    HTTP_FULL,
+    HTTP_QUICK,
+    QUICK,
+    QUICK_BUDGET,
+    scenario_names,
+)
 from tests.conftest import MODELS, WITHOUT_UVLOOP, no_traceback, one_line
 from tests.test_report import check_markdown_matches_json, md_table, scenario_section
 
@@ -40,6 +47,9 @@ def compare(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     (["--run-time", "soon"], ["--run-time", "soon"]),
     (["--steps", "0,5"], ["--steps"]),
     (["--workers", "0"], ["--workers"]),
+    # fast steps of 0.3 + 0.6 s: locust sets the user count once a second
+    (["--scenarios", "fast", "--run-time", "0.6", "--warmup", "0.3"],
+     ["fast scenario", "0.9 s", "1 s or more"]),
 ])
 def test_bad_input_is_one_line_and_status_2(tmp_path, args, words):
     result = compare(*args, "--out", str(tmp_path))
@@ -131,14 +141,14 @@ def test_repeats_rotate_the_models_order():
 
 def test_progress_tells_the_step_from_the_time_spent():
     """Without a message from the run, the step shown comes from the schedule: quick fast
-    is 1 s warm-up + 0.5 s, then 0.1 + 0.5 s per later step."""
+    is 1 s warm-up + 0.8 s, then 0.2 + 0.8 s per later step."""
     plan = make_plan(compare_parser().parse_args(["--models", "select", "--scenarios", "fast",
                                                   "--repeat", "1"]))
     progress = Progress(plan, stream=io.StringIO())
     progress.begin(0)
     progress.overheads = [0.0]
-    for spent, shown in ((0.5, "step 1/3 (1 user)"), (1.8, "step 2/3 (10 users)"),
-                         (2.4, "step 3/3 (50 users)"), (60.0, "step 3/3 (50 users)")):
+    for spent, shown in ((0.5, "step 1/3 (1 user)"), (2.1, "step 2/3 (10 users)"),
+                         (3.0, "step 3/3 (50 users)"), (60.0, "step 3/3 (50 users)")):
         progress.run_started = time.monotonic() - spent
         assert shown in progress.line(), (spent, progress.line())
 
@@ -156,6 +166,18 @@ def test_every_attempt_is_bounded(preset):
             continue
         assert run.step_seconds() >= (run.timing.seconds(len(run.scenario.steps))
                                       + run.scenario.longest_attempt)
+
+
+@pytest.mark.parametrize("preset", [QUICK, FULL, HTTP_QUICK, HTTP_FULL],
+                         ids=["quick", "full", "http-quick", "http-full"])
+def test_every_step_of_every_preset_can_begin_on_time(preset):
+    """locust sets the user count once a second: closed-loop steps of 1 s or more begin on
+    time (the quick fast scenario's steps of 0.6 s saw their users up to a second late, so
+    its 50-user window ran 10 users). Arrivals keep their own time."""
+    for name in preset.names():
+        scenario = preset.get(name)
+        if scenario.scale is None and scenario.mode != "arrivals":
+            assert scenario.timing.schedule(len(scenario.steps)).keeps_time(), name
 
 
 def test_quick_preset_repeats_as_its_budget_allows():
@@ -195,7 +217,7 @@ def run_tiny(tmp_path: Path, models: list[str], scenarios: list[str], steps: str
     """
     result = subprocess.run([sys.executable, "-m", "testbed", "compare",
                              "--models", ",".join(models), "--scenarios", ",".join(scenarios),
-                             "--steps", steps, "--run-time", "0.6", "--warmup", "0.3",
+                             "--steps", steps, "--run-time", "0.7", "--warmup", "0.3",
                              "--workers", "1", "--repeat", str(repeat)], cwd=tmp_path,
                             capture_output=True, text=True,
                             timeout=timeout)

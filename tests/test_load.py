@@ -175,6 +175,27 @@ def test_two_workers_add_up(tmp_path: Path) -> None:
     assert summary["requests"] == sum(step["requests"] for step in summary["steps"])
 
 
+def test_every_step_begins_on_time(tmp_path: Path) -> None:
+    """Steps of 1.2 s: each step's users are all running when its window opens, 0.2 s
+    after the step began, although locust sets the user count only once a second (the load
+    shape waits inside a tick for a change due before the next one)."""
+    summary = run_load(spec(tmp_path, "--model", "select", "--service", "echo",
+                            steps=[1, 2, 3], warmup=0.2, step_time=1.0))
+    assert summary["complete"], summary["error"]
+    assert [(s["users"], s["users_running"]) for s in summary["steps"]] == [(1, 1), (2, 2), (3, 3)]
+    for step in summary["steps"]:  # and each of them got replies in its window
+        clients = step["clients"]
+        assert clients["users"] == clients["served_any"] == step["users"], clients
+
+
+def test_steps_too_short_for_locusts_tick_are_refused(tmp_path: Path) -> None:
+    result = run_cli("--model", "select", "--steps", "1,2", "--run-time", "0.5", "--warmup",
+                     "0.2", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "0.7 s" in one_line(result.stderr) and "once a second" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_denials_are_classed_and_every_attempt_counted(tmp_path: Path) -> None:
     """A server that holds one client a second, with a listen queue of one, turns the
     others away: timeouts (or refusals), never an unexplained failure. The window (2 s) is

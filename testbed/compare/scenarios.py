@@ -367,7 +367,9 @@ def _scenarios(fast: Budget, slow: Budget, cpu: Budget, denial: Budget,
 #: server warmed up for 1 s, short windows and short timeouts, and as many repeats as
 #: :data:`QUICK_BUDGET` allows (each run also costs about 0.7 s of locust start and stop).
 QUICK = Preset("quick", Timing(warmup=0.2, window=1.0, first_warmup=1.0), _scenarios(
-    fast=Budget((1, 10, 50), warmup=0.1, window=0.5, io_timeout=0.3, connect_timeout=0.3,
+    # each step lasts 1 s, so that locust (it sets the user count once a second) begins
+    # every one on time
+    fast=Budget((1, 10, 50), warmup=0.2, window=0.8, io_timeout=0.3, connect_timeout=0.3,
                 first_warmup=1.0),
     # 0.5 s before each later step: forking forks 40 children between 10 and 50 users
     slow=Budget((1, 10, 50), warmup=0.5, window=0.8, io_timeout=0.5, first_warmup=1.0),
