@@ -334,13 +334,14 @@ def test_the_samples_fold_into_their_run_as_the_median_with_every_sample():
 
 
 def test_repeats_give_every_cell_a_spread_and_the_report_rebuilds_from_json(tmp_path):
-    """--repeat 2: results.json keeps both repeats of every cell, every figure of the
-    summary table carries its spread, and testbed report rebuilds the very same report
-    from results.json alone."""
-    models = ["select"]
+    """--repeat 2 on two models: results.json keeps both repeats of every cell, the second
+    repeat starting with the other model, every figure of the summary table carries its
+    spread, and testbed report rebuilds the very same report from results.json alone."""
+    models = ["select", "threading"]
     result, out, doc = run_tiny(tmp_path, models, ["slow-io"], "3", timeout=28, repeat=2)
     assert doc["metadata"]["repeats"] == 2
-    assert [(r["model"], r["repeat"]) for r in doc["runs"]] == [("select", 0), ("select", 1)]
+    assert [(r["model"], r["repeat"]) for r in doc["runs"]] == [
+        ("select", 0), ("threading", 0), ("threading", 1), ("select", 1)]
     text = (out / "report.md").read_text(encoding="utf-8")
     rows = md_table(scenario_section(text, "slow-io"), "### At 3 users")
     assert [row["model"] for row in rows] == models

@@ -188,6 +188,19 @@ def test_every_step_begins_on_time(tmp_path: Path) -> None:
         assert clients["users"] == clients["served_any"] == step["users"], clients
 
 
+def test_a_window_that_opens_before_its_users_arrived_says_so(tmp_path: Path) -> None:
+    """At 4 users a second, 10 more users take 2.5 s to arrive, longer than the 0.3 s
+    warm-up: the step's window opens with a few of them, and the table says how many."""
+    result = run_cli("--model", "select", "--steps", "2,12", "--spawn-rate", "4",
+                     "--run-time", "1", "--warmup", "0.3", "--workers", "1",
+                     "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [late] = [line for line in result.stdout.splitlines() if "users were running" in line]
+    running = int(re.fullmatch(r"step 2: (\d+) of its 12 users were running when its window "
+                               r"opened .*", late)[1])
+    assert 2 <= running < 12
+
+
 def test_steps_too_short_for_locusts_tick_are_refused(tmp_path: Path) -> None:
     result = run_cli("--model", "select", "--steps", "1,2", "--run-time", "0.5", "--warmup",
                      "0.2", "--out", str(tmp_path))

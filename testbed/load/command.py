@@ -164,6 +164,12 @@ def table(summary: dict[str, Any]) -> str:
                  f"worker(s) · {status}")
     if failures:
         lines.append("failures: " + ", ".join(f"{k} {v:,}" for k, v in failures.items()))
+    for index, step in enumerate(summary["steps"]):
+        running = step.get("users_running")
+        if not arrivals and running is not None and running < step["users"]:
+            lines.append(f"step {index + 1}: {running} of its {step['users']} users were running "
+                         "when its window opened (a longer --warmup or a faster --spawn-rate "
+                         "lets them all arrive first)")
     return "\n".join(lines)
 
 
