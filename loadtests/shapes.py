@@ -19,6 +19,11 @@ an orderly stop just after the last window has closed, so every worker has
 reported its last window and its totals before the master quits. A file named
 by ``--stop-file`` that appears during the run ends it early the same way
 (``testbed load`` uses it when the server under test dies).
+
+locust asks the shape for its user count once a second; the shape waits inside
+that ask for a change due before the next one, so steps of a second or more
+(warm-up + window) begin on time, and shorter ones can't (``testbed load``
+refuses them: :data:`loadtests.common.SHAPE_TICK`).
 """
 
 from __future__ import annotations
