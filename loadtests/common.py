@@ -132,18 +132,16 @@ class Schedule:
         index = min(index, len(self.steps) - 1)  # float rounding at the very end
         return Phase(index, self.steps[index], elapsed >= self.window_bounds(index)[0])
 
-    def shortest_step(self) -> float | None:
-        """The length (warm-up + window) of the shortest step but the last, which ends
-        with the run; None for a single step. Closed-loop users change once a step, so
-        below :data:`SHAPE_TICK` their steps can't all begin on time."""
-        lengths = [self.step_start(index + 1) - self.step_start(index)
-                   for index in range(len(self.steps) - 1)]
-        return min(lengths, default=None)
-
-    def keeps_time(self) -> bool:
-        """Whether the shape can begin every step on time (see :meth:`shortest_step`)."""
-        shortest = self.shortest_step()
-        return shortest is None or shortest >= SHAPE_TICK - 1e-9
+    def check_keeps_time(self) -> None:
+        """ValueError, in one line, unless closed-loop users can begin every step on time:
+        each step but the last (which ends with the run) must last :data:`SHAPE_TICK` or
+        more, warm-up and window together."""
+        shortest = min((self.step_start(index + 1) - self.step_start(index)
+                        for index in range(len(self.steps) - 1)), default=SHAPE_TICK)
+        if shortest < SHAPE_TICK - 1e-9:
+            raise ValueError(f"each step but the last must last {SHAPE_TICK:g} s or more "
+                             f"(warm-up + run time), not {shortest:g} s: locust sets the user "
+                             "count once a second, so a shorter step's users would come late")
 
     def next_boundary(self, elapsed: float) -> float:
         """The next moment after ``elapsed`` when a warm-up or a window begins or ends

@@ -25,18 +25,12 @@ MODELS = registry.model_names()
 WITHOUT_UVLOOP = ["-c", "import runpy, sys; sys.modules['uvloop'] = None; "
                   "runpy.run_module('testbed', run_name='__main__', alter_sys=True)"]
 UDP_MODELS = [name for name in MODELS if registry.get_model(name).udp]
+SERVICES = list(registry.SERVICES)
+LINE_SERVICES = registry.line_services()  # what the line clients verify
 #: The suite runs on two pytest-xdist workers (pyproject's addopts). The lab tests check the
 #: root namespace's links before and after, and a veth pair is born there before it moves
 #: into its namespaces: those tests share one worker, one after another.
 ROOT_NAMESPACE_GROUP = "root-namespace"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.parent.name == "lab" or "veth_pair" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(ROOT_NAMESPACE_GROUP))
-SERVICES = list(registry.SERVICES)
-LINE_SERVICES = registry.line_services()  # what the line clients verify
 
 StartServer = Callable[..., ServerProcess]
 
@@ -58,6 +52,12 @@ def core_first(models: list[str]) -> list:
     """``models`` as pytest params, those outside :data:`CORE_MODELS` marked slow."""
     return [pytest.param(model, marks=() if model in CORE_MODELS else pytest.mark.slow)
             for model in models]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent.name == "lab" or "veth_pair" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(ROOT_NAMESPACE_GROUP))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadtests.common import SHAPE_TICK
 from testbed.compare import contenders
 from testbed.compare.scenarios import QUICK_BUDGET, Preset, Scenario, Timing, preset
 
@@ -141,7 +140,7 @@ def make_plan(args: argparse.Namespace) -> ComparisonPlan:
         if args.run_time is not None:
             timing = Timing(timing.warmup, args.run_time, timing.first_warmup)
         scenario = scenario.with_timing(timing)
-        _check_keeps_time(scenario)
+        check_keeps_time(scenario)
         scenarios.append(scenario)
     plan = ComparisonPlan(chosen, scenarios, models, args.workers or load_default_workers(),
                           args.pin, warmup=args.warmup, window=args.run_time)
@@ -169,18 +168,17 @@ def make_plan(args: argparse.Namespace) -> ComparisonPlan:
     return plan
 
 
-def _check_keeps_time(scenario: Scenario) -> None:
-    """LookupError if the scenario's users could not begin each step on time (see
-    :meth:`loadtests.common.Schedule.keeps_time`): --run-time and --warmup can make steps
-    too short for a closed-loop load; arrivals and the scale scenario keep their own time."""
+def check_keeps_time(scenario: Scenario) -> None:
+    """LookupError if the scenario's users could not begin each step on time
+    (:meth:`loadtests.common.Schedule.check_keeps_time`; --run-time and --warmup can make
+    steps too short), before any run starts; arrivals and the scale scenario keep their own
+    time."""
     if scenario.scale is not None or scenario.mode == "arrivals" or scenario.timing is None:
         return
-    schedule = scenario.timing.schedule(len(scenario.steps))
-    if not schedule.keeps_time():
-        raise LookupError(f"the {scenario.name} scenario's steps would last "
-                          f"{schedule.shortest_step():g} s (warm-up + run time); each step but "
-                          f"the last must last {SHAPE_TICK:g} s or more, as locust sets the user "
-                          "count once a second")
+    try:
+        scenario.timing.schedule(len(scenario.steps)).check_keeps_time()
+    except ValueError as exc:
+        raise LookupError(f"the {scenario.name} scenario: {exc}") from None
 
 
 #: The most repeats a budget chooses by itself (a small comparison could fit dozens).

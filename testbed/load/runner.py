@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from clients.safety import UnsafeTarget, ensure_loopback
-from loadtests.common import Schedule
 from testbed.load.plan import Plan, check_spec, probe_target
 from testbed.load.spec import LoadError, LoadSpec
 from testbed.load.summary import summarize_run
@@ -80,8 +79,7 @@ class LoadRun:
 
     def __init__(self, plan: Plan, run_dir: Path, progress: Callable[[str], None] | None) -> None:
         self.plan, self.spec, self.run_dir = plan, plan.spec, run_dir
-        self.schedule = Schedule(tuple(plan.spec.steps), plan.spec.step_time, plan.spec.warmup,
-                                 plan.spec.first_warmup)
+        self.schedule = plan.spec.schedule
         self.progress = progress
         self.server: ManagedProcess | None = None
         self.master: ManagedProcess | None = None

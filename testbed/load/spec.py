@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtests.common import Schedule
 from testbed.target import UsageError
 
 #: A load test that cannot run: a bad spec (status 2) or an unreachable target (status 1);
@@ -51,6 +52,11 @@ class LoadSpec:
     sample_interval: float = 0.25
     locust_html: bool = True  # locust's own HTML report (about 0.05 s and 1 MB a run)
     lab: str | None = None  # a lab that is up (testbed lab): server h1, master h2, workers h3..
+
+    @property
+    def schedule(self) -> Schedule:
+        """The steps in time (ValueError for steps or times :func:`check_spec` refuses)."""
+        return Schedule(tuple(self.steps), self.step_time, self.warmup, self.first_warmup)
 
     @property
     def first_step_warmup(self) -> float:
