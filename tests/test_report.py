@@ -24,7 +24,7 @@ from testbed.reporting import write_report
 from testbed.reporting.data import parse
 from testbed.reporting.describe import facts
 from testbed.reporting.sentences import verdict, verdicts, winner_and_loser
-from testbed.reporting.stats import mann_whitney_p
+from testbed.reporting.stats import ratio_interval
 from testbed.reporting.tables import fmt
 from tests.conftest import one_line
 
@@ -767,27 +767,30 @@ def test_one_in_flight_is_the_median_sample_as_the_bench_figure(tmp_path):
     assert rows["select"]["req per CPU s, 16 vs 1"].replace("**", "") == "10.0×"
 
 
-def test_the_rank_test_gives_the_exact_two_sided_p_values():
-    """Mann-Whitney's exact p-values (as scipy.stats.mannwhitneyu, method="exact")."""
-    assert mann_whitney_p([1, 2, 3], [4, 5, 6]) == pytest.approx(0.1)  # 3 each: never < 0.1
-    assert mann_whitney_p([1, 2, 3, 4], [5, 6, 7, 8]) == pytest.approx(2 / 70)
-    assert mann_whitney_p(list(range(6)), list(range(6, 12))) == pytest.approx(2 / 924)
-    assert mann_whitney_p([1, 5, 2, 6, 3], [4, 7, 8, 9, 10]) == pytest.approx(8 / 252)
-    assert mann_whitney_p([1, 2, 3], [1, 2, 3]) == 1.0
-    assert mann_whitney_p([], [1.0]) == 1.0
+def test_the_ratio_interval_is_the_rank_tests_interval():
+    """Moses' interval of the ratio: from the pairwise ratios, cut where the two-sided
+    Mann-Whitney test at 5% would reject (U <= 0 of 16 with 4 each, U <= 5 of 36 with 6
+    each, as in the test's tables); none with 3 each, where the test never goes below 0.1."""
+    assert ratio_interval([1, 2, 3], [4, 5, 6]) is None
+    assert ratio_interval([1, 2, 3, 4], [5, 6, 7, 8]) == (5 / 4, 8 / 1)  # all 16 ratios
+    ratios = sorted(b / a for a in range(1, 7) for b in range(7, 13))
+    assert ratio_interval(range(1, 7), range(7, 13)) == (ratios[5], ratios[30])
+    low, high = ratio_interval([10, 11, 12, 13], [11.5, 12, 12.5, 13.5])
+    assert low < 1 < high  # mixed samples: cannot be told apart
+    assert ratio_interval([1, 2, 3, 4], [0, 1, 2, 3]) is None  # a ratio needs positive values
 
 
-def test_bench_samples_are_told_apart_by_a_rank_test_not_by_a_tolerance():
-    """With six bench samples each, CPU per request is level when a rank test of the samples
-    cannot tell two models apart at 5%, or their medians are within 10%: a model 16% behind
-    whose samples all lie above the winner's is not level (a 20% tolerance would call it
-    so), one 26% behind whose samples mix with the winner's is (the tolerance would not)."""
+def test_bench_samples_are_told_apart_by_the_interval_of_their_ratio_not_by_a_tolerance():
+    """With six bench samples each, CPU per request is level when the 95% interval of the
+    ratio of the samples holds 1 (a rank test cannot tell them apart) or lies within 10% of
+    it. Medians 8% apart are not level when the interval reaches 14%: whether they are
+    would otherwise turn on where the medians fall about the 10% line."""
     runs = [run(model, "fast", [step(1, 1000, 1), step(50, 4000, 20)], capacity=sampled(cpus))
             for model, cpus in (
-                ("select", [14.0, 14.5, 15.0, 15.2, 15.5, 16.0]),     # median 15.0
-                ("reuseport", [16.0, 16.2, 16.3, 16.4, 16.5, 16.6]),  # 16.3: within 10%
-                ("threading", [17.0, 17.2, 17.4, 17.5, 17.6, 18.0]),  # 17.4: apart, p 0.002
-                ("asyncio", [13.0, 15.0, 18.5, 19.5, 22.0, 30.0]),    # 18.5: mixed, p 0.18
+                ("select", [15.0, 15.1, 15.2, 15.3, 15.4, 15.5]),     # median 15.2
+                ("reuseport", [15.8, 15.9, 16.0, 16.1, 16.2, 16.3]),  # 1.03-1.07: within 10%
+                ("threading", [16.1, 16.2, 16.4, 16.6, 16.8, 17.2]),  # 8% more, 1.06-1.12
+                ("asyncio", [13.0, 15.0, 18.5, 19.5, 22.0, 30.0]),    # 26%, 0.87-1.94: mixed
                 ("forking", [40.0, 41.0, 42.0, 43.0, 44.0, 45.0]))]
     results = parse(document(runs, ["fast"]))
     found = winner_and_loser(results, results.scenarios[0], results.runs_for("fast"))

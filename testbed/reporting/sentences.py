@@ -8,8 +8,8 @@ with them: level means that what was measured cannot tell them apart (their
 spreads over the repeats overlap, or the 95% intervals of their counts do, or
 they are within a tolerance: 10% of throughput, 2 points of share served, 20%
 of CPU per request; CPU per request measured by 4 bench runs or more is told
-apart by a rank test of the runs instead). A figure the load generator limited
-never names a winner.
+apart by the 95% interval of the ratio of the runs instead, the interval of a rank
+test). A figure the load generator limited never names a winner.
 The "why" is read off the data, never assumed from a model's name: a
 throughput that stays flat (or falls) while the users grow, the failure
 classes of the attempts that were not served, clients that got no reply, the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from testbed.reporting.data import Results, Run, ScenarioInfo, Step
 from testbed.reporting.scale_sentences import scale_verdict
-from testbed.reporting.stats import mann_whitney_p
+from testbed.reporting.stats import ratio_interval
 from testbed.reporting.tables import fmt, human_ms
 
 #: Winner and loser closer than this (relative) are called a tie.
@@ -35,14 +35,16 @@ CLOSE_SHARE_POINTS = 2.0
 #: same model's median of three bench runs moved 8-19% between comparisons made minutes
 #: apart on a quiet 2-core VM, so closer than 20% is level.
 LEVEL_RPS, LEVEL_SHARE_POINTS, LEVEL_CPU = 0.10, 2.0, 0.20
-#: With at least this many bench runs each, two models' CPU per request are told apart by
-#: a rank test of their runs instead (Mann-Whitney, two-sided, at RANK_TEST_ALPHA): how far
-#: apart they must be to rank follows from how much their own runs strayed, not from a fixed
-#: tolerance that a model near its edge crosses in one comparison and not the next. Closer
-#: than LEVEL_CPU_CLOSE is level however steady the runs: a difference that small is not one
-#: to choose a design by on a shared machine. Below 4 runs each the test can never tell two
-#: models apart at 5%.
-RANK_TEST_SAMPLES, RANK_TEST_ALPHA, LEVEL_CPU_CLOSE = 4, 0.05, 0.10
+#: With 4 bench runs or more each, two models' CPU per request are compared through the 95%
+#: interval of the ratio of their runs (:func:`ratio_interval`, the interval of a two-sided
+#: Mann-Whitney test): level when it holds 1 (the runs cannot tell them apart), or when it
+#: lies within LEVEL_CPU_CLOSE of 1 (the runs show that they differ by less than a design
+#: should be chosen by); apart otherwise. How far apart two models must be follows from how
+#: much their own runs strayed, not from a fixed tolerance; and "within 10%" has to be shown
+#: by the runs, not read off two medians: a gap whose medians say 8% and whose interval says
+#: 2-15% is not level, or the same two models would be level in one comparison and not the
+#: next as their medians wander about the line.
+LEVEL_CPU_CLOSE = 0.10
 
 Pair = tuple[Run, Step]
 
@@ -128,22 +130,23 @@ def _rank_key(scenario: ScenarioInfo, pair: Pair) -> tuple[bool, float, float, f
 
 
 def _rank_tested(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool | None:
-    """Level by the rank test of their bench runs (see RANK_TEST_SAMPLES); None where the
-    figure is not CPU per request or either has too few runs for the test."""
+    """Level by the interval of the ratio of their bench runs (see LEVEL_CPU_CLOSE); None
+    where the figure is not CPU per request or either has too few runs for the interval."""
     if scenario.metric != "cpu_us_per_request":
         return None
     x, y = a[0].capacity, b[0].capacity
-    if x is None or y is None or min(len(x.cpu_samples), len(y.cpu_samples)) < RANK_TEST_SAMPLES:
+    interval = (ratio_interval(x.cpu_samples, y.cpu_samples)
+                if x is not None and y is not None else None)
+    if interval is None:
         return None
-    low, high = sorted((-_primary(scenario, a), -_primary(scenario, b)))
-    if high <= low * (1 + LEVEL_CPU_CLOSE):
-        return True
-    return mann_whitney_p(x.cpu_samples, y.cpu_samples) >= RANK_TEST_ALPHA
+    low, high = interval
+    return low <= 1 <= high or (1 / (1 + LEVEL_CPU_CLOSE) <= low
+                                and high <= 1 + LEVEL_CPU_CLOSE)
 
 
 def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:
     """Level: what was measured cannot tell them apart. For CPU per request from enough
-    bench runs, the rank test of the runs says it (:func:`_rank_tested`); otherwise their
+    bench runs, the interval of the ratio of the runs says it (:func:`_rank_tested`); otherwise their
     spreads over the repeats overlap, or the 95% intervals of their counts do (a window
     that served 360 replies could as well have served 400), or they are within the
     tolerance."""

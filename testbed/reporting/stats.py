@@ -1,4 +1,5 @@
-"""The statistics the verdicts rest on: 95% intervals of counts, and a rank test of samples.
+"""The statistics the verdicts rest on: 95% intervals of counts, and of the ratio of two
+samples' typical values (the interval of a rank test).
 
 Small and dependency-free on purpose: the report is rebuilt from results.json on any
 machine with the project installed.
@@ -7,6 +8,7 @@ machine with the project installed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import cache
 
 #: The normal quantile of the 95% intervals the verdicts compare.
@@ -39,19 +41,30 @@ def _arrangements(u: int, n: int, m: int) -> int:
     return _arrangements(u - m, n - 1, m) + _arrangements(u, n, m - 1)
 
 
-def mann_whitney_p(x: list[float] | tuple[float, ...], y: list[float] | tuple[float, ...]) -> float:
-    """The two-sided p-value of the Mann-Whitney U test: how likely samples as far apart in
-    rank as ``x`` and ``y`` are if both came from one distribution. Exact (ties count a
-    half, which makes it a little conservative); for the few dozen samples of a comparison.
+def _lower_tail(n: int, m: int, alpha: float) -> int | None:
+    """The largest U whose lower tail holds at most ``alpha`` of the arrangements of n and
+    m values (the Mann-Whitney test's critical value); None when even U = 0 holds more."""
+    total, cumulative, u = math.comb(n + m, n), 0, 0
+    while True:
+        cumulative += _arrangements(u, n, m)
+        if cumulative > alpha * total:
+            return u - 1 if u else None
+        u += 1
 
-    It compares ranks only, so one sample that strayed far (a bench run that met a busy
-    neighbour) weighs no more than one that strayed a little. With 3 samples each it can
-    never go below 0.1; from 4 each it can reach 0.03.
-    """
+
+def ratio_interval(x: Sequence[float], y: Sequence[float], alpha: float = 0.05) -> tuple[float, float] | None:
+    """The 95% interval of how many times ``y``'s typical value is ``x``'s: the
+    distribution-free interval of the shift between their logarithms (Moses' interval,
+    from the ratios of every pair of values), the one the two-sided Mann-Whitney test
+    inverts: it holds 1 when the test cannot tell x and y apart at ``alpha``.
+
+    None when a value is not positive or the samples are too few to reach ``alpha``
+    (3 each cannot: the test never goes below 0.1; from 4 each it can)."""
     n, m = len(x), len(y)
-    if not n or not m:
-        return 1.0
-    u = sum((a < b) + 0.5 * (a == b) for a in x for b in y)
-    low = math.floor(min(u, n * m - u))
-    tail = sum(_arrangements(k, n, m) for k in range(low + 1))
-    return min(1.0, 2 * tail / math.comb(n + m, n))
+    if not n or not m or min(x) <= 0 or min(y) <= 0:
+        return None
+    critical = _lower_tail(n, m, alpha / 2)
+    if critical is None:
+        return None
+    ratios = sorted(b / a for a in x for b in y)
+    return ratios[critical], ratios[n * m - critical - 1]
