@@ -66,6 +66,26 @@ def test_text_output() -> None:
     assert "warm-up  none" in result.stdout and "errors: none" in result.stdout
 
 
+def test_windows_are_samples_of_one_server_each_on_new_connections() -> None:
+    """--windows 3: three windows in a row on one server, after one warm-up; the summary is
+    the median window's (by server CPU per request), and every window has its own count,
+    its own connections and its own CPU reading."""
+    summary = json_bench("--model", "select", "--connections", "3", "--windows", "3",
+                         "--duration", "0.4", "--warmup", "0.2", "--no-memory")
+    windows = summary["windows"]
+    assert len(windows) == 3 and summary["ok"]
+    assert all(w["requests"] > 0 and w["served_connections"] == 3 and w["error_count"] == 0
+               for w in windows)
+    cpus = sorted(w["server"]["cpu_us_per_request"] for w in windows)
+    assert summary["server"]["cpu_us_per_request"] == cpus[1]
+    assert len({w["server"]["pid"] for w in windows}) == 1  # one server for all three
+    assert len({w["requests"] for w in windows}) > 1  # counted apart, not one count thrice
+    text = run_bench("--model", "select", "--connections", "2", "--windows", "2",
+                     "--duration", "0.3", "--warmup", "0", "--no-memory")
+    assert text.returncode == 0, text.stderr
+    assert "windows  2 of 0.3 s in a row, server CPU per request" in text.stdout
+
+
 def test_cpu_is_measured_not_estimated() -> None:
     """5 ms of CPU burnt per request shows up as at least 4,000 µs per request."""
     summary = json_bench("--model", "select", "--work-ms", "5", "--connections", "4", *SHORT)

@@ -294,18 +294,44 @@ def test_a_client_left_queued_fails_in_every_window_of_persistent_load():
 
 
 def test_the_bench_samples_after_the_first_are_rounds_over_every_model():
-    """fast's bench takes its first sample in each model's run and the others in rounds
-    over every model afterwards (rotated), so that each model's samples span the scenario."""
+    """fast's bench takes its first run in each model's run and the others in rounds over
+    every model afterwards (rotated), so that each model's samples span the scenario; each
+    run measures its windows in a row (testbed bench --windows)."""
     plan = make_plan(compare_parser().parse_args(["--models", "select,threading,forking",
-                                                  "--scenarios", "fast", "--repeat", "1"]))
-    assert plan.scenarios[0].capacity is not None and plan.scenarios[0].capacity.samples == 6
-    assert [(run.model, run.sample) for run in plan.runs] == [
-        ("select", 0), ("threading", 0), ("forking", 0),
-        ("threading", 1), ("forking", 1), ("select", 1),
-        ("forking", 2), ("select", 2), ("threading", 2),
-        ("select", 3), ("threading", 3), ("forking", 3),
-        ("threading", 4), ("forking", 4), ("select", 4),
-        ("forking", 5), ("select", 5), ("threading", 5)]
+                                                  "--scenarios", "fast", "--repeat", "2"]))
+    capacity = plan.scenarios[0].capacity
+    assert capacity is not None and (capacity.samples, capacity.windows) == (2, 6)
+    assert capacity.options()[-2:] == ["--windows", "6"]
+    assert [(run.model, run.repeat, run.sample) for run in plan.runs] == [
+        ("select", 0, 0), ("threading", 0, 0), ("forking", 0, 0),
+        ("threading", 0, 1), ("forking", 0, 1), ("select", 0, 1),
+        ("threading", 1, 0), ("forking", 1, 0), ("select", 1, 0),
+        ("forking", 1, 1), ("select", 1, 1), ("threading", 1, 1)]
+
+
+def test_the_windows_of_every_run_fold_into_one_median_with_every_window():
+    """Two bench runs of two windows each: the capacity is the median window of the four
+    (the lower middle one), and its samples are the four windows in the order measured."""
+    from testbed.compare.runs import fold_samples
+
+    def window(cpu: float) -> dict:
+        return {"ok": True, "rps": 1e6 / cpu, "command": f"window {cpu}",
+                "server": {"cpu_us_per_request": cpu, "cores_busy": 1.0}}
+
+    def bench_run(*cpus: float) -> dict:
+        return {**window(cpus[0]), "windows": [window(cpu) for cpu in cpus]}
+
+    first = {**bench_run(20.0, 11.0), "samples": [], "pipelines": [{"pipeline": 16}]}
+    records = [{"model": "select", "scenario": "fast", "repeat": 0, "status": "ok",
+                "capacity": first},
+               {"model": "select", "scenario": "fast", "repeat": 0, "sample": 1,
+                "bench": bench_run(14.0, 16.0), "status": "ok"}]
+    [folded] = fold_samples(records)
+    capacity = folded["capacity"]
+    assert capacity["command"] == "window 14.0" and "windows" not in capacity
+    assert [s["server_cpu_us_per_request"] for s in capacity["samples"]] == [20.0, 11.0,
+                                                                             14.0, 16.0]
+    assert capacity["pipelines"] == [{"pipeline": 16}]
 
 
 def test_the_samples_fold_into_their_run_as_the_median_with_every_sample():

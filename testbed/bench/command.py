@@ -80,6 +80,12 @@ def build_parser() -> ArgumentParser:
                         "opens (default 2s; 0: none)")
     parser.add_argument("--duration", "-t", type=duration, default=5.0, metavar="T",
                         help="the measured window (default 5s)")
+    parser.add_argument("--windows", type=positive(int), default=1, metavar="K",
+                        help="measure K windows in a row on the same server, each on new "
+                        "connections: the summary is the median window's (by server CPU per "
+                        "request) and --json lists every window's in \"windows\"; samples "
+                        "cheaper than K runs, which each start a server and warm it up "
+                        "(default 1)")
     parser.add_argument("--max-requests", type=int, default=50_000_000, metavar="N",
                         help="stop a phase after N replies even if time is left "
                         "(default %(default)s)")
@@ -120,7 +126,7 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> BenchSpec:
         pipeline=args.pipeline, open_timeout=args.open_timeout,
         process_limit=args.process_limit, server_nofile=args.server_nofile,
         payload_size=args.payload_size,
-        expect=args.expect, warmup=args.warmup, duration=args.duration,
+        expect=args.expect, warmup=args.warmup, duration=args.duration, windows=args.windows,
         max_requests=args.max_requests, io_timeout=args.io_timeout,
         connect_timeout=args.connect_timeout, reopens=args.reopens, pin=args.pin,
         memory=args.memory)
@@ -133,6 +139,8 @@ def _scale(args: argparse.Namespace, argv: list[str], spec: BenchSpec) -> int:
     if spec.target:
         raise UsageError("--scale starts a server at each step: give server options, "
                          "not --target")
+    if spec.windows > 1:
+        raise UsageError("--scale measures one window at each step: --windows is for one run")
     given = {word.split("=")[0] for word in argv}
     records = run_scale(spec.server_options, args.scale, active=spec.active or 10,
                         duration=spec.duration if given & {"--duration", "-t"} else 2.0,

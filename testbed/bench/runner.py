@@ -13,6 +13,9 @@ measured phase on new connections:
    around it (:func:`testbed.sampling.sample_tree`: user + system, the forking model's
    reaped children included);
 4. each idle connection is proved alive by one verified request.
+
+With ``windows`` above 1, steps 1-4 are taken that many times in a row, each on new
+connections, after the one warm-up (:func:`testbed.bench.summary.summarize_windows`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from testbed.bench import server as servers
 from testbed.bench.memory import TreeHoldings, holdings
 from testbed.bench.plan import HTTP, BenchPlan, check_bench
 from testbed.bench.spec import BenchSpec
-from testbed.bench.summary import summarize_bench
+from testbed.bench.summary import summarize_bench, summarize_windows
 from testbed.processes import ServerProcess, cpu_affinity
 from testbed.proctree import read_tree
 from testbed.sampling import TreeSample, sample_tree
@@ -156,9 +159,16 @@ def run_checked(plan: BenchPlan) -> dict:
             warm = None
             if spec.warmup > 0:
                 warm = _warmup(host, port, spec, payload, plan.expect)
-            measured = _measure(host, port, spec, payload, plan.expect, root)
+            windows = []
+            for _ in range(spec.windows):
+                windows.append(_measure(host, port, spec, payload, plan.expect, root))
+                if server is not None and not server.running:
+                    break
         server_died = server is not None and not server.running
-        return summarize_bench(plan, url, pid, warm, measured, server_died, _log_tail(server))
+        log = _log_tail(server)
+        summaries = [summarize_bench(plan, url, pid, warm, measured, server_died, log)
+                     for measured in windows]
+        return summaries[0] if spec.windows == 1 else summarize_windows(summaries)
     finally:
         if server is not None:
             server.stop(grace=STOP_GRACE)

@@ -33,6 +33,9 @@ class BenchSpec:
     expect: str | None = None  # None: the server's service (echo for a target)
     warmup: float = 2.0  # seconds on connections closed before the window; 0: none
     duration: float = 5.0  # the measured window
+    #: measured windows in a row on the same server, each on connections of its own: the
+    #: summary is the median window's, with every window's in ``windows``
+    windows: int = 1
     max_requests: int = 50_000_000  # a phase stops after this many replies
     io_timeout: float = 5.0
     connect_timeout: float = 5.0

@@ -81,6 +81,30 @@ def summarize_bench(plan: BenchPlan, url: str, pid: int | None, warm: Result | N
     }
 
 
+def _measured_cpu(summary: dict[str, Any]) -> float | None:
+    """The server CPU per request of a run that went well; None otherwise."""
+    if not summary.get("ok"):
+        return None
+    return (summary.get("server") or {}).get("cpu_us_per_request")
+
+
+def median_window(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of several bench summaries, the one whose server CPU per request is the median of
+    those that went well (the lower middle one of an even count); the first if none did."""
+    measured = sorted((summary for summary in summaries if _measured_cpu(summary) is not None),
+                      key=lambda summary: _measured_cpu(summary) or 0.0)
+    return measured[(len(measured) - 1) // 2] if measured else summaries[0]
+
+
+def summarize_windows(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of several windows: the median window's summary, ``ok`` only if every
+    window's was, and every window's summary in ``windows`` (in the order measured)."""
+    chosen = dict(median_window(summaries))
+    chosen["ok"] = all(summary["ok"] for summary in summaries)
+    chosen["windows"] = summaries
+    return chosen
+
+
 #: What the limit means for a reader, one line each.
 LIMIT_NOTES = {
     "client": "client-bound: the req/s say more about this client than the server",
@@ -130,6 +154,14 @@ def bench_text(summary: dict[str, Any]) -> str:
         + ("; the others: " + ", ".join(f"{k} {v:,}" for k, v in summary["unserved"].items())
            if summary["unserved"] else ""),
     ]
+    windows = summary.get("windows")
+    if windows:
+        cpus = [cpu for window in windows
+                if (cpu := (window.get("server") or {}).get("cpu_us_per_request")) is not None]
+        lines.insert(3, f"windows  {len(windows)} of {summary['duration_s']:g} s in a row, "
+                     + (f"server CPU per request {min(cpus):,.2f}-{max(cpus):,.2f} µs; "
+                        if cpus else "")
+                     + "the lines here are the median window's")
     latency = summary["latency"]
     if latency["samples"]:
         lines.insert(3, f"latency  p50 {latency['p50_ms']:.3f} ms  p99 {latency['p99_ms']:.3f} ms"

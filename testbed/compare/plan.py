@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.compare import contenders
-from testbed.compare.scenarios import QUICK_BUDGET, Preset, Scenario, Timing, preset
+from testbed.compare.scenarios import QUICK_BUDGET, Capacity, Preset, Scenario, Timing, preset
 
 #: First guess of a run's fixed cost (server and locust start and stop), seconds;
 #: replaced by the measured mean as soon as one run has finished.
@@ -51,11 +51,12 @@ class PlannedRun:
         capacity = self.scenario.capacity
         if self.sample:  # one bench run
             assert capacity is not None
-            return capacity.seconds_of(1) + BENCH_OVERHEAD
+            return capacity.seconds_of(1) + bench_overhead(capacity)
         seconds = self.timing.seconds(len(self.scenario.steps)) + self.scenario.longest_attempt
         if capacity is not None:
+            seconds += capacity.seconds_of(1) + bench_overhead(capacity)
             seconds += sum(capacity.seconds_of(depth) + BENCH_OVERHEAD
-                           for depth in (1, *capacity.pipelines))
+                           for depth in capacity.pipelines)
         if self.scenario.wrk is not None:
             seconds += self.scenario.wrk.seconds + WRK_OVERHEAD
         return seconds
@@ -64,6 +65,16 @@ class PlannedRun:
 #: A bench run's fixed cost beyond its warm-up and window (its own start, its server's
 #: start and stop, without memory readings): 0.6 s measured on 2 cores.
 BENCH_OVERHEAD = 0.6
+#: ... and each window after a bench run's first (opening its connections, waiting for
+#: the tree to settle): 0.23 s measured on 2 cores.
+WINDOW_OVERHEAD = 0.25
+
+
+def bench_overhead(capacity: Capacity) -> float:
+    """A sample's bench run's fixed cost, its windows' included."""
+    return BENCH_OVERHEAD + (capacity.windows - 1) * WINDOW_OVERHEAD
+
+
 #: ... and a wrk run's (testbed wrk, its server and wrk itself): 1.3 s.
 WRK_OVERHEAD = 1.3
 

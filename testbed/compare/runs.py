@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.bench.pipeline import depth_record
+from testbed.bench.summary import median_window
 from testbed.compare import contenders
 from testbed.compare.plan import ComparisonPlan, PlannedRun
 from testbed.compare.scale import run_scale_one
@@ -201,7 +202,7 @@ def run_bench(plan: ComparisonPlan, run: PlannedRun, run_dir: Path) -> dict[str,
     capacity = run.scenario.capacity
     assert capacity is not None
     record = bench_sample(run, run_dir)
-    record["samples"] = [depth_record(record, 1)]
+    record["samples"] = [depth_record(window, 1) for window in _windows(record)]
     if capacity.pipelines:
         record["pipelines"] = [depth_record(record, 1)] + [
             depth_record(bench_sample(run, run_dir, pipeline=depth), depth)
@@ -209,10 +210,16 @@ def run_bench(plan: ComparisonPlan, run: PlannedRun, run_dir: Path) -> dict[str,
     return record
 
 
+def _windows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A bench run's windows (``testbed bench --windows``): each a summary of its own."""
+    return record.get("windows") or [record]
+
+
 def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The bench samples taken in runs of their own, folded into the record of their run:
-    its capacity becomes the JSON of the median sample (by server CPU per request), with
-    every sample's figures in ``samples`` in the order taken; the pipelined figures stay."""
+    its capacity becomes the JSON of the median window (by server CPU per request) of every
+    run's, with every window's figures in ``samples`` in the order taken; the pipelined
+    figures stay."""
     extra: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for record in records:
         if record.get("sample"):
@@ -224,25 +231,18 @@ def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         more = extra.get((record["model"], record["scenario"], record["repeat"]), [])
         capacity = record.get("capacity")
-        if capacity is not None and more:
+        if capacity is not None and (more or "windows" in capacity):
             first = {key: value for key, value in capacity.items()
                      if key not in ("samples", "pipelines")}
-            taken = [first, *more]
-            measured = sorted((sample for sample in taken if _cpu_of(sample) is not None),
-                              key=lambda sample: _cpu_of(sample) or 0.0)
-            median = dict(measured[(len(measured) - 1) // 2]) if measured else first
+            taken = [window for run in (first, *more) for window in _windows(run)]
+            median = {key: value for key, value in median_window(taken).items()
+                      if key != "windows"}
             median["samples"] = [depth_record(sample, 1) for sample in taken]
             if "pipelines" in capacity:
                 median["pipelines"] = capacity["pipelines"]
             record = {**record, "capacity": median}
         folded.append(record)
     return folded
-
-
-def _cpu_of(record: dict[str, Any]) -> float | None:
-    if not record.get("ok"):
-        return None
-    return (record.get("server") or {}).get("cpu_us_per_request")
 
 
 def _capacity_run(command: list[str], seconds: float, run_dir: Path, name: str) -> dict[str, Any]:
@@ -263,6 +263,8 @@ def _capacity_run(command: list[str], seconds: float, run_dir: Path, name: str) 
         return {"ok": False, "error": lines[-1] if lines else f"exit status {done.returncode}"}
     data["ok"] = done.returncode in (0, 1)  # 1: the window saw errors, still measured
     data["command"] = shlex.join(["testbed", *command[3:]])
+    for window in data.get("windows") or ():  # each window a sample of the same run
+        window["ok"], window["command"] = data["ok"], data["command"]
     return data
 
 

@@ -76,9 +76,11 @@ class Capacity:
     where the load generator is not the limit (``connections`` closed-loop connections).
 
     One request in flight per connection, ``samples`` times on a fresh server each (the
-    first in the model's run, the others in rounds over every model after the runs): the
-    figure is their median and their spread (min-max) says how far one sample strays over
-    the scenario's minutes, which is what tells two models apart or calls them level.
+    first in the model's run, the others in rounds over every model after the runs), each
+    time ``windows`` windows in a row on new connections (``testbed bench --windows``,
+    samples that cost no server start nor warm-up of their own): the figure is the median
+    of every window and their spread (min-max) says how far one strays over the
+    scenario's minutes, which is what tells two models apart or calls them level.
     Then, in the model's run, once at each of the
     ``pipelines`` depths (requests in flight per connection), with its own shorter timing:
     the server CPU per request against the depth shows each design's cost per wake-up.
@@ -88,6 +90,7 @@ class Capacity:
     warmup: float = 1.0
     window: float = 2.0
     samples: int = 3
+    windows: int = 1
     pipelines: tuple[int, ...] = (4, 16)
     pipeline_warmup: float = 0.3
     pipeline_window: float = 0.7
@@ -98,21 +101,26 @@ class Capacity:
         # readings would cost every sample 0.8 s of waiting for the tree to settle
         if pipeline == 1:
             return ["--connections", str(self.connections), "--warmup", f"{self.warmup:g}",
-                    "--duration", f"{self.window:g}", "--no-memory"]
+                    "--duration", f"{self.window:g}", "--no-memory",
+                    *(["--windows", str(self.windows)] if self.windows > 1 else [])]
         return ["--connections", str(self.connections), "--warmup", f"{self.pipeline_warmup:g}",
                 "--duration", f"{self.pipeline_window:g}", "--pipeline", str(pipeline),
                 "--no-memory"]
 
     def seconds_of(self, pipeline: int = 1) -> float:
-        """One bench run's warm-up and window."""
+        """One bench run's warm-up and windows."""
         if pipeline == 1:
-            return self.warmup + self.window
+            return self.warmup + self.windows * self.window
         return self.pipeline_warmup + self.pipeline_window
 
     def describe(self) -> str:
-        samples = (f"the median of {self.samples} runs" if self.samples > 1 else "one run")
+        runs = f"{self.samples} runs" if self.samples > 1 else "one run"
+        windows = self.samples * self.windows
+        samples = (f"the median of {windows} windows ({runs} of {self.windows} in a row)"
+                   if self.windows > 1 else
+                   f"the median of {self.samples} runs" if self.samples > 1 else "one run")
         text = (f"capacity and CPU per request from testbed bench, {self.connections} "
-                f"connections, {self.warmup:g} s warm-up, {self.window:g} s window, {samples}")
+                f"connections, {self.warmup:g} s warm-up, {self.window:g} s windows, {samples}")
         if self.pipelines:
             depths = ", ".join(map(str, self.pipelines))
             text += (f"; then {depths} requests in flight per connection "
@@ -379,10 +387,14 @@ QUICK = Preset("quick", Timing(warmup=0.2, window=1.0, first_warmup=1.0), _scena
     # starts an attempt in it, and fails it
     cpu=Budget((1, 10), warmup=0.2, window=1.4, io_timeout=1.2, first_warmup=1.0),
     denial=Budget((10, 40, 100), warmup=0.3, window=1.5, io_timeout=1.2, first_warmup=1.0),
-    # six short samples rather than three long ones: the machine's speed drifts over tens of
-    # seconds, so samples spread over the scenario's minutes say more than longer windows,
-    # and from four samples each the verdicts' rank test can tell two models apart
-    capacity=Capacity(connections=10, warmup=0.3, window=0.8, samples=6, pipelines=(16,)),
+    # twelve short windows rather than a few long ones: one window strays from the next by
+    # about 10% (the machine's speed for this work moves from one second to the next, in a
+    # fresh server as in one already warm), so more samples narrow the interval of two
+    # models' ratio more than longer windows would; six windows in a row on each of two
+    # fresh servers, the second in a round after every model's run, cost what six fresh
+    # servers did
+    capacity=Capacity(connections=10, warmup=0.3, window=0.5, samples=2, windows=6,
+                      pipelines=(16,)),
 ))
 
 #: Seconds the quick preset may take; its repeats are as many as fit (at least one).

@@ -220,7 +220,7 @@ class Capacity:
     #: verdicts compare, as a spread over more samples only grows wider
     repeat_spread: dict[str, tuple[float, float]] = field(default_factory=dict)
     repeats: int = 1
-    samples: int = 1  # bench runs per repeat
+    samples: int = 1  # bench samples per repeat (runs, or their windows)
     #: the server CPU per request of every bench run that went well, over every repeat:
     #: what the verdicts' rank test compares
     cpu_samples: tuple[float, ...] = ()

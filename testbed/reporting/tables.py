@@ -222,9 +222,12 @@ def _source_notes(scenario: ScenarioInfo, repeats: int) -> list[str]:
     notes = []
     capacity = scenario.raw.get("capacity")
     if capacity:
-        samples = int(capacity.get("samples") or 1) if isinstance(capacity, dict) else 1
-        each = (f"; each bench figure is the median of {samples} runs on fresh servers, then "
-                f"their spread (min–max)" if samples > 1 else "")
+        samples, windows = ((int(capacity.get("samples") or 1), int(capacity.get("windows") or 1))
+                            if isinstance(capacity, dict) else (1, 1))
+        taken = (f"{samples * windows} windows ({samples} runs on fresh servers, {windows} "
+                 f"windows in a row each)" if windows > 1 else f"{samples} runs on fresh servers")
+        each = (f"; each bench figure is the median of {taken}, then their spread (min–max)"
+                if samples * windows > 1 else "")
         notes.append("bench columns: testbed bench (a lean closed loop that keeps the server "
                      "busy; its server CPU per request decides this scenario); the other "
                      f"columns: locust{each}")
