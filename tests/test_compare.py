@@ -300,13 +300,15 @@ def test_the_bench_samples_after_the_first_are_rounds_over_every_model():
     plan = make_plan(compare_parser().parse_args(["--models", "select,threading,forking",
                                                   "--scenarios", "fast", "--repeat", "2"]))
     capacity = plan.scenarios[0].capacity
-    assert capacity is not None and (capacity.samples, capacity.windows) == (2, 6)
-    assert capacity.options()[-2:] == ["--windows", "6"]
+    assert capacity is not None and (capacity.samples, capacity.windows) == (3, 4)
+    assert capacity.options()[-2:] == ["--windows", "4"]
     assert [(run.model, run.repeat, run.sample) for run in plan.runs] == [
         ("select", 0, 0), ("threading", 0, 0), ("forking", 0, 0),
         ("threading", 0, 1), ("forking", 0, 1), ("select", 0, 1),
+        ("forking", 0, 2), ("select", 0, 2), ("threading", 0, 2),
         ("threading", 1, 0), ("forking", 1, 0), ("select", 1, 0),
-        ("forking", 1, 1), ("select", 1, 1), ("threading", 1, 1)]
+        ("forking", 1, 1), ("select", 1, 1), ("threading", 1, 1),
+        ("select", 1, 2), ("threading", 1, 2), ("forking", 1, 2)]
 
 
 def test_the_windows_of_every_run_fold_into_one_median_with_every_window():

@@ -806,6 +806,21 @@ def test_bench_samples_are_told_apart_by_the_interval_of_their_ratio_not_by_a_to
     assert found == ({"select", "threading"}, {"forking"}), found
 
 
+def test_a_lone_winner_by_cpu_says_how_far_behind_the_next_was_and_how_sure():
+    """The verdict of a winner the bench's runs set apart names the next model, its gap and
+    the interval of the ratio that set it apart: what a reader needs to judge a close call."""
+    runs = [run(model, "fast", [step(1, 1000, 1), step(50, 4000, 20)], capacity=sampled(cpus))
+            for model, cpus in (
+                ("select", [15.0, 15.1, 15.2, 15.3, 15.4, 15.5]),
+                ("threading", [16.1, 16.2, 16.4, 16.6, 16.8, 17.2]),
+                ("forking", [40.0, 41.0, 42.0, 43.0, 44.0, 45.0]))]
+    results = parse(document(runs, ["fast"]))
+    sentence = verdict(results, results.scenarios[0])
+    assert sentence.startswith("fast, 50 users: select won with 15.2 µs"), sentence
+    assert ("; next came threading, 8% more CPU per request (95% interval of the ratio of "
+            "their runs: 6% to 12% more); forking came last") in sentence, sentence
+
+
 def test_a_results_json_from_before_the_depth_records_had_one_shape_reads_the_same():
     """Samples and pipeline depths stored with ``cpu_us_per_request`` (before they were
     ``server_cpu_us_per_request``, as run_pipeline's records) give the same figures."""

@@ -390,10 +390,12 @@ QUICK = Preset("quick", Timing(warmup=0.2, window=1.0, first_warmup=1.0), _scena
     # twelve short windows rather than a few long ones: one window strays from the next by
     # about 10% (the machine's speed for this work moves from one second to the next, in a
     # fresh server as in one already warm), so more samples narrow the interval of two
-    # models' ratio more than longer windows would; six windows in a row on each of two
-    # fresh servers, the second in a round after every model's run, cost what six fresh
-    # servers did
-    capacity=Capacity(connections=10, warmup=0.3, window=0.5, samples=2, windows=6,
+    # models' ratio more than longer windows would. Four in a row on each of three fresh
+    # servers (the second and third in rounds after every model's run), not six on two: the
+    # machine has slow spells of several seconds (one made six windows in a row of a
+    # uvloop server cost 2-8 times the others), and one such spell then holds a third of a
+    # model's samples, not half, so the median does not move with it
+    capacity=Capacity(connections=10, warmup=0.2, window=0.5, samples=3, windows=4,
                       pipelines=(16,)),
 ))
 

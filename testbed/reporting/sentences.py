@@ -293,6 +293,24 @@ def _why_winner(scenario: ScenarioInfo, pair: Pair) -> str:
     return ", ".join(parts)
 
 
+def _next_apart(scenario: ScenarioInfo, ranked: list[Pair], loser: Pair) -> str:
+    """Where bench runs decide and the winner stands alone: how far behind the next model
+    was, with the 95% interval of the ratio of their runs that set it apart."""
+    if scenario.metric != "cpu_us_per_request" or len(ranked) < 3:
+        return ""
+    best, second = ranked[0][0].capacity, ranked[1][0].capacity
+    if ranked[1][0] is loser[0] or not _clean(scenario, ranked[1]) or best is None \
+            or second is None or not best.cpu_us_per_request or not second.cpu_us_per_request:
+        return ""
+    interval = ratio_interval(best.cpu_samples, second.cpu_samples)
+    if interval is None:
+        return ""
+    gap = second.cpu_us_per_request / best.cpu_us_per_request - 1
+    return (f"; next came {ranked[1][0].model}, {gap:.0%} more CPU per request (95% "
+            f"interval of the ratio of their runs: {interval[0] - 1:.0%} to "
+            f"{interval[1] - 1:.0%} more)")
+
+
 def _close(scenario: ScenarioInfo, best: Pair, worst: Pair) -> bool:
     if _clean(scenario, best) != _clean(scenario, worst):
         return False
@@ -384,7 +402,7 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
                 f"({human_ms(winner[1].p99_ms)}{', ' + extra if extra else ''})")
     else:
         lead = (f"{winner[0].model} won with {_figure(scenario, winner)} "
-                f"({_why_winner(scenario, winner)})")
+                f"({_why_winner(scenario, winner)}){_next_apart(scenario, ranked, loser)}")
     also = f" (as did {_names(trailers[1:])})" if len(trailers) > 1 else ""
     if scenario.metric == "rps":
         top_rps = max((step.rps or 0) for _, step in level) if len(level) > 1 else None
