@@ -375,6 +375,12 @@ def test_repeats_give_every_cell_a_spread_and_the_report_rebuilds_from_json(tmp_
         for header, shown in row.items():
             if header != "model" and shown != "–":
                 assert re.fullmatch(r"\S+ \(\S+–\S+\)", shown.replace("**", "")), (header, shown)
+    # the hypervisor's share of the CPU time, over the comparison and over each run: on
+    # Linux it is counted (0 on bare metal), a share of the time that passed
+    if sys.platform == "linux":
+        shares = [doc["metadata"]["host_steal"], *(r["host_steal"] for r in doc["runs"])]
+        assert all(isinstance(v, float) and 0 <= v < 1 for v in shares), shares
+        assert "Host steal" in text
     (out / "report.md").unlink()
     rebuilt = subprocess.run([sys.executable, "-m", "testbed", "report", "--quiet",
                               str(out / "results.json")], capture_output=True, text=True,

@@ -663,6 +663,38 @@ def test_agreement_of_runs_side_by_side(tmp_path):
     assert list(tmp_path.glob("run*/report.md")) == []  # --agree writes nothing
 
 
+def test_the_hosts_steal_is_shown_beside_what_moved(tmp_path):
+    """A comparison records how much of the machine's CPU time its hypervisor took, over
+    all of it and in each run: the report's head says so and names the run that lost the
+    most, and --agree shows it per comparison and beside each cell that moved most."""
+    paths = []
+    for index, (overall, stolen) in enumerate(((0.01, 0.02), (0.12, 0.25))):
+        runs = slow_io_runs()
+        for record in runs:
+            record["host_steal"] = stolen / 2
+        runs[0]["host_steal"] = stolen
+        if index == 1:
+            runs[0]["summary"]["steps"][0] = step(1, 7.0, 104)
+        doc = document(runs, ["slow-io"])
+        doc["metadata"]["host_steal"] = overall
+        folder = tmp_path / f"run{index}"
+        folder.mkdir()
+        paths.append(write(folder, doc))
+    results = parse(json.loads(paths[1].read_text(encoding="utf-8")))
+    head = dict(facts(results))
+    assert head["Host steal"].startswith("12.0% of the machine's CPU time went to other work")
+    assert "the most in one run: 25.0% (sequential, slow-io)" in head["Host steal"]
+    agreed = subprocess.run([sys.executable, "-m", "testbed", "report", str(paths[0]),
+                             "--agree", str(paths[1])], capture_output=True, text=True,
+                            timeout=60)
+    assert agreed.returncode == 0, agreed.stderr
+    assert "The machine's hypervisor took 1.0%, 12.0% of its CPU time" in agreed.stdout
+    assert "moved most: slow-io sequential at 1, rps 9.8, 7.0" in agreed.stdout
+    assert "host steal in its runs 2.0%, 25.0%)" in agreed.stdout
+    older = document(slow_io_runs(), ["slow-io"])  # a results.json from before: no line
+    assert "Host steal" not in dict(facts(parse(older)))
+
+
 def test_counts_that_cannot_tell_models_apart_are_level():
     """One window's counts carry their own noise: 146 of 150 attempts served is level with
     150 of 150 (their 95% intervals overlap), 75 of 150 is not; 360 replies in a second

@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from testbed import reporting
+from testbed import reporting, steal
 from testbed.args import ArgumentParser, duration, name_list, positive, user_counts
 from testbed.compare.plan import ComparisonPlan, make_plan
 from testbed.compare.progress import Progress, clock
@@ -119,12 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict] = []
     interrupted = False
     clock_start = time.monotonic()
+    host_start = steal.read()
     progress.start()
     try:
         for index, run in enumerate(plan.runs):
             progress.begin(index)
+            before = steal.read()
             # Absolute: testbed load runs locust from inside the run's directory.
             record = run_one(plan, run, (out_dir / "runs").resolve(), progress.note)
+            record["host_steal"] = steal.share(before, steal.read())
             records.append(record)
             progress.end(index, record["duration_s"],
                          record["error"] if record["status"] != "ok" else None)
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records = fold_samples(records)
         write_json(results_path, results_document(plan, records, argv, started, seconds,
-                                                  interrupted))
+                                                  interrupted,
+                                                  steal.share(host_start, steal.read())))
         written = reporting.write_report(results_path)
     except OSError as exc:
         print(f"testbed compare: error: cannot write results in {out_dir}: "

@@ -273,7 +273,8 @@ BENCH_SLACK = 30.0
 
 
 def results_document(plan: ComparisonPlan, runs: list[dict], argv: list[str], started: datetime,
-                     seconds: float, interrupted: bool) -> dict[str, Any]:
+                     seconds: float, interrupted: bool,
+                     host_steal: float | None = None) -> dict[str, Any]:
     from testbed.load.summary import package_version
 
     return {
@@ -289,6 +290,9 @@ def results_document(plan: ComparisonPlan, runs: list[dict], argv: list[str], st
             "command_line": shlex.join(["testbed", "compare", *argv]),
             "interrupted": interrupted,
             "machine": machine(),
+            # the share of the machine's CPU time its hypervisor took over the comparison
+            # (testbed.steal); each run's own is its record's "host_steal"
+            "host_steal": host_steal,
             "versions": {name: package_version(name)
                          for name in ("testbed", "locust", "psutil", "matplotlib")},
             "models": plan.models,

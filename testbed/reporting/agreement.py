@@ -39,6 +39,9 @@ class Cell:
     #: the 95% intervals of the counts behind the figure in every run share a value: what
     #: it moved is what a window's count moves by chance (never for the bench's figures)
     within_counts: bool = False
+    #: the share of the machine's CPU time its hypervisor took in the cell's run, in each
+    #: comparison (None where not counted): a cell that moved with it moved with the machine
+    steal: tuple[float | None, ...] = ()
 
     @property
     def moved(self) -> float:
@@ -93,6 +96,15 @@ def _within_counts(runs: list[Results], scenario: ScenarioInfo, model: str, user
     return max(low for low, _ in intervals) <= min(high for _, high in intervals)
 
 
+def _steal(runs: list[Results], scenario: ScenarioInfo, model: str) -> tuple[float | None, ...]:
+    found = [results.run(model, scenario.name) for results in runs]
+    return tuple(run.host_steal if run is not None else None for run in found)
+
+
+def _steal_text(values: tuple[float | None, ...] | list[float | None]) -> str:
+    return ", ".join("–" if value is None else f"{value:.1%}" for value in values)
+
+
 def cells(runs: list[Results]) -> list[Cell]:
     """Every (scenario, model, step) measured in all runs, neither generator-bound nor
     saturated, with its deciding figure in each run. The bench's figure is one cell per
@@ -109,7 +121,8 @@ def cells(runs: list[Results]) -> list[Cell]:
                 if all(value is not None for value in values):
                     found.append(Cell(scenario.name, run.model, users, figure,
                                       tuple(v for v in values if v is not None),
-                                      _within_counts(runs, scenario, run.model, users, figure)))
+                                      _within_counts(runs, scenario, run.model, users, figure),
+                                      _steal(runs, scenario, run.model)))
     return found
 
 
@@ -155,6 +168,13 @@ def render(runs: list[Results], names: list[str]) -> str:
         worst = sorted(moving, key=lambda cell: cell.moved, reverse=True)[:5]
         lines += [f"- moved most: {cell.scenario} {cell.model} at {cell.step:g}, "
                   f"{cell.figure} {', '.join(_shown(cell.figure, v) for v in cell.values)} "
-                  f"({cell.moved:.0%}{', within its counts' if cell.within_counts else ''})"
+                  f"({cell.moved:.0%}{', within its counts' if cell.within_counts else ''}"
+                  + (f"; host steal in its runs {_steal_text(cell.steal)}"
+                     if any(v is not None for v in cell.steal) else "") + ")"
                   for cell in worst]
+    overall = [value if isinstance(value, int | float) and not isinstance(value, bool)
+               else None for value in (results.metadata.get("host_steal") for results in runs)]
+    if any(value is not None for value in overall):
+        lines.append(f"The machine's hypervisor took {_steal_text(overall)} of its CPU time "
+                     "over the runs (steal): where it differs, so does the machine's speed.")
     return "\n".join(lines)

@@ -6,12 +6,14 @@ The file ``testbed compare`` writes (format ``testbed-compare/1``)::
      "metadata": {"date", "started", "finished", "duration_s", "preset", "warmup_s",
                   "window_s", "repeats", "workers", "pin", "command_line", "interrupted",
                   "machine": {"hostname", "cpu_model", "cores", "platform", "python"},
+                  "host_steal": <share of the CPU time the hypervisor took, or null>,
                   "versions": {"testbed", "locust", "psutil", "matplotlib"},
                   "models": [...], "scenarios": [...]},
      "scenarios": [{"name", "title", "description", "metric", "unit", "steps",
                     "server_options", "load", "capacity", ...}],
      "runs": [{"model", "scenario", "repeat", "status": "ok" | "crashed", "error",
-               "duration_s", "summary": <the dict testbed.load.run_load returned, or null>,
+               "duration_s", "host_steal": <the hypervisor's share over the run, or null>,
+               "summary": <the dict testbed.load.run_load returned, or null>,
                "capacity": <the JSON of testbed bench (its median sample), for scenarios
                             that have one, with "samples": [...] (every bench run's figures)
                             and "pipelines": [...] (the figures at each pipeline depth),
@@ -295,6 +297,9 @@ class Run:
     capacity: Capacity | None = None
     repeats: int = 1  # merged: how many runs it stands for ...
     crashed_repeats: int = 0  # ... and how many of those crashed
+    #: the share of the machine's CPU time the hypervisor took during the run (merged: the
+    #: most in any of its repeats); None where it is not counted
+    host_steal: float | None = None
 
     @property
     def crashed(self) -> bool:
@@ -410,7 +415,8 @@ def _run(data: dict[str, Any]) -> Run:
     return Run(model=str(data["model"]), scenario=str(data["scenario"]), status=status,
                error=None if error is None else str(error), steps=steps,
                duration_s=_number(data.get("duration_s")), repeat=int(data.get("repeat") or 0),
-               capacity=Capacity.from_record(data.get("capacity")))
+               capacity=Capacity.from_record(data.get("capacity")),
+               host_steal=_number(data.get("host_steal")))
 
 
 def _median_of(items: list[Any], names: list[str]) -> tuple[dict[str, Any], dict]:
@@ -490,10 +496,11 @@ def merge_runs(runs: list[Run]) -> Run:
     steps = tuple(merge_steps([step for run in ok if (step := run.at(count)) is not None])
                   for count in users)
     capacities = [run.capacity for run in ok if run.capacity is not None]
+    stolen = [run.host_steal for run in runs if run.host_steal is not None]
     return Run(model=ok[0].model, scenario=ok[0].scenario, status="ok", error=None,
                steps=steps, duration_s=sum(run.duration_s or 0.0 for run in runs),
                capacity=merge_capacities(capacities), repeats=len(runs),
-               crashed_repeats=len(runs) - len(ok))
+               crashed_repeats=len(runs) - len(ok), host_steal=max(stolen, default=None))
 
 
 def parse(document: Any) -> Results:

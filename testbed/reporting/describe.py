@@ -60,9 +60,27 @@ def facts(results: Results) -> list[tuple[str, str]]:
         ("Method", method),
         ("Duration", duration(meta.get("duration_s"))),
     ]
+    stolen = host_steal(results)
+    if stolen:
+        rows.append(("Host steal", stolen))
     if meta.get("interrupted"):
         rows.append(("Interrupted", "the run was stopped early; only the runs done are shown"))
     return rows
+
+
+def host_steal(results: Results) -> str | None:
+    """How much of the machine's CPU time its hypervisor took over the comparison, and in
+    the one run where it took the most; None where it was not counted."""
+    overall = results.metadata.get("host_steal")
+    measured = [run for run in results.repeat_runs if run.host_steal is not None]
+    if not isinstance(overall, int | float) or isinstance(overall, bool):
+        return None
+    text = (f"{overall:.1%} of the machine's CPU time went to other work on its host "
+            "(steal): figures in wall-clock time (req/s, latency) slow down with it")
+    if measured:
+        worst = max(measured, key=lambda run: run.host_steal or 0.0)
+        text += f"; the most in one run: {worst.host_steal:.1%} ({worst.model}, {worst.scenario})"
+    return text
 
 
 def scenario_facts(results: Results, name: str) -> list[tuple[str, str]]:

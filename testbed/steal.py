@@ -1,0 +1,43 @@
+"""The share of this machine's CPU time that its hypervisor took (steal), over a span.
+
+On a virtual machine the host may run other work on the cores this guest was given: the
+time a virtual CPU was ready to run but did not is counted as steal (Linux, /proc/stat,
+read through psutil). A server's own CPU time does not show it, but everything measured
+in wall-clock time does: a request that burns 5 ms of CPU takes longer to serve, and a
+comparison run while the host took 10% of the cores is not the one run while it took 1%.
+``testbed compare`` records it for every run, so that a figure that moved between two
+comparisons can be told from a machine that moved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """Seconds of CPU time since boot, summed over every core: stolen, and in all."""
+
+    steal: float
+    total: float
+
+
+def read() -> CpuTimes | None:
+    """The machine's CPU times now; None where the system does not count steal."""
+    times = psutil.cpu_times()
+    steal = getattr(times, "steal", None)
+    if steal is None:
+        return None
+    # guest and guest_nice are already inside user and nice: not added again
+    parts = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return CpuTimes(steal=steal, total=sum(getattr(times, name, 0.0) for name in parts))
+
+
+def share(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
+    """The share of the CPU time between two readings that was stolen (0 to 1); None
+    without both readings, or when no time passed between them."""
+    if before is None or after is None or after.total <= before.total:
+        return None
+    return max(0.0, after.steal - before.steal) / (after.total - before.total)
