@@ -691,6 +691,13 @@ def test_the_hosts_steal_is_shown_beside_what_moved(tmp_path):
     assert "The machine's hypervisor took 1.0%, 12.0% of its CPU time" in agreed.stdout
     assert "moved most: slow-io sequential at 1, rps 9.8, 7.0" in agreed.stdout
     assert "host steal in its runs 2.0%, 25.0%)" in agreed.stdout
+    table = scenario_section(write_report(paths[1]).markdown.read_text(encoding="utf-8"),
+                             "slow-io")
+    assert ("host steal: the host took 5% or more of the machine's CPU time while these were "
+            "measured (the most in any repeat): sequential (25.0%), threading (12.5%)") in table
+    quiet = scenario_section(write_report(paths[0]).markdown.read_text(encoding="utf-8"),
+                             "slow-io")
+    assert "host steal" not in quiet  # 2% and 1%: below the note's 5%
     older = document(slow_io_runs(), ["slow-io"])  # a results.json from before: no line
     assert "Host steal" not in dict(facts(parse(older)))
 

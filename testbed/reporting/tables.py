@@ -218,6 +218,24 @@ def _generator_note(cells: list[str]) -> str:
             f"so the figure measures locust rather than the server ({', '.join(cells)})")
 
 
+#: A run during which the host took at least this share of the machine's CPU time (steal)
+#: is named under its scenario's table.
+STEAL_NOTED = 0.05
+
+
+def _steal_note(runs: list[Run]) -> str | None:
+    """The runs whose host took STEAL_NOTED or more of the machine's CPU time, most first."""
+    stolen = sorted(((run.host_steal, run.model) for run in runs
+                     if run.host_steal is not None and run.host_steal >= STEAL_NOTED),
+                    reverse=True)
+    if not stolen:
+        return None
+    named = ", ".join(f"{model} ({share:.1%})" for share, model in stolen)
+    return (f"host steal: the host took {STEAL_NOTED:.0%} or more of the machine's CPU time "
+            f"while these were measured (the most in any repeat): {named}; their wall-clock "
+            "figures (req/s, latency) are slowed by it")
+
+
 def _source_notes(scenario: ScenarioInfo, repeats: int) -> list[str]:
     notes = []
     capacity = scenario.raw.get("capacity")
@@ -271,6 +289,9 @@ def summary_table(results: Results, scenario: ScenarioInfo) -> Table:
                           "shows the same")
     if bound:
         table.notes.insert(1, _generator_note(bound))
+    stolen = _steal_note(list(results.runs_for(scenario.name)))
+    if stolen:
+        table.notes.append(stolen)
     table.notes += _source_notes(scenario, results.repeats)
     return table
 
