@@ -221,7 +221,12 @@ def test_denials_are_classed_and_every_attempt_counted(tmp_path: Path) -> None:
     check_summary(summary, tmp_path / "results")
     step = summary["steps"][0]
     failures = step["failures"]
-    assert sum(failures.values()) >= 30, failures  # 30 clients, one served at a time
+    # Every client starts an attempt in the window (each attempt that fails to connect
+    # ends within its 1 s timeout), and the server serves at most 3 of them there (one at
+    # a time, 1 s each, over 2 s, one from its queue): 27 failures at least. Not 2 per
+    # client: the 30 users start together, so their attempts stay in phase and the window
+    # holds either one or two of each's, 28 in one CI run.
+    assert sum(failures.values()) >= 30 - 3, failures
     allowed = {"connect_timeout", "io_timeout", "refused"}
     assert all(count == 0 for kind, count in failures.items() if kind not in allowed), failures
     assert step["started"] == step["requests"] and step["unfinished"] == 0
