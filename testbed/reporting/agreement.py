@@ -18,6 +18,7 @@ and they agree when every model held and stopped at the same steps.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from testbed.reporting import scale_sentences
@@ -101,7 +102,7 @@ def _steal(runs: list[Results], scenario: ScenarioInfo, model: str) -> tuple[flo
     return tuple(run.host_steal if run is not None else None for run in found)
 
 
-def _steal_text(values: tuple[float | None, ...] | list[float | None]) -> str:
+def _steal_text(values: Sequence[float | None]) -> str:
     return ", ".join("–" if value is None else f"{value:.1%}" for value in values)
 
 
@@ -116,13 +117,14 @@ def cells(runs: list[Results]) -> list[Cell]:
         for run in first.runs_for(scenario.name):
             steps = ([scenario.top] if figure.startswith("bench:")
                      else [step.users for step in run.steps])
+            steal = _steal(runs, scenario, run.model)
             for users in steps:
                 values = [_value(results, scenario, run.model, users, figure) for results in runs]
                 if all(value is not None for value in values):
                     found.append(Cell(scenario.name, run.model, users, figure,
                                       tuple(v for v in values if v is not None),
                                       _within_counts(runs, scenario, run.model, users, figure),
-                                      _steal(runs, scenario, run.model)))
+                                      steal))
     return found
 
 
@@ -172,8 +174,7 @@ def render(runs: list[Results], names: list[str]) -> str:
                   + (f"; host steal in its runs {_steal_text(cell.steal)}"
                      if any(v is not None for v in cell.steal) else "") + ")"
                   for cell in worst]
-    overall = [value if isinstance(value, int | float) and not isinstance(value, bool)
-               else None for value in (results.metadata.get("host_steal") for results in runs)]
+    overall = [results.host_steal for results in runs]
     if any(value is not None for value in overall):
         lines.append(f"The machine's hypervisor took {_steal_text(overall)} of its CPU time "
                      "over the runs (steal): where it differs, so does the machine's speed.")

@@ -390,6 +390,12 @@ class Results:
         cores = (self.metadata.get("machine") or {}).get("cores")
         return cores if isinstance(cores, int) else None
 
+    @property
+    def host_steal(self) -> float | None:
+        """The share of the machine's CPU time its hypervisor took over the comparison;
+        None where it was not counted (or in a results.json from before it was)."""
+        return _number(self.metadata.get("host_steal"))
+
 
 def _scenario(data: dict[str, Any], steps_seen: dict[str, set[int]]) -> ScenarioInfo:
     name = str(data["name"])

@@ -71,12 +71,12 @@ def facts(results: Results) -> list[tuple[str, str]]:
 def host_steal(results: Results) -> str | None:
     """How much of the machine's CPU time its hypervisor took over the comparison, and in
     the one run where it took the most; None where it was not counted."""
-    overall = results.metadata.get("host_steal")
-    measured = [run for run in results.repeat_runs if run.host_steal is not None]
-    if not isinstance(overall, int | float) or isinstance(overall, bool):
+    overall = results.host_steal
+    if overall is None:
         return None
     text = (f"{overall:.1%} of the machine's CPU time went to other work on its host "
             "(steal): figures in wall-clock time (req/s, latency) slow down with it")
+    measured = [run for run in results.repeat_runs if run.host_steal is not None]
     if measured:
         worst = max(measured, key=lambda run: run.host_steal or 0.0)
         text += f"; the most in one run: {worst.host_steal:.1%} ({worst.model}, {worst.scenario})"

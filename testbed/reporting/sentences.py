@@ -129,14 +129,20 @@ def _rank_key(scenario: ScenarioInfo, pair: Pair) -> tuple[bool, float, float, f
             step.rps or 0.0, -p99)
 
 
-def _rank_tested(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool | None:
-    """Level by the interval of the ratio of their bench runs (see LEVEL_CPU_CLOSE); None
-    where the figure is not CPU per request or either has too few runs for the interval."""
-    if scenario.metric != "cpu_us_per_request":
-        return None
+def _cpu_interval(scenario: ScenarioInfo, a: Pair, b: Pair) -> tuple[float, float] | None:
+    """The 95% interval of how many times b's bench runs' CPU per request is a's
+    (:func:`ratio_interval`); None where the figure is not CPU per request or either has
+    too few runs for it."""
     x, y = a[0].capacity, b[0].capacity
-    interval = (ratio_interval(x.cpu_samples, y.cpu_samples)
-                if x is not None and y is not None else None)
+    if scenario.metric != "cpu_us_per_request" or x is None or y is None:
+        return None
+    return ratio_interval(x.cpu_samples, y.cpu_samples)
+
+
+def _interval_level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool | None:
+    """Level by the interval of the ratio of their bench runs (see LEVEL_CPU_CLOSE); None
+    where there is no such interval."""
+    interval = _cpu_interval(scenario, a, b)
     if interval is None:
         return None
     low, high = interval
@@ -146,7 +152,7 @@ def _rank_tested(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool | None:
 
 def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:
     """Level: what was measured cannot tell them apart. For CPU per request from enough
-    bench runs, the interval of the ratio of the runs says it (:func:`_rank_tested`); otherwise their
+    bench runs, the interval of the ratio of the runs says it (:func:`_interval_level`); otherwise their
     spreads over the repeats overlap, or the 95% intervals of their counts do (a window
     that served 360 replies could as well have served 400), or they are within the
     tolerance."""
@@ -154,7 +160,7 @@ def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:
         return False
     if _bench_served(scenario, a) != _bench_served(scenario, b):
         return False  # 1 of 10 connections served is not level with 2 of 10
-    tested = _rank_tested(scenario, a, b)
+    tested = _interval_level(scenario, a, b)
     if tested is not None:
         return tested
     if _overlap(_score_range(scenario, *a), _score_range(scenario, *b)):
@@ -293,17 +299,16 @@ def _why_winner(scenario: ScenarioInfo, pair: Pair) -> str:
     return ", ".join(parts)
 
 
-def _next_apart(scenario: ScenarioInfo, ranked: list[Pair], loser: Pair) -> str:
+def _next_apart(scenario: ScenarioInfo, ranked: list[Pair]) -> str:
     """Where bench runs decide and the winner stands alone: how far behind the next model
-    was, with the 95% interval of the ratio of their runs that set it apart."""
-    if scenario.metric != "cpu_us_per_request" or len(ranked) < 3:
+    (not the loser) was, with the 95% interval of the ratio of their runs that set it
+    apart."""
+    if len(ranked) < 3 or not _clean(scenario, ranked[1]):
         return ""
+    interval = _cpu_interval(scenario, ranked[0], ranked[1])
     best, second = ranked[0][0].capacity, ranked[1][0].capacity
-    if ranked[1][0] is loser[0] or not _clean(scenario, ranked[1]) or best is None \
-            or second is None or not best.cpu_us_per_request or not second.cpu_us_per_request:
-        return ""
-    interval = ratio_interval(best.cpu_samples, second.cpu_samples)
-    if interval is None:
+    if interval is None or best is None or second is None \
+            or not best.cpu_us_per_request or not second.cpu_us_per_request:
         return ""
     gap = second.cpu_us_per_request / best.cpu_us_per_request - 1
     return (f"; next came {ranked[1][0].model}, {gap:.0%} more CPU per request (95% "
@@ -402,7 +407,7 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
                 f"({human_ms(winner[1].p99_ms)}{', ' + extra if extra else ''})")
     else:
         lead = (f"{winner[0].model} won with {_figure(scenario, winner)} "
-                f"({_why_winner(scenario, winner)}){_next_apart(scenario, ranked, loser)}")
+                f"({_why_winner(scenario, winner)}){_next_apart(scenario, ranked)}")
     also = f" (as did {_names(trailers[1:])})" if len(trailers) > 1 else ""
     if scenario.metric == "rps":
         top_rps = max((step.rps or 0) for _, step in level) if len(level) > 1 else None
