@@ -33,12 +33,14 @@ with its parent count twice: it is an upper bound of the tree's memory.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import psutil
 
+from testbed import steal
 from testbed.proctree import read_tree
 
 MIB = 1024 * 1024
@@ -67,11 +69,14 @@ def sample_tree(root: psutil.Process) -> TreeSample | None:
 
 
 class Sampler:
-    """A daemon thread sampling named process trees until :meth:`stop`."""
+    """A daemon thread sampling named process trees until :meth:`stop`, and with them the
+    machine's CPU times (:mod:`testbed.steal`), so that the share the host took in any
+    window can be cut out too (:meth:`host_steal`)."""
 
     def __init__(self, interval: float = 0.25) -> None:
         self.interval = interval
         self.samples: dict[str, list[TreeSample]] = {}
+        self.machine: list[tuple[float, steal.CpuTimes]] = []
         self._roots: dict[str, psutil.Process] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -101,8 +106,11 @@ class Sampler:
                 self.samples[name].append(sample)
 
     def sample_now(self) -> None:
+        times = steal.read()
         with self._lock:
             roots = list(self._roots.items())
+            if times is not None:
+                self.machine.append((time.time(), times))
         for name, root in roots:
             self._take(name, root)
 
@@ -116,6 +124,17 @@ class Sampler:
             self._stop.set()
             self._thread.join()
         self.sample_now()
+
+    def host_steal(self, start: float, end: float) -> float | None:
+        """The share of the machine's CPU time the host took in ``[start, end]`` (seconds
+        since the epoch), from the readings around it; None without readings on both sides."""
+        with self._lock:
+            machine = list(self.machine)
+        before = [times for t, times in machine if t <= start][-1:]
+        after = [times for t, times in machine if t >= end][:1]
+        if not before or not after:
+            return None
+        return steal.share(before[0], after[0])
 
     def series(self, name: str) -> list[TreeSample]:
         with self._lock:

@@ -11,6 +11,7 @@ comparisons can be told from a machine that moved.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -24,15 +25,24 @@ class CpuTimes:
     total: float
 
 
-def read() -> CpuTimes | None:
-    """The machine's CPU times now; None where the system does not count steal."""
-    times = psutil.cpu_times()
-    steal = getattr(times, "steal", None)
-    if steal is None:
+#: The parts of a CPU's time that add up to all of it (guest and guest_nice are already
+#: inside user and nice: not added again).
+PARTS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def read(cpus: Sequence[int] | None = None) -> CpuTimes | None:
+    """The CPU times now, of the whole machine or summed over ``cpus`` (a pinned server's
+    cores: the host may take one core's time and not another's); None where the system
+    does not count steal."""
+    if cpus is None:
+        chosen = [psutil.cpu_times()]
+    else:
+        every = psutil.cpu_times(percpu=True)
+        chosen = [every[cpu] for cpu in cpus if 0 <= cpu < len(every)]
+    if not chosen or any(getattr(times, "steal", None) is None for times in chosen):
         return None
-    # guest and guest_nice are already inside user and nice: not added again
-    parts = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-    return CpuTimes(steal=steal, total=sum(getattr(times, name, 0.0) for name in parts))
+    return CpuTimes(steal=sum(times.steal for times in chosen),
+                    total=sum(getattr(times, name, 0.0) for times in chosen for name in PARTS))
 
 
 def share(before: CpuTimes | None, after: CpuTimes | None) -> float | None:

@@ -29,6 +29,7 @@ from clients.bench import ClosedLoop, Result
 from clients.framing import HttpFraming
 from clients.safety import UnsafeTarget, ensure_loopback
 from loadtests.common import make_payload
+from testbed import steal
 from testbed.bench import server as servers
 from testbed.bench.memory import TreeHoldings, holdings
 from testbed.bench.plan import HTTP, BenchPlan, check_bench
@@ -58,6 +59,9 @@ class Measured:
     after: TreeSample | None
     held_before: TreeHoldings | None
     held_open: TreeHoldings | None
+    #: the share of the CPU time the host took over the window (testbed.steal): of the whole
+    #: machine, and of the server's and the client's cores when they are pinned
+    host_steal: dict[str, float | None] | None = None
 
 
 def _loop(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str, *,
@@ -103,22 +107,34 @@ def settled(root: psutil.Process, *, memory: bool = True) -> TreeHoldings | None
     return last if memory else None
 
 
+def _steal_now(placement: object) -> dict[str, steal.CpuTimes | None]:
+    cpus = placement if isinstance(placement, dict) else {}
+    return {"machine": steal.read(), "server": steal.read(cpus.get("server")) if cpus else None,
+            "client": steal.read(cpus.get("client")) if cpus else None}
+
+
 def _measure(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str,
-             root: psutil.Process | None) -> Measured:
+             root: psutil.Process | None, placement: object = None) -> Measured:
     loop = _loop(host, port, spec, payload, expect, warmup=False)
     try:
         # settled: the warm-up's connections, closed by the client, are gone at the server
-        held_before = settled(root, memory=spec.memory) if root is not None else None
+        # (its holdings the baseline of the memory per connection; without memory readings
+        # the wait below covers the closing too, so this one is not needed)
+        held_before = settled(root) if root is not None and spec.memory else None
         loop.open()
         held_open = settled(root, memory=spec.memory) if root is not None else None
         before = sample_tree(root) if root is not None else None
+        stolen = _steal_now(placement)
         result = loop.run(spec.duration, spec.max_requests)
         after = sample_tree(root) if root is not None else None
+        host_steal = {side: steal.share(start, end)
+                      for (side, start), end in zip(stolen.items(), _steal_now(placement).values(),
+                                                    strict=True)}
         if loop.active < spec.connections:
             loop.check_idle()
     finally:
         loop.close()
-    return Measured(result, before, after, held_before, held_open)
+    return Measured(result, before, after, held_before, held_open, host_steal)
 
 
 def _log_tail(server: ServerProcess | None) -> list[str]:
@@ -161,7 +177,7 @@ def run_checked(plan: BenchPlan) -> dict:
                 warm = _warmup(host, port, spec, payload, plan.expect)
             windows = []
             for _ in range(spec.windows):
-                windows.append(_measure(host, port, spec, payload, plan.expect, root))
+                windows.append(_measure(host, port, spec, payload, plan.expect, root, placement))
                 if server is not None and not server.running:
                     break
         server_died = server is not None and not server.running

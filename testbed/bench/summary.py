@@ -75,6 +75,7 @@ def summarize_bench(plan: BenchPlan, url: str, pid: int | None, warm: Result | N
             "requests": warm.requests, "elapsed_s": warm.elapsed,
             "error_count": warm.error_count, "errors": warm.errors},
         "server_died": server_died,
+        "host_steal": measured.host_steal,
         "ok": (not window.error_count and bool(requests) and not server_died
                and window.opened == spec.connections
                and (not idle or window.idle_alive == idle)),

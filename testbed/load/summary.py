@@ -138,6 +138,10 @@ def _generator_cpu(run: LoadRun, start: float, end: float) -> float | None:
     return round(max(shares), 3) if shares else None
 
 
+def _rounded(share: float | None) -> float | None:
+    return None if share is None else round(share, 4)
+
+
 def _bound(rps: float, ceiling: float | None, cpu: float | None) -> bool:
     return bool((ceiling and rps >= CEILING_SHARE * ceiling) or (cpu is not None and
                                                                  cpu >= SATURATED_CPU))
@@ -175,6 +179,7 @@ def _record(run: LoadRun, users: int, merged: dict[str, Any], buckets_per_e: flo
         **latency_figures(merged["hist"], merged["max_ms"], buckets_per_e),
         "server": _server_figures(run, merged["t_start"], merged["t_end"], served),
         "generator_bound": bound, "generator_cpu": cpu,
+        "host_steal": _rounded(run.sampler.host_steal(merged["t_start"], merged["t_end"])),
         "clients": None if run.spec.mode == "arrivals" else _clients(merged),
         "started": merged["started"], "unfinished": merged["unfinished"],
         "drained_s": round(merged["drained_s"], 3),
