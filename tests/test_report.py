@@ -879,3 +879,38 @@ def test_a_results_json_from_before_the_depth_records_had_one_shape_reads_the_sa
     assert old == new
     assert old.spread["cpu_us_per_request"] == (13.0, 18.0)
     assert [(d.pipeline, d.cpu_us_per_request) for d in old.pipelines] == [(1, 15.0), (16, 1.6)]
+
+
+def test_models_the_bench_runs_cannot_decide_are_named_with_the_end_they_face():
+    """Undecided: the interval of the ratio holds 1 but reaches beyond 10% of it, so the
+    runs can neither call the model level with the winner (or loser) nor apart from it;
+    the comparison measures those again. Close and apart models are decided."""
+    from testbed.reporting.sentences import undecided
+
+    runs = [run(model, "fast", [step(1, 1000, 1), step(50, 4000, 20)], capacity=sampled(cpus))
+            for model, cpus in (
+                ("select", [15.0, 15.1, 15.2, 15.3, 15.4, 15.5]),
+                ("reuseport", [15.8, 15.9, 16.0, 16.1, 16.2, 16.3]),  # close: 1.03-1.07
+                ("asyncio", [13.0, 15.0, 18.5, 19.5, 22.0, 30.0]),    # 0.87-1.94: undecided
+                ("threading", [30.0, 31.0, 32.0, 33.0, 34.0, 35.0]),  # apart from both ends
+                ("forking", [40.0, 41.0, 42.0, 43.0, 44.0, 45.0]),
+                ("prefork", [36.0, 39.0, 44.0, 47.0, 52.0, 60.0]))]   # last; forking undecided
+    results = parse(document(runs, ["fast"]))
+    assert undecided(results, results.scenarios[0], results.runs_for("fast")) == [
+        "select", "asyncio", "prefork", "forking"]
+    decided = [found for found in runs if found["model"] not in ("asyncio", "prefork")]
+    results = parse(document(decided, ["fast"]))
+    assert undecided(results, results.scenarios[0], results.runs_for("fast")) == []
+
+
+def test_the_summary_names_the_models_measured_in_settling_rounds(tmp_path):
+    settled = sampled([13.0, 15.0, 18.5, 19.5, 22.0, 30.0, 17.0, 16.0])
+    settled["settling_runs"] = 1
+    runs = [run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20)],
+                capacity=sampled([15.0, 15.1, 15.2, 15.3, 15.4, 15.5])),
+            run("asyncio", "fast", [step(1, 1000, 1), step(50, 4000, 25)], capacity=settled)]
+    text = write_report(write(tmp_path, document(runs, ["fast"]))).markdown.read_text(
+        encoding="utf-8")
+    assert ("settling rounds: once the bench's rounds were over, these had more bench runs"
+            in text), text
+    assert ": asyncio (1); their figures are over every run" in text, text

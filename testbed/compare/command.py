@@ -19,6 +19,7 @@ from testbed.compare.runs import (
     write_json,
 )
 from testbed.compare.scenarios import QUICK, SERVICES, scenario_names
+from testbed.compare.settle import settling_runs
 
 
 def build_parser() -> ArgumentParser:
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     host_start = steal.read()
     progress.start()
     try:
-        for index, run in enumerate(plan.runs):
+        index = 0
+        while index < len(plan.runs):  # settling rounds add runs as it goes
+            run = plan.runs[index]
             progress.begin(index)
             before = steal.read()
             # Absolute: testbed load runs locust from inside the run's directory.
@@ -131,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
             records.append(record)
             progress.end(index, record["duration_s"],
                          record["error"] if record["status"] != "ok" else None)
+            extra = settling_runs(plan, index, records, time.monotonic() - clock_start,
+                                  progress.overhead)
+            if extra:
+                plan.runs[index + 1:index + 1] = extra
+                progress.say(f"settling round {extra[0].settling}: one more bench run of "
+                             f"{', '.join(planned.model for planned in extra)} (their runs "
+                             "could not call them level or apart)")
+            index += 1
     except KeyboardInterrupt:
         interrupted = True
     finally:

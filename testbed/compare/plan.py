@@ -32,6 +32,9 @@ class PlannedRun:
     # 0: the run itself (its server, locust, the bench's first sample and its pipelined
     # runs); k >= 1: the bench's sample k + 1 alone, taken after every model's run
     sample: int = 0
+    # k >= 1: a sample taken in the k-th settling round (testbed.compare.settle), once the
+    # scenario's rounds left the model undecided
+    settling: int = 0
 
     def planned_seconds(self, overhead: float) -> float:
         """:meth:`step_seconds` and the ``overhead`` of starting and stopping locust and the
@@ -66,8 +69,8 @@ class PlannedRun:
 #: start and stop, without memory readings): 0.6 s measured on 2 cores.
 BENCH_OVERHEAD = 0.6
 #: ... and each window after a bench run's first (opening its connections, waiting for
-#: the tree to settle): 0.23 s measured on 2 cores.
-WINDOW_OVERHEAD = 0.25
+#: the tree to settle): 0.13 s measured on 2 cores (select; more where the server forks).
+WINDOW_OVERHEAD = 0.15
 
 
 def bench_overhead(capacity: Capacity) -> float:
@@ -90,6 +93,7 @@ class ComparisonPlan:
     window: float | None = None  # set by --run-time
     repeats: int = 1
     repeats_from_budget: bool = False  # the preset's budget chose the repeats, not --repeat
+    budget: float | None = None  # seconds the comparison may take (None: no bound)
     runs: list[PlannedRun] = field(default_factory=list)
     lab: dict[str, Any] | None = None  # --lab: the placement and conditions (testbed.lab)
 
@@ -166,6 +170,7 @@ def make_plan(args: argparse.Namespace) -> ComparisonPlan:
         budget = getattr(args, "budget", None) or QUICK_BUDGET
         repeats = max(1, min(MAX_BUDGET_REPEATS, int((budget - once) // max(each, 1e-9))))
         plan.repeats_from_budget = True
+        plan.budget = budget
     plan.repeats = repeats
     if getattr(args, "lab", None):
         from testbed.lab.placement import placement

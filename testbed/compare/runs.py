@@ -99,7 +99,7 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
         note("capacity: testbed bench")
         bench = bench_sample(run, out_dir / run_dir_name(run), run.sample)
         return {"model": run.model, "scenario": run.scenario.name, "repeat": run.repeat,
-                "sample": run.sample, "bench": bench,
+                "sample": run.sample, "settling": run.settling, "bench": bench,
                 "status": "ok" if bench.get("ok") else "crashed", "error": bench.get("error"),
                 "duration_s": round(time.monotonic() - started, 3)}
     started = time.monotonic()
@@ -218,18 +218,21 @@ def _windows(record: dict[str, Any]) -> list[dict[str, Any]]:
 def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The bench samples taken in runs of their own, folded into the record of their run:
     its capacity becomes the JSON of the median window (by server CPU per request) of every
-    run's, with every window's figures in ``samples`` in the order taken; the pipelined
-    figures stay."""
+    run's, with every window's figures in ``samples`` in the order taken, and how many of
+    those runs were settling rounds' in ``settling_runs``; the pipelined figures stay."""
     extra: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    settled: dict[tuple[str, str, int], int] = {}
     for record in records:
         if record.get("sample"):
             key = (record["model"], record["scenario"], record["repeat"])
             extra.setdefault(key, []).append(record["bench"])
+            settled[key] = settled.get(key, 0) + bool(record.get("settling"))
     folded = []
     for record in records:
         if record.get("sample"):
             continue
-        more = extra.get((record["model"], record["scenario"], record["repeat"]), [])
+        key = (record["model"], record["scenario"], record["repeat"])
+        more = extra.get(key, [])
         capacity = record.get("capacity")
         if capacity is not None and (more or "windows" in capacity):
             first = {key: value for key, value in capacity.items()
@@ -240,6 +243,8 @@ def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             median["samples"] = [depth_record(sample, 1) for sample in taken]
             if "pipelines" in capacity:
                 median["pipelines"] = capacity["pipelines"]
+            if settled.get(key):  # bench runs of settling rounds (testbed.compare.settle)
+                median["settling_runs"] = settled[key]
             record = {**record, "capacity": median}
         folded.append(record)
     return folded

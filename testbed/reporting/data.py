@@ -228,6 +228,8 @@ class Capacity:
     cpu_samples: tuple[float, ...] = ()
     pipelines: tuple[Depth, ...] = ()
     generator: str = "bench"  # the testbed command that measured it: bench or wrk
+    #: bench runs taken in settling rounds (testbed.compare.settle), over every repeat
+    settling_runs: int = 0
 
     @classmethod
     def from_record(cls, record: dict[str, Any] | None) -> Capacity | None:
@@ -256,7 +258,7 @@ class Capacity:
             ok=bool(record.get("ok", True)) and record.get("rps") is not None,
             error=record.get("error"), generator=record.get("generator") or "bench",
             spread=spread, samples=max(len(record.get("samples") or ()), 1),
-            cpu_samples=cpu_samples,
+            cpu_samples=cpu_samples, settling_runs=int(record.get("settling_runs") or 0),
             pipelines=_depths(record))
 
     @property
@@ -489,6 +491,7 @@ def merge_capacities(found: list[Capacity]) -> Capacity | None:
                     repeats=len(measured),
                     samples=max(capacity.samples for capacity in measured),
                     cpu_samples=tuple(v for capacity in measured for v in capacity.cpu_samples),
+                    settling_runs=sum(capacity.settling_runs for capacity in measured),
                     pipelines=tuple(pipelines), generator=measured[0].generator, **medians)
 
 

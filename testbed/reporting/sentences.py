@@ -139,15 +139,44 @@ def _cpu_interval(scenario: ScenarioInfo, a: Pair, b: Pair) -> tuple[float, floa
     return ratio_interval(x.cpu_samples, y.cpu_samples)
 
 
-def _interval_level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool | None:
-    """Level by the interval of the ratio of their bench runs (see LEVEL_CPU_CLOSE); None
-    where there is no such interval."""
+def _interval_state(scenario: ScenarioInfo, a: Pair, b: Pair) -> str | None:
+    """What the interval of the ratio of their bench runs says (see LEVEL_CPU_CLOSE):
+    "close" (within it: level), "apart" (it does not hold 1, nor lie within it), or
+    "undecided" (it holds 1 but reaches beyond: the runs cannot tell them apart, nor show
+    them close; level, until more runs say otherwise); None where there is no interval."""
     interval = _cpu_interval(scenario, a, b)
     if interval is None:
         return None
     low, high = interval
-    return low <= 1 <= high or (1 / (1 + LEVEL_CPU_CLOSE) <= low
-                                and high <= 1 + LEVEL_CPU_CLOSE)
+    if 1 / (1 + LEVEL_CPU_CLOSE) <= low and high <= 1 + LEVEL_CPU_CLOSE:
+        return "close"
+    return "undecided" if low <= 1 <= high else "apart"
+
+
+def _interval_level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool | None:
+    """Level by the interval of the ratio of their bench runs; None where there is none."""
+    state = _interval_state(scenario, a, b)
+    return None if state is None else state != "apart"
+
+
+def undecided(results: Results, scenario: ScenarioInfo, runs: list[Run]) -> list[str]:
+    """Of ``runs``, the models whose bench runs can neither call them level with the winner
+    (or the loser) nor apart from it (:func:`_interval_state`), each end first where one
+    is undecided against it: more bench runs of them would decide, and ``testbed compare``
+    takes them while its budget allows. Empty where CPU per request does not decide."""
+    measured = _measured(results, scenario, runs)
+    if scenario.metric != "cpu_us_per_request" or len(measured) < 2:
+        return []
+    ranked = _ranked(scenario, measured)
+    chosen: list[str] = []
+    for end in (ranked[0], ranked[-1]):
+        others = [pair[0].model for pair in ranked if pair[0] is not end[0]
+                  and _clean(scenario, pair) == _clean(scenario, end)
+                  and _bench_served(scenario, pair) == _bench_served(scenario, end)
+                  and _interval_state(scenario, end, pair) == "undecided"]
+        if others:
+            chosen += [model for model in (end[0].model, *others) if model not in chosen]
+    return chosen
 
 
 def _level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool:

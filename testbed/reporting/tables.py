@@ -236,6 +236,19 @@ def _steal_note(runs: list[Run]) -> str | None:
             "figures (req/s, latency) are slowed by it")
 
 
+def _settling_note(runs: list[Run]) -> str | None:
+    """The models measured in settling rounds, and how many more bench runs each had."""
+    settled = [(run.model, run.capacity.settling_runs) for run in runs
+               if run.capacity is not None and run.capacity.settling_runs]
+    if not settled:
+        return None
+    named = ", ".join(f"{model} ({count})" for model, count in settled)
+    return ("settling rounds: once the bench's rounds were over, these had more bench runs "
+            f"(how many, over every repeat), as their runs could neither call them level with "
+            f"the winner or the loser nor apart from it: {named}; their figures are over "
+            "every run")
+
+
 def _source_notes(scenario: ScenarioInfo, repeats: int) -> list[str]:
     notes = []
     capacity = scenario.raw.get("capacity")
@@ -293,6 +306,9 @@ def summary_table(results: Results, scenario: ScenarioInfo) -> Table:
     if stolen:
         table.notes.append(stolen)
     table.notes += _source_notes(scenario, results.repeats)
+    settled = _settling_note(list(results.runs_for(scenario.name)))
+    if settled:
+        table.notes.append(settled)
     return table
 
 

@@ -1,0 +1,81 @@
+"""Settling rounds: more bench runs of the models a scenario's runs left undecided.
+
+Where the server's CPU per request decides, two models are level when the interval of the
+ratio of their bench runs holds 1, and apart when it lies away from it
+(:func:`testbed.reporting.sentences.undecided`). An interval that holds 1 but reaches far
+beyond it says neither: the runs were too few to tell. Called level there, the same two
+models come out level in one comparison and apart in the next, as the machine's noise
+moves the interval's ends about 1. So once a scenario's rounds of bench runs are done (in
+each repeat), the models left undecided against the winner or the loser, and that end,
+get one more bench run each, and again, up to :data:`MAX_ROUNDS` rounds and only while
+the comparison's budget allows. The verdict is then read over every run taken.
+
+Looking again at data that did not decide makes "apart" a little more likely by chance
+than its 5% (two looks instead of one); the rounds are few, and the report names the
+models that had them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from testbed.compare.plan import ComparisonPlan, PlannedRun
+
+#: Settling rounds per scenario and repeat, at most.
+MAX_ROUNDS = 2
+#: Seconds of the budget kept for what is not a run: the report and its plots after the
+#: runs, and tox and Python starting before them.
+MARGIN = 15.0
+
+
+def _group(run: PlannedRun) -> tuple[str, int]:
+    return run.scenario.name, run.repeat
+
+
+def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]],
+                  elapsed: float, overhead: float) -> list[PlannedRun]:
+    """The runs to take after ``plan.runs[index]``, just done: a settling round when it was
+    the last of its scenario's repeat and the records leave some models undecided; none
+    otherwise, or when the round would not fit in ``plan.budget`` after ``elapsed``
+    seconds (the runs still planned included)."""
+    run = plan.runs[index]
+    capacity = run.scenario.capacity
+    if capacity is None or run.scenario.metric != "cpu_us_per_request":
+        return []
+    later = plan.runs[index + 1:]
+    if later and _group(later[0]) == _group(run):
+        return []  # the scenario's rounds are not over
+    if run.settling >= MAX_ROUNDS:
+        return []
+    models = undecided_models(plan, records, run)
+    if not models:
+        return []
+    settling = run.settling + 1
+    extra = [PlannedRun(model, run.scenario, run.repeat,
+                        sample=capacity.samples - 1 + settling, settling=settling)
+             for model in models]
+    if plan.budget is not None:
+        cost = sum(planned.planned_seconds(overhead) for planned in [*extra, *later])
+        if elapsed + cost > plan.budget - MARGIN:
+            return []
+    return extra
+
+
+def undecided_models(plan: ComparisonPlan, records: list[dict[str, Any]],
+                     run: PlannedRun) -> list[str]:
+    """The models the records of ``run``'s scenario and repeat leave undecided, read the
+    way the report reads results.json."""
+    from testbed.compare.runs import fold_samples, results_document
+    from testbed.reporting.data import parse
+    from testbed.reporting.sentences import undecided
+
+    name, repeat = _group(run)
+    mine = [record for record in records
+            if record["scenario"] == name and record.get("repeat", 0) == repeat]
+    document = results_document(plan, fold_samples(mine), [], datetime.now().astimezone(),
+                                0.0, False)
+    results = parse(document)
+    scenario = next(info for info in results.scenarios if info.name == name)
+    return undecided(results, scenario, [found for found in results.repeat_runs
+                                         if found.scenario == name])
