@@ -412,10 +412,10 @@ def test_a_run_that_cannot_run_becomes_a_crashed_record(tmp_path):
     assert (record["model"], record["scenario"]) == ("select", "fast")
 
 
-def test_settling_rounds_follow_a_scenarios_rounds_while_models_are_undecided():
-    """Once the fast scenario's bench rounds are over and the runs leave a model undecided
+def test_settling_rounds_follow_the_runs_while_models_are_undecided():
+    """Once every planned run is done and the fast scenario's runs leave a model undecided
     against the winner, the comparison adds one more bench run of it and of the winner,
-    up to two rounds, and only within its budget; nothing in the middle of the rounds."""
+    up to two rounds, and only as many as its budget allows."""
     from testbed.compare.settle import MAX_ROUNDS, settling_runs
     from tests.test_report import run as crafted_run
     from tests.test_report import sampled, step
@@ -428,20 +428,24 @@ def test_settling_rounds_follow_a_scenarios_rounds_while_models_are_undecided():
             "forking": [40.0, 41.0, 42.0, 43.0, 44.0, 45.0]}
     records = [crafted_run(model, "fast", [step(1, 1000, 1), step(50, 4000, 20)],
                            capacity=sampled(values)) for model, values in cpus.items()]
-    last = max(index for index, planned in enumerate(plan.runs)
-               if planned.scenario.name == "fast")
-    assert settling_runs(plan, last - 1, records, 0.0, 1.0) == []  # rounds not over
-    extra = settling_runs(plan, last, records, 0.0, 1.0)
-    assert [(planned.model, planned.settling) for planned in extra] == [
-        ("select", 1), ("asyncio", 1)]
-    samples = plan.runs[last].scenario.capacity.samples
+    last_fast = max(index for index, planned in enumerate(plan.runs)
+                    if planned.scenario.name == "fast")
+    assert last_fast < len(plan.runs) - 1
+    assert settling_runs(plan, last_fast, records, 0.0, 1.0) == []  # slow-io still to run
+    end = len(plan.runs) - 1
+    extra = settling_runs(plan, end, records, 0.0, 1.0)
+    assert [(planned.model, planned.scenario.name, planned.settling) for planned in extra] == [
+        ("select", "fast", 1), ("asyncio", "fast", 1)]
+    samples = extra[0].scenario.capacity.samples
     assert {planned.sample for planned in extra} == {samples}  # bench-<samples + 1>.json
-    plan.runs[last + 1:last + 1] = extra
-    again = settling_runs(plan, last + len(extra), records, 0.0, 1.0)
+    plan.runs += extra
+    again = settling_runs(plan, len(plan.runs) - 1, records, 0.0, 1.0)
     assert [planned.settling for planned in again] == [2, 2]
-    plan.runs[last + len(extra) + 1:last + len(extra) + 1] = again
-    assert settling_runs(plan, last + len(extra) + len(again), records, 0.0, 1.0) == []
+    plan.runs += again
+    assert settling_runs(plan, len(plan.runs) - 1, records, 0.0, 1.0) == []
     assert MAX_ROUNDS == 2
-    plan.runs[last + 1:] = [planned for planned in plan.runs[last + 1:] if not planned.settling]
-    plan.budget = 30.0  # the slow-io runs still to come fill it, less its margin
-    assert settling_runs(plan, last, records, 0.0, 1.0) == []
+    plan.runs = plan.runs[:end + 1]
+    one_run = extra[0].planned_seconds(1.0)
+    plan.budget = 100.0  # 15 s of it kept for what is not a run
+    assert len(settling_runs(plan, end, records, 85.0 - 2 * one_run, 1.0)) == 2
+    assert settling_runs(plan, end, records, 85.0 - 1.5 * one_run, 1.0) == []  # only one fits

@@ -666,15 +666,16 @@ def test_agreement_of_runs_side_by_side(tmp_path):
 def test_the_hosts_steal_is_shown_beside_what_moved(tmp_path):
     """A comparison records how much of the machine's CPU time its hypervisor took, over
     all of it and in each run: the report's head says so and names the run that lost the
-    most, and --agree shows it per comparison and beside each cell that moved most."""
+    most, and --agree shows it per comparison and beside each cell that moved most (the
+    share in the cell's window where it was counted, in its run otherwise)."""
     paths = []
     for index, (overall, stolen) in enumerate(((0.01, 0.02), (0.12, 0.25))):
         runs = slow_io_runs()
         for record in runs:
             record["host_steal"] = stolen / 2
         runs[0]["host_steal"] = stolen
-        if index == 1:
-            runs[0]["summary"]["steps"][0] = step(1, 7.0, 104)
+        if index == 1:  # its window's own share, where counted, rather than its run's
+            runs[0]["summary"]["steps"][0] = step(1, 7.0, 104) | {"host_steal": 0.3}
         doc = document(runs, ["slow-io"])
         doc["metadata"]["host_steal"] = overall
         folder = tmp_path / f"run{index}"
@@ -690,7 +691,7 @@ def test_the_hosts_steal_is_shown_beside_what_moved(tmp_path):
     assert agreed.returncode == 0, agreed.stderr
     assert "The machine's hypervisor took 1.0%, 12.0% of its CPU time" in agreed.stdout
     assert "moved most: slow-io sequential at 1, rps 9.8, 7.0" in agreed.stdout
-    assert "host steal in its runs 2.0%, 25.0%)" in agreed.stdout
+    assert "host steal while measured 2.0%, 30.0%)" in agreed.stdout
     table = scenario_section(write_report(paths[1]).markdown.read_text(encoding="utf-8"),
                              "slow-io")
     assert ("host steal: the host took 5% or more of the machine's CPU time while these were "

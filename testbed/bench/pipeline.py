@@ -33,6 +33,7 @@ def depth_record(summary: dict[str, Any], pipeline: int) -> dict[str, Any]:
         errors, error_count          failure classes counted (non-zero only), and their sum
         served_connections           connections that got at least one reply
         p50_ms, p99_ms               reply latency
+        host_steal                   the machine's CPU time the host took over the window
         command                      the command line that ran it (None in-process)
 
     :func:`run_pipeline` returns these, and ``testbed compare`` stores them in a
@@ -52,6 +53,7 @@ def depth_record(summary: dict[str, Any], pipeline: int) -> dict[str, Any]:
         "error_count": summary.get("error_count"),
         "served_connections": summary.get("served_connections"),
         "p50_ms": latency.get("p50_ms"), "p99_ms": latency.get("p99_ms"),
+        "host_steal": (summary.get("host_steal") or {}).get("machine"),
         "command": summary.get("command")}
 
 

@@ -5,8 +5,8 @@ ratio of their bench runs holds 1, and apart when it lies away from it
 (:func:`testbed.reporting.sentences.undecided`). An interval that holds 1 but reaches far
 beyond it says neither: the runs were too few to tell. Called level there, the same two
 models come out level in one comparison and apart in the next, as the machine's noise
-moves the interval's ends about 1. So once a scenario's rounds of bench runs are done (in
-each repeat), the models left undecided against the winner or the loser, and that end,
+moves the interval's ends about 1. So once every planned run is done, the models left
+undecided against the winner or the loser (in each scenario and repeat), and that end,
 get one more bench run each, and again, up to :data:`MAX_ROUNDS` rounds and only while
 the comparison's budget allows. The verdict is then read over every run taken.
 
@@ -35,31 +35,41 @@ def _group(run: PlannedRun) -> tuple[str, int]:
 
 def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]],
                   elapsed: float, overhead: float) -> list[PlannedRun]:
-    """The runs to take after ``plan.runs[index]``, just done: a settling round when it was
-    the last of its scenario's repeat and the records leave some models undecided; none
-    otherwise, or when the round would not fit in ``plan.budget`` after ``elapsed``
-    seconds (the runs still planned included)."""
-    run = plan.runs[index]
-    capacity = run.scenario.capacity
-    if capacity is None or run.scenario.metric != "cpu_us_per_request":
+    """The runs to take after ``plan.runs[index]``, just done: when it was the last one
+    planned, a settling round of every scenario and repeat whose records leave some models
+    undecided (each at most MAX_ROUNDS times); none otherwise. With ``plan.budget``, only
+    as many of them as fit in it after ``elapsed`` seconds, in order (each scenario's end
+    before the models it faces), and none unless an end and one model fit.
+
+    The rounds come after every scenario, not after their own: the preset's budget is
+    spent by then, and what is left of it is known, not estimated; and a bench sample is
+    taken on a fresh server whenever it is taken."""
+    if index != len(plan.runs) - 1:
         return []
-    later = plan.runs[index + 1:]
-    if later and _group(later[0]) == _group(run):
-        return []  # the scenario's rounds are not over
-    if run.settling >= MAX_ROUNDS:
-        return []
-    models = undecided_models(plan, records, run)
-    if not models:
-        return []
-    settling = run.settling + 1
-    extra = [PlannedRun(model, run.scenario, run.repeat,
-                        sample=capacity.samples - 1 + settling, settling=settling)
-             for model in models]
-    if plan.budget is not None:
-        cost = sum(planned.planned_seconds(overhead) for planned in [*extra, *later])
-        if elapsed + cost > plan.budget - MARGIN:
-            return []
-    return extra
+    extra: list[PlannedRun] = []
+    groups: dict[tuple[str, int], list[PlannedRun]] = {}
+    for run in plan.runs:
+        groups.setdefault(_group(run), []).append(run)
+    for runs in groups.values():
+        first = runs[0]
+        capacity = first.scenario.capacity
+        if capacity is None or first.scenario.metric != "cpu_us_per_request":
+            continue
+        settling = max(run.settling for run in runs) + 1
+        if settling > MAX_ROUNDS:
+            continue
+        extra += [PlannedRun(model, first.scenario, first.repeat,
+                             sample=capacity.samples - 1 + settling, settling=settling)
+                  for model in undecided_models(plan, records, first)]
+    if plan.budget is None:
+        return extra
+    fits, cost = [], elapsed  # the first models are the most needed: the ends first
+    for planned in extra:
+        cost += planned.planned_seconds(overhead)
+        if cost > plan.budget - MARGIN:
+            break
+        fits.append(planned)
+    return fits if len(fits) >= 2 else []  # an end and one model it faces, or nothing
 
 
 def undecided_models(plan: ComparisonPlan, records: list[dict[str, Any]],

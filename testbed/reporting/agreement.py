@@ -40,8 +40,9 @@ class Cell:
     #: the 95% intervals of the counts behind the figure in every run share a value: what
     #: it moved is what a window's count moves by chance (never for the bench's figures)
     within_counts: bool = False
-    #: the share of the machine's CPU time its hypervisor took in the cell's run, in each
-    #: comparison (None where not counted): a cell that moved with it moved with the machine
+    #: the share of the machine's CPU time its hypervisor took in the cell's window (or
+    #: run), in each comparison (None where not counted): a cell that moved with it moved
+    #: with the machine
     steal: tuple[float | None, ...] = ()
 
     @property
@@ -97,9 +98,23 @@ def _within_counts(runs: list[Results], scenario: ScenarioInfo, model: str, user
     return max(low for low, _ in intervals) <= min(high for _, high in intervals)
 
 
-def _steal(runs: list[Results], scenario: ScenarioInfo, model: str) -> tuple[float | None, ...]:
-    found = [results.run(model, scenario.name) for results in runs]
-    return tuple(run.host_steal if run is not None else None for run in found)
+def _steal(runs: list[Results], scenario: ScenarioInfo, model: str, users: float,
+           figure: str) -> tuple[float | None, ...]:
+    """The host's share of the CPU time in the cell's window in each comparison (the median
+    over the bench's windows for its figure), or over its whole run where the window's was
+    not counted (a results.json from before it was)."""
+    shares = []
+    for results in runs:
+        run = results.run(model, scenario.name)
+        if run is None:
+            shares.append(None)
+            continue
+        if figure.startswith("bench:"):
+            window = run.capacity.host_steal if run.capacity is not None else None
+        else:
+            window = step.host_steal if (step := run.at(users)) is not None else None
+        shares.append(window if window is not None else run.host_steal)
+    return tuple(shares)
 
 
 def _steal_text(values: Sequence[float | None]) -> str:
@@ -117,14 +132,13 @@ def cells(runs: list[Results]) -> list[Cell]:
         for run in first.runs_for(scenario.name):
             steps = ([scenario.top] if figure.startswith("bench:")
                      else [step.users for step in run.steps])
-            steal = _steal(runs, scenario, run.model)
             for users in steps:
                 values = [_value(results, scenario, run.model, users, figure) for results in runs]
                 if all(value is not None for value in values):
                     found.append(Cell(scenario.name, run.model, users, figure,
                                       tuple(v for v in values if v is not None),
                                       _within_counts(runs, scenario, run.model, users, figure),
-                                      steal))
+                                      _steal(runs, scenario, run.model, users, figure)))
     return found
 
 
@@ -171,7 +185,7 @@ def render(runs: list[Results], names: list[str]) -> str:
         lines += [f"- moved most: {cell.scenario} {cell.model} at {cell.step:g}, "
                   f"{cell.figure} {', '.join(_shown(cell.figure, v) for v in cell.values)} "
                   f"({cell.moved:.0%}{', within its counts' if cell.within_counts else ''}"
-                  + (f"; host steal in its runs {_steal_text(cell.steal)}"
+                  + (f"; host steal while measured {_steal_text(cell.steal)}"
                      if any(v is not None for v in cell.steal) else "") + ")"
                   for cell in worst]
     overall = [results.host_steal for results in runs]

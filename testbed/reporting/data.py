@@ -62,7 +62,7 @@ def _number(value: Any) -> float | None:
 
 #: The figures a step record has at its top level, and in its "server" part.
 _RECORD_FIGURES = ("window_s", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "offered_rate",
-                   "achieved_rate")
+                   "achieved_rate", "host_steal")
 _SERVER_FIGURES = ("cpu_s", "cpu_us_per_request", "peak_rss_mib", "peak_threads",
                    "peak_processes", "peak_fds")
 
@@ -94,6 +94,8 @@ class Step:
     clients_users: float | None = None  # closed-loop users in the window ...
     clients_served: float | None = None  # ... that got at least one reply
     jain: float | None = None  # Jain's fairness index of the replies per user
+    #: the share of the machine's CPU time the host took over the window (testbed.steal)
+    host_steal: float | None = None
     spread: dict[str, tuple[float, float]] = field(default_factory=dict)  # key: (min, max)
     repeats: int = 1
 
@@ -230,6 +232,9 @@ class Capacity:
     generator: str = "bench"  # the testbed command that measured it: bench or wrk
     #: bench runs taken in settling rounds (testbed.compare.settle), over every repeat
     settling_runs: int = 0
+    #: the median over the bench's windows of the share of the machine's CPU time the
+    #: host took in each (None where not counted)
+    host_steal: float | None = None
 
     @classmethod
     def from_record(cls, record: dict[str, Any] | None) -> Capacity | None:
@@ -245,6 +250,7 @@ class Capacity:
             if len(values) > 1:
                 spread[key] = (min(values), max(values))
         cpu_samples = tuple(v for sample in samples if (v := depth_cpu(sample)) is not None)
+        stolen = [v for sample in samples if (v := _number(sample.get("host_steal"))) is not None]
         if not cpu_samples and (cpu := _number(server.get("cpu_us_per_request"))) is not None:
             cpu_samples = (cpu,)  # one run (wrk, or a bench without samples)
         return cls(
@@ -259,6 +265,7 @@ class Capacity:
             error=record.get("error"), generator=record.get("generator") or "bench",
             spread=spread, samples=max(len(record.get("samples") or ()), 1),
             cpu_samples=cpu_samples, settling_runs=int(record.get("settling_runs") or 0),
+            host_steal=statistics.median(stolen) if stolen else None,
             pipelines=_depths(record))
 
     @property
@@ -444,7 +451,7 @@ def _median_of(items: list[Any], names: list[str]) -> tuple[dict[str, Any], dict
 _STEP_FIGURES = [f.name for f in fields(Step) if f.name not in
                  ("users", "failures", "generator_bound", "spread", "repeats")]
 _CAPACITY_FIGURES = ["rps", "cpu_us_per_request", "server_cores", "client_cores", "connections",
-                     "served_connections", "errors"]
+                     "served_connections", "errors", "host_steal"]
 
 
 def merge_steps(steps: list[Step]) -> Step:
