@@ -446,6 +446,6 @@ def test_settling_rounds_follow_the_runs_while_models_are_undecided():
     assert MAX_ROUNDS == 2
     plan.runs = plan.runs[:end + 1]
     one_run = extra[0].planned_seconds(1.0)
-    plan.budget = 100.0  # 15 s of it kept for what is not a run
-    assert len(settling_runs(plan, end, records, 85.0 - 2 * one_run, 1.0)) == 2
-    assert settling_runs(plan, end, records, 85.0 - 1.5 * one_run, 1.0) == []  # only one fits
+    plan.budget = 100.0  # 20 s of it kept for what is not a run
+    assert len(settling_runs(plan, end, records, 80.0 - 2 * one_run, 1.0)) == 2
+    assert settling_runs(plan, end, records, 80.0 - 1.5 * one_run, 1.0) == []  # only one fits

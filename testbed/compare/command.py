@@ -19,7 +19,7 @@ from testbed.compare.runs import (
     write_json,
 )
 from testbed.compare.scenarios import QUICK, SERVICES, scenario_names
-from testbed.compare.settle import settling_runs
+from testbed.compare.settle import MAX_ROUNDS, settling_runs
 
 
 def build_parser() -> ArgumentParser:
@@ -92,6 +92,11 @@ def list_plan(plan: ComparisonPlan) -> None:
     why = " (as many as the budget allows)" if plan.repeats_from_budget else ""
     print(f"repeats: {plan.repeats}{why}")
     print(f"about {clock(plan.estimate())} for {len(plan.runs)} runs")
+    if any(scenario.capacity is not None for scenario in plan.scenarios):
+        room = (f", as many as fit in the budget of {clock(plan.budget)}"
+                if plan.budget is not None else "")
+        print(f"then up to {MAX_ROUNDS} settling rounds: one more bench run of each model "
+              f"the runs leave undecided{room}")
 
 
 def main(argv: list[str] | None = None) -> int:
