@@ -28,3 +28,13 @@ def test_the_machine_counts_it_and_time_passes_between_two_readings() -> None:
     assert 0.0 <= after.steal - before.steal <= after.total - before.total
     share = steal.share(before, after)
     assert share is not None and 0.0 <= share < 1.0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="steal is counted by Linux")
+def test_a_set_of_cores_is_read_on_its_own() -> None:
+    """A pinned server's cores: their times alone, a part of the machine's; a core the
+    machine does not have gives no reading rather than a wrong one."""
+    first, machine = steal.read([0]), steal.read()  # the whole machine after its part
+    assert machine is not None and first is not None
+    assert 0.0 < first.total <= machine.total and first.steal <= machine.steal
+    assert steal.read([10_000]) is None

@@ -231,8 +231,8 @@ def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for record in records:
         if record.get("sample"):
             continue
-        key = (record["model"], record["scenario"], record["repeat"])
-        more = extra.get(key, [])
+        group = (record["model"], record["scenario"], record["repeat"])
+        more = extra.get(group, [])
         capacity = record.get("capacity")
         if capacity is not None and (more or "windows" in capacity):
             first = {key: value for key, value in capacity.items()
@@ -243,8 +243,8 @@ def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             median["samples"] = [depth_record(sample, 1) for sample in taken]
             if "pipelines" in capacity:
                 median["pipelines"] = capacity["pipelines"]
-            if settled.get(key):  # bench runs of settling rounds (testbed.compare.settle)
-                median["settling_runs"] = settled[key]
+            if settled.get(group):  # bench runs of settling rounds (testbed.compare.settle)
+                median["settling_runs"] = settled[group]
             record = {**record, "capacity": median}
         folded.append(record)
     return folded
