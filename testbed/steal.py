@@ -11,7 +11,7 @@ comparisons can be told from a machine that moved.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -34,15 +34,24 @@ def read(cpus: Sequence[int] | None = None) -> CpuTimes | None:
     """The CPU times now, of the whole machine or summed over ``cpus`` (a pinned server's
     cores: the host may take one core's time and not another's); None where the system
     does not count steal."""
-    if cpus is None:
-        chosen = [psutil.cpu_times()]
-    else:
-        every = psutil.cpu_times(percpu=True)
-        chosen = [every[cpu] for cpu in cpus if 0 <= cpu < len(every)]
-    if not chosen or any(getattr(times, "steal", None) is None for times in chosen):
-        return None
-    return CpuTimes(steal=sum(times.steal for times in chosen),
-                    total=sum(getattr(times, name, 0.0) for times in chosen for name in PARTS))
+    return read_sides({"": cpus})[""]
+
+
+def read_sides(sides: Mapping[str, Sequence[int] | None]) -> dict[str, CpuTimes | None]:
+    """:func:`read` of several sets of cores (None: every core) from one reading of the
+    system, so that they are of the same instant."""
+    every = psutil.cpu_times(percpu=True)
+    found: dict[str, CpuTimes | None] = {}
+    for side, cpus in sides.items():
+        chosen = every if cpus is None else [every[cpu] for cpu in cpus
+                                             if 0 <= cpu < len(every)]
+        if not chosen or any(getattr(times, "steal", None) is None for times in chosen):
+            found[side] = None
+            continue
+        found[side] = CpuTimes(steal=sum(times.steal for times in chosen),
+                               total=sum(getattr(times, name, 0.0) for times in chosen
+                                         for name in PARTS))
+    return found
 
 
 def share(before: CpuTimes | None, after: CpuTimes | None) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -133,6 +134,19 @@ def test_target_measures_the_whole_tree_of_a_prefork_server(serve: Any) -> None:
                          *SHORT)
     assert summary["server"]["pid"] == server.pid
     assert summary["server"]["processes"] == 3
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin needs two CPUs")
+def test_a_pinned_client_against_a_target_counts_its_own_cores_steal(serve: Any) -> None:
+    """--target with --pin: the client is pinned, the server is where it runs; the window's
+    steal is the machine's and the client's cores', none for a server whose cores are not
+    known."""
+    server = serve("select", "echo", "--quiet")
+    summary = json_bench("--target", f"tcp://127.0.0.1:{server.port}", "--connections", "2",
+                         "--pin", *SHORT)
+    stolen = summary["host_steal"]
+    assert summary["ok"] and stolen["server"] is None, summary
+    assert 0.0 <= stolen["machine"] < 1.0 and 0.0 <= stolen["client"] < 1.0, stolen
 
 
 def test_server_pid_that_is_not_the_server_is_refused(serve: Any) -> None:

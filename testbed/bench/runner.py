@@ -108,9 +108,12 @@ def settled(root: psutil.Process, *, memory: bool = True) -> TreeHoldings | None
 
 
 def _steal_now(placement: object) -> dict[str, steal.CpuTimes | None]:
-    cpus = placement if isinstance(placement, dict) else {}
-    return {"machine": steal.read(), "server": steal.read(cpus.get("server")) if cpus else None,
-            "client": steal.read(cpus.get("client")) if cpus else None}
+    """The CPU times of the machine and, when pinned, of the server's and client's cores."""
+    pinned = placement if isinstance(placement, dict) else {}
+    # a side's cores are a list; a --target's server is "not started here" (no cores known)
+    cores = {side: pinned[side] for side in ("server", "client")
+             if isinstance(pinned.get(side), list)}
+    return {"server": None, "client": None, **steal.read_sides({"machine": None, **cores})}
 
 
 def _measure(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str,
@@ -127,9 +130,8 @@ def _measure(host: str, port: int, spec: BenchSpec, payload: bytes, expect: str,
         stolen = _steal_now(placement)
         result = loop.run(spec.duration, spec.max_requests)
         after = sample_tree(root) if root is not None else None
-        host_steal = {side: steal.share(start, end)
-                      for (side, start), end in zip(stolen.items(), _steal_now(placement).values(),
-                                                    strict=True)}
+        ended = _steal_now(placement)
+        host_steal = {side: steal.share(start, ended[side]) for side, start in stolen.items()}
         if loop.active < spec.connections:
             loop.check_idle()
     finally:
