@@ -18,9 +18,12 @@ models that had them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.compare.plan import ComparisonPlan, PlannedRun
+
+if TYPE_CHECKING:
+    from testbed.reporting.data import Results
 
 #: Settling rounds per scenario and repeat, at most.
 MAX_ROUNDS = 2
@@ -50,6 +53,7 @@ def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]
     groups: dict[tuple[str, int], list[PlannedRun]] = {}
     for run in plan.runs:
         groups.setdefault(_group(run), []).append(run)
+    results = _read(plan, records)
     for runs in groups.values():
         first = runs[0]
         capacity = first.scenario.capacity
@@ -60,7 +64,7 @@ def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]
             continue
         extra += [PlannedRun(model, first.scenario, first.repeat,
                              sample=capacity.samples - 1 + settling, settling=settling)
-                  for model in undecided_models(plan, records, first)]
+                  for model in undecided_models(results, first)]
     if plan.budget is None:
         return extra
     fits, cost = [], elapsed  # the first models are the most needed: the ends first
@@ -72,20 +76,20 @@ def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]
     return fits if len(fits) >= 2 else []  # an end and one model it faces, or nothing
 
 
-def undecided_models(plan: ComparisonPlan, records: list[dict[str, Any]],
-                     run: PlannedRun) -> list[str]:
-    """The models the records of ``run``'s scenario and repeat leave undecided, read the
-    way the report reads results.json."""
+def _read(plan: ComparisonPlan, records: list[dict[str, Any]]) -> Results:
+    """The records so far, read the way the report reads results.json."""
     from testbed.compare.runs import fold_samples, results_document
     from testbed.reporting.data import parse
+
+    return parse(results_document(plan, fold_samples(records), [],
+                                  datetime.now().astimezone(), 0.0, False))
+
+
+def undecided_models(results: Results, run: PlannedRun) -> list[str]:
+    """The models that ``run``'s scenario and repeat leave undecided."""
     from testbed.reporting.sentences import undecided
 
     name, repeat = _group(run)
-    mine = [record for record in records
-            if record["scenario"] == name and record.get("repeat", 0) == repeat]
-    document = results_document(plan, fold_samples(mine), [], datetime.now().astimezone(),
-                                0.0, False)
-    results = parse(document)
     scenario = next(info for info in results.scenarios if info.name == name)
     return undecided(results, scenario, [found for found in results.repeat_runs
-                                         if found.scenario == name])
+                                         if found.scenario == name and found.repeat == repeat])

@@ -171,8 +171,7 @@ def undecided(results: Results, scenario: ScenarioInfo, runs: list[Run]) -> list
     chosen: list[str] = []
     for end in (ranked[0], ranked[-1]):
         others = [pair[0].model for pair in ranked if pair[0] is not end[0]
-                  and _clean(scenario, pair) == _clean(scenario, end)
-                  and _bench_served(scenario, pair) == _bench_served(scenario, end)
+                  and _level(scenario, end, pair)  # not told apart before the interval
                   and _interval_state(scenario, end, pair) == "undecided"]
         if others:
             chosen += [model for model in (end[0].model, *others) if model not in chosen]

@@ -284,7 +284,8 @@ def summary_table(results: Results, scenario: ScenarioInfo) -> Table:
     columns = summary_columns(results.failure_classes(scenario.name, top), scenario)
     table = Table(f"{scenario.name} at {scenario.at(top)}", columns, [])
     bound: list[str] = []
-    for run in results.runs_for(scenario.name):
+    runs = results.runs_for(scenario.name)
+    for run in runs:
         step = run.at(top)
         if run.crashed:
             table.crashed_rows.add(len(table.rows))
@@ -302,11 +303,11 @@ def summary_table(results: Results, scenario: ScenarioInfo) -> Table:
                           "shows the same")
     if bound:
         table.notes.insert(1, _generator_note(bound))
-    stolen = _steal_note(list(results.runs_for(scenario.name)))
+    stolen = _steal_note(runs)
     if stolen:
         table.notes.append(stolen)
     table.notes += _source_notes(scenario, results.repeats)
-    settled = _settling_note(list(results.runs_for(scenario.name)))
+    settled = _settling_note(runs)
     if settled:
         table.notes.append(settled)
     return table
