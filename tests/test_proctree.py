@@ -76,3 +76,61 @@ def test_the_root_gone_reads_as_none(tree):
     proc.wait(timeout=10)
     assert read_tree(root) is None
     assert sample_tree(root) is None and holdings(root) is None
+
+
+#: A parent that forks ten children, each blocked on a pipe; on a line from stdin, every
+#: child burns about 35 ms of CPU, reports its own CPU clock since the fork
+#: (CLOCK_PROCESS_CPUTIME_ID, to the nanosecond) and blocks again, and the parent prints
+#: the children's sum and its own CPU clock.
+BURNERS = r"""
+import os, sys, time
+CHILDREN = 10
+go_r, go_w = os.pipe()
+done_r, done_w = os.pipe()
+for _ in range(CHILDREN):
+    if os.fork() == 0:
+        os.close(go_w)
+        os.read(go_r, 1)
+        end = time.process_time() + 0.035
+        while time.process_time() < end:
+            pass
+        os.write(done_w, f"{time.process_time():.9f}\n".encode())
+        os.read(go_r, 1)  # EOF once the parent is gone
+        os._exit(0)
+print(f"ready {time.process_time():.9f}", flush=True)
+sys.stdin.readline()
+os.write(go_w, b"x" * CHILDREN)
+got = b""
+while got.count(b"\n") < CHILDREN:
+    got += os.read(done_r, 4096)
+print(sum(float(line) for line in got.split()), f"{time.process_time():.9f}", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_young_processes_cpu_is_counted_to_the_tick_and_below():
+    # /proc/PID/stat rounds each process's user and system time down to 10 ms ticks; a
+    # child forked just before the first reading has nothing to round then, and a
+    # fraction of a tick in each at the second: ten such children lost 50-100 ms of
+    # their 350 ms here before the run time (schedstat) was read as well
+    proc = subprocess.Popen([sys.executable, "-c", BURNERS], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        word, parent_before = proc.stdout.readline().split()
+        assert word == "ready"
+        root = psutil.Process(proc.pid)
+        before = read_tree(root)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        children, parent_after = (float(value) for value in proc.stdout.readline().split())
+        after = read_tree(root)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdin.close()
+        proc.stdout.close()
+    assert before is not None and after is not None and after.processes == 11
+    burnt = children + float(parent_after) - float(parent_before)
+    assert children > 0.3
+    # what the children ran before the first reading (a blocked read) is well under 1 ms
+    assert after.cpu_s - before.cpu_s == pytest.approx(burnt, rel=0.02, abs=0.003)
