@@ -21,11 +21,10 @@ One race remains: a child reaped between the reading of its parent and the
 listing of the children is missed by that one sample (the next one finds it in
 its parent's ``children_*``), an error of at most one short child's CPU at
 one window edge. Threads need nothing special: a process's times include its
-threads', the exited ones too. And a live process's own times are read to the
-nanosecond where the kernel keeps its threads' run time, not only in the 10 ms
-ticks of ``/proc/PID/stat``, which round a child forked just before a window
-down by up to a tick in each of user and system at its end
-(:func:`testbed.proctree.run_time`).
+threads', the exited ones too. And a live single-threaded process's own times
+are read to the nanosecond (:func:`testbed.proctree.run_time`), not only in the
+10 ms ticks of ``/proc/PID/stat``, which round a child forked just before a
+window down by up to a tick in each of user and system at its end.
 
 Each sample is one :func:`testbed.proctree.read_tree` walk (a zombie counts as a
 process and for its CPU, a child gone since the listing not at all).
