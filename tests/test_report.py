@@ -139,8 +139,9 @@ def scenario_section(text: str, scenario: str) -> str:
 
 
 def number(text: str) -> tuple[float, float]:
-    """A shown figure and the tolerance its printed precision implies."""
-    bare = text.replace("**", "").replace("†", "")
+    """A shown figure and the tolerance its printed precision implies (of a figure shown
+    with its spread, ``14.0 (12.6–16.8)``, the figure)."""
+    bare = text.replace("**", "").replace("†", "").partition(" (")[0]
     decimals = len(bare.partition(".")[2])
     return float(bare), 0.5 * 10 ** -decimals + 1e-9
 
