@@ -449,3 +449,69 @@ def test_settling_rounds_follow_the_runs_while_models_are_undecided():
     plan.budget = 100.0  # 20 s of it kept for what is not a run
     assert len(settling_runs(plan, end, records, 80.0 - 2 * one_run, 1.0)) == 2
     assert settling_runs(plan, end, records, 80.0 - 1.5 * one_run, 1.0) == []  # only one fits
+
+
+def _stolen(record: dict, top: int, share: float) -> dict:
+    """``record`` with the host's share of the CPU time in its top step set to ``share``."""
+    for found in record["summary"]["steps"]:
+        found["host_steal"] = share if found["users"] == top else 0.01
+    return record
+
+
+def test_runs_the_host_disturbed_are_retaken_the_calmer_kept(tmp_path):
+    """Once every planned run is done, a run whose top step was measured while the host
+    took 15% or more of the CPU time is run once more (the most disturbed first, only as
+    many as the budget allows); the report then reads the calmer of the two, and names
+    the one set aside with the steal of both."""
+    from testbed.compare.retake import RETAKE_STEAL, fold_retakes, retakes
+    from testbed.reporting import write_report
+    from testbed.reporting.data import parse
+    from tests.test_report import run as crafted_run
+    from tests.test_report import step, write
+
+    plan = make_plan(compare_parser().parse_args(["--models", "forking,threading,threadpool",
+                                                  "--scenarios", "cpu", "--repeat", "1"]))
+    top = max(plan.scenarios[0].steps)
+    records = [_stolen(crafted_run(model, "cpu", [step(1, 180, 6), step(top, rps, 60)]), top,
+                       share)
+               for model, rps, share in [("forking", 360, 0.02), ("threading", 170, 0.20),
+                                         ("threadpool", 84, 0.51)]]
+    assert RETAKE_STEAL == 0.15
+    end = len(plan.runs) - 1
+    assert retakes(plan, end - 1, records, 0.0, 1.0) == []  # runs still to come
+    extra = retakes(plan, end, records, 0.0, 1.0)
+    assert [(planned.model, planned.retake) for planned in extra] == [
+        ("threadpool", 1), ("threading", 1)]  # the most disturbed first; forking was calm
+    plan.runs += extra
+    assert retakes(plan, len(plan.runs) - 1, records, 0.0, 1.0) == []  # once, not again
+    plan.runs = plan.runs[:end + 1]
+    plan.budget = 100.0  # 20 s of it kept for what is not a run
+    one_run = extra[0].planned_seconds(1.0)
+    assert [p.model for p in retakes(plan, end, records, 80.0 - 1.5 * one_run, 1.0)] == [
+        "threadpool"]
+
+    again = [_stolen(crafted_run("threadpool", "cpu", [step(1, 180, 6), step(top, 180, 60)]),
+                     top, 0.02),
+             _stolen(crafted_run("threading", "cpu", [step(1, 180, 6), step(top, 150, 60)]),
+                     top, 0.30)]
+    for record in again:
+        record["retake"] = 1
+    folded = fold_retakes(plan, records + again)
+    assert [r["model"] for r in folded] == ["forking", "threading", "threadpool"]
+    kept = {r["model"]: r for r in folded}
+    assert kept["threadpool"]["summary"]["steps"][-1]["rps"] == 180  # the calm retake
+    assert kept["threadpool"]["set_aside"][0]["top_host_steal"] == 0.51
+    assert kept["threading"]["summary"]["steps"][-1]["rps"] == 170  # its retake was worse
+    assert kept["threading"]["set_aside"][0]["top_host_steal"] == 0.30
+    assert "set_aside" not in kept["forking"]
+
+    from datetime import datetime
+
+    from testbed.compare.runs import results_document
+    document = results_document(plan, folded, [], datetime.now().astimezone(), 1.0, False)
+    results = parse(document)
+    assert results.run("threadpool", "cpu").set_aside == (0.51,)
+    text = write_report(write(tmp_path, document)).markdown.read_text(encoding="utf-8")
+    assert ("retaken: the host took 15% or more of the machine's CPU time in these runs' top "
+            "step" in text), text
+    assert "threading (30% → 20%), threadpool (51% → 2%)" in text, text

@@ -11,6 +11,7 @@ from testbed import reporting, steal
 from testbed.args import ArgumentParser, duration, name_list, positive, user_counts
 from testbed.compare.plan import ComparisonPlan, make_plan
 from testbed.compare.progress import Progress, clock
+from testbed.compare.retake import RETAKE_STEAL, fold_retakes, retaken, retakes
 from testbed.compare.runs import (
     fold_samples,
     make_out_dir,
@@ -92,9 +93,12 @@ def list_plan(plan: ComparisonPlan) -> None:
     why = " (as many as the budget allows)" if plan.repeats_from_budget else ""
     print(f"repeats: {plan.repeats}{why}")
     print(f"about {clock(plan.estimate())} for {len(plan.runs)} runs")
+    room = (f", as many as fit in the budget of {clock(plan.budget)}"
+            if plan.budget is not None else "")
+    if any(retaken(scenario) for scenario in plan.scenarios):
+        print(f"then retakes: one more run of each run whose top step the host disturbed "
+              f"(took {RETAKE_STEAL:.0%} or more of the CPU time), the calmer kept{room}")
     if any(scenario.capacity is not None for scenario in plan.scenarios):
-        room = (f", as many as fit in the budget of {clock(plan.budget)}"
-                if plan.budget is not None else "")
         print(f"then up to {MAX_ROUNDS} settling rounds: one more bench run of each model "
               f"the runs leave undecided{room}")
 
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.start()
     try:
         index = 0
-        while index < len(plan.runs):  # settling rounds add runs as it goes
+        while index < len(plan.runs):  # retakes and settling rounds add runs
             run = plan.runs[index]
             progress.begin(index)
             before = steal.read()
@@ -139,13 +143,20 @@ def main(argv: list[str] | None = None) -> int:
             records.append(record)
             progress.end(index, record["duration_s"],
                          record["error"] if record["status"] != "ok" else None)
-            extra = settling_runs(plan, index, records, time.monotonic() - clock_start,
-                                  progress.overhead)
+            elapsed = time.monotonic() - clock_start
+            extra = retakes(plan, index, records, elapsed, progress.overhead)
             if extra:
-                plan.runs[index + 1:index + 1] = extra
-                progress.say(f"settling round {extra[0].settling}: one more bench run of "
-                             f"{', '.join(planned.model for planned in extra)} (their runs "
-                             "could not call them level or apart)")
+                progress.say(f"retakes: one more run of "
+                             f"{', '.join(f'{p.scenario.name} {p.model}' for p in extra)} "
+                             f"(the host took {RETAKE_STEAL:.0%} or more of the CPU time in "
+                             "their top step)")
+            else:
+                extra = settling_runs(plan, index, records, elapsed, progress.overhead)
+                if extra:
+                    progress.say(f"settling round {extra[0].settling}: one more bench run of "
+                                 f"{', '.join(planned.model for planned in extra)} (their "
+                                 "runs could not call them level or apart)")
+            plan.runs[index + 1:index + 1] = extra
             index += 1
     except KeyboardInterrupt:
         interrupted = True
@@ -155,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results_path = out_dir / "results.json"
     try:
-        records = fold_samples(records)
+        records = fold_retakes(plan, fold_samples(records))
         write_json(results_path, results_document(plan, records, argv, started, seconds,
                                                   interrupted,
                                                   steal.share(host_start, steal.read())))

@@ -35,6 +35,9 @@ class PlannedRun:
     # k >= 1: a sample taken in the k-th settling round (testbed.compare.settle), once the
     # scenario's rounds left the model undecided
     settling: int = 0
+    # 1: the run again, on a fresh server, its first one disturbed by the host
+    # (testbed.compare.retake)
+    retake: int = 0
 
     def planned_seconds(self, overhead: float) -> float:
         """:meth:`step_seconds` and the ``overhead`` of starting and stopping locust and the
@@ -99,6 +102,26 @@ class ComparisonPlan:
 
     def estimate(self, overhead: float = OVERHEAD_GUESS) -> float:
         return sum(run.planned_seconds(overhead) for run in self.runs)
+
+    def fitting(self, extra: list[PlannedRun], elapsed: float, overhead: float,
+                least: int = 1) -> list[PlannedRun]:
+        """The first of ``extra`` (the most needed first) that fit in the budget after
+        ``elapsed`` seconds, less :data:`MARGIN`; none unless ``least`` fit; all of them
+        without a budget."""
+        if self.budget is None:
+            return extra
+        fits, cost = [], elapsed
+        for planned in extra:
+            cost += planned.planned_seconds(overhead)
+            if cost > self.budget - MARGIN:
+                break
+            fits.append(planned)
+        return fits if len(fits) >= least else []
+
+
+#: Seconds of the budget kept for what is not a run: the report and its plots after the
+#: runs, and tox and Python starting before them (15 s in all in the 01:03 quick set).
+MARGIN = 20.0
 
 
 def rotated(models: list[str], repeat: int) -> list[str]:

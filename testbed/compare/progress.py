@@ -81,7 +81,9 @@ class Progress:
         """``model · scenario``, with ``· repeat 2/3`` when there are repeats."""
         repeat = (f" · repeat {run.repeat + 1}/{self.plan.repeats}" if self.plan.repeats > 1
                   else "")
-        if run.settling:
+        if run.retake:
+            repeat += " · retake"
+        elif run.settling:
             repeat += f" · settling round {run.settling}"
         elif run.sample and run.scenario.capacity is not None:
             repeat += f" · bench sample {run.sample + 1}/{run.scenario.capacity.samples}"

@@ -20,6 +20,7 @@ from testbed.bench.pipeline import depth_record
 from testbed.bench.summary import median_window
 from testbed.compare import contenders
 from testbed.compare.plan import ComparisonPlan, PlannedRun
+from testbed.compare.retake import RETAKE_STEAL
 from testbed.compare.scale import run_scale_one
 from testbed.reporting.data import FORMAT
 
@@ -54,8 +55,9 @@ def make_out_dir(base: Path, now: datetime) -> Path:
 
 
 def run_dir_name(run: PlannedRun) -> str:
-    """``<scenario>-<model>``, and ``-r<N>`` from the second repeat on."""
-    suffix = f"-r{run.repeat + 1}" if run.repeat else ""
+    """``<scenario>-<model>``, ``-r<N>`` from the second repeat on, ``-retake`` for a
+    retake (testbed.compare.retake)."""
+    suffix = (f"-r{run.repeat + 1}" if run.repeat else "") + ("-retake" if run.retake else "")
     return f"{run.scenario.name}-{run.model}{suffix}"
 
 
@@ -104,7 +106,7 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
                 "duration_s": round(time.monotonic() - started, 3)}
     started = time.monotonic()
     record: dict[str, Any] = {"model": run.model, "scenario": run.scenario.name,
-                              "repeat": run.repeat,
+                              "repeat": run.repeat, **({"retake": 1} if run.retake else {}),
                               "started": datetime.now().astimezone().isoformat(timespec="seconds"),
                               "out_dir": str(out_dir / run_dir_name(run))}
     try:
@@ -298,6 +300,8 @@ def results_document(plan: ComparisonPlan, runs: list[dict], argv: list[str], st
             # the share of the machine's CPU time its hypervisor took over the comparison
             # (testbed.steal); each run's own is its record's "host_steal"
             "host_steal": host_steal,
+            # a run whose top step the host disturbed this much was retaken (compare.retake)
+            "retake_steal": RETAKE_STEAL,
             "versions": {name: package_version(name)
                          for name in ("testbed", "locust", "psutil", "matplotlib")},
             "models": plan.models,

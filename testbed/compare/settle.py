@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 #: Settling rounds per scenario and repeat, at most.
 MAX_ROUNDS = 2
-#: Seconds of the budget kept for what is not a run: the report and its plots after the
-#: runs, and tox and Python starting before them (15 s in all in the 01:03 quick set).
-MARGIN = 20.0
 
 
 def _group(run: PlannedRun) -> tuple[str, int]:
@@ -41,8 +38,9 @@ def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]
     """The runs to take after ``plan.runs[index]``, just done: when it was the last one
     planned, a settling round of every scenario and repeat whose records leave some models
     undecided (each at most MAX_ROUNDS times); none otherwise. With ``plan.budget``, only
-    as many of them as fit in it after ``elapsed`` seconds, in order (each scenario's end
-    before the models it faces), and none unless an end and one model fit.
+    as many of them as fit in it after ``elapsed`` seconds (:meth:`ComparisonPlan.fitting`),
+    in order (each scenario's end before the models it faces), and none unless an end and
+    one model fit.
 
     The rounds come after every scenario, not after their own: the preset's budget is
     spent by then, and what is left of it is known, not estimated; and a bench sample is
@@ -65,23 +63,17 @@ def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]
         extra += [PlannedRun(model, first.scenario, first.repeat,
                              sample=capacity.samples - 1 + settling, settling=settling)
                   for model in undecided_models(results, first)]
-    if plan.budget is None:
-        return extra
-    fits, cost = [], elapsed  # the first models are the most needed: the ends first
-    for planned in extra:
-        cost += planned.planned_seconds(overhead)
-        if cost > plan.budget - MARGIN:
-            break
-        fits.append(planned)
-    return fits if len(fits) >= 2 else []  # an end and one model it faces, or nothing
+    # the ends first, then the models they face; an end and one model, or nothing
+    return plan.fitting(extra, elapsed, overhead, least=2)
 
 
 def _read(plan: ComparisonPlan, records: list[dict[str, Any]]) -> Results:
     """The records so far, read the way the report reads results.json."""
+    from testbed.compare.retake import fold_retakes
     from testbed.compare.runs import fold_samples, results_document
     from testbed.reporting.data import parse
 
-    return parse(results_document(plan, fold_samples(records), [],
+    return parse(results_document(plan, fold_retakes(plan, fold_samples(records)), [],
                                   datetime.now().astimezone(), 0.0, False))
 
 

@@ -309,6 +309,9 @@ class Run:
     #: the share of the machine's CPU time the hypervisor took during the run (merged: the
     #: most in any of its repeats); None where it is not counted
     host_steal: float | None = None
+    #: runs of the same cell the host disturbed, set aside for a calmer retake
+    #: (testbed.compare.retake): the host's share of the CPU time in each one's top step
+    set_aside: tuple[float | None, ...] = ()
 
     @property
     def crashed(self) -> bool:
@@ -405,6 +408,12 @@ class Results:
         None where it was not counted (or in a results.json from before it was)."""
         return _number(self.metadata.get("host_steal"))
 
+    @property
+    def retake_steal(self) -> float | None:
+        """The host's share of the CPU time in a run's top step from which the comparison
+        took the run again (testbed.compare.retake); None in a results.json from before."""
+        return _number(self.metadata.get("retake_steal"))
+
 
 def _scenario(data: dict[str, Any], steps_seen: dict[str, set[int]]) -> ScenarioInfo:
     name = str(data["name"])
@@ -431,7 +440,9 @@ def _run(data: dict[str, Any]) -> Run:
                error=None if error is None else str(error), steps=steps,
                duration_s=_number(data.get("duration_s")), repeat=int(data.get("repeat") or 0),
                capacity=Capacity.from_record(data.get("capacity")),
-               host_steal=_number(data.get("host_steal")))
+               host_steal=_number(data.get("host_steal")),
+               set_aside=tuple(_number(other.get("top_host_steal"))
+                               for other in data.get("set_aside") or () if isinstance(other, dict)))
 
 
 def _median_of(items: list[Any], names: list[str]) -> tuple[dict[str, Any], dict]:
@@ -516,7 +527,8 @@ def merge_runs(runs: list[Run]) -> Run:
     return Run(model=ok[0].model, scenario=ok[0].scenario, status="ok", error=None,
                steps=steps, duration_s=sum(run.duration_s or 0.0 for run in runs),
                capacity=merge_capacities(capacities), repeats=len(runs),
-               crashed_repeats=len(runs) - len(ok), host_steal=max(stolen, default=None))
+               crashed_repeats=len(runs) - len(ok), host_steal=max(stolen, default=None),
+               set_aside=tuple(share for run in runs for share in run.set_aside))
 
 
 def parse(document: Any) -> Results:

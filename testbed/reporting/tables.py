@@ -236,6 +236,26 @@ def _steal_note(runs: list[Run]) -> str | None:
             "figures (req/s, latency) are slowed by it")
 
 
+def _retake_note(runs: list[Run], top: int, threshold: float | None) -> str | None:
+    """The runs retaken because the host disturbed their top step, with its steal in the
+    run set aside and in the one kept."""
+    retaken = [run for run in runs if run.set_aside]
+    if not retaken:
+        return None
+
+    def shown(share: float | None) -> str:
+        return "–" if share is None else f"{share:.0%}"
+
+    named = ", ".join(
+        f"{run.model} ({', '.join(map(shown, run.set_aside))} → "
+        f"{shown(step.host_steal if (step := run.at(top)) is not None else None)})"
+        for run in retaken)
+    took = f"{threshold:.0%} or more" if threshold is not None else "much"
+    return (f"retaken: the host took {took} of the machine's CPU time in these runs' top "
+            "step, so each was run once more on a fresh server and the calmer run is shown "
+            f"(the host's share in the top step, set aside → shown): {named}")
+
+
 def _settling_note(runs: list[Run]) -> str | None:
     """The models measured in settling rounds, and how many more bench runs each had."""
     settled = [(run.model, run.capacity.settling_runs) for run in runs
@@ -307,6 +327,9 @@ def summary_table(results: Results, scenario: ScenarioInfo) -> Table:
     if stolen:
         table.notes.append(stolen)
     table.notes += _source_notes(scenario, results.repeats)
+    retaken = _retake_note(runs, scenario.top, results.retake_steal)
+    if retaken:
+        table.notes.append(retaken)
     settled = _settling_note(runs)
     if settled:
         table.notes.append(settled)
