@@ -446,9 +446,9 @@ def test_settling_rounds_follow_the_runs_while_models_are_undecided():
     assert MAX_ROUNDS == 2
     plan.runs = plan.runs[:end + 1]
     one_run = extra[0].planned_seconds(1.0)
-    plan.budget = 100.0  # 20 s of it kept for what is not a run
-    assert len(settling_runs(plan, end, records, 80.0 - 2 * one_run, 1.0)) == 2
-    assert settling_runs(plan, end, records, 80.0 - 1.5 * one_run, 1.0) == []  # only one fits
+    plan.budget = 100.0  # 30 s of it kept for what is not a run
+    assert len(settling_runs(plan, end, records, 70.0 - 2 * one_run, 1.0)) == 2
+    assert settling_runs(plan, end, records, 70.0 - 1.5 * one_run, 1.0) == []  # only one fits
 
 
 def _stolen(record: dict, top: int, share: float) -> dict:
@@ -485,9 +485,9 @@ def test_runs_the_host_disturbed_are_retaken_the_calmer_kept(tmp_path):
     plan.runs += extra
     assert retakes(plan, len(plan.runs) - 1, records, 0.0, 1.0) == []  # once, not again
     plan.runs = plan.runs[:end + 1]
-    plan.budget = 100.0  # 20 s of it kept for what is not a run
+    plan.budget = 100.0  # 30 s of it kept for what is not a run
     one_run = extra[0].planned_seconds(1.0)
-    assert [p.model for p in retakes(plan, end, records, 80.0 - 1.5 * one_run, 1.0)] == [
+    assert [p.model for p in retakes(plan, end, records, 70.0 - 1.5 * one_run, 1.0)] == [
         "threadpool"]
 
     again = [_stolen(crafted_run("threadpool", "cpu", [step(1, 180, 6), step(top, 180, 60)]),
