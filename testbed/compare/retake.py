@@ -78,15 +78,15 @@ def fold_retakes(plan: ComparisonPlan, records: list[dict[str, Any]]) -> list[di
         if record.get("retake"):
             continue
         key = (record["model"], record["scenario"], record.get("repeat", 0))
-        retaken = again.get(key)
-        if retaken is None:
+        retake = again.get(key)
+        if retake is None:
             folded.append(record)
             continue
         first, second = (top_steal(steps[record["scenario"]], found)
-                         for found in (record, retaken))
+                         for found in (record, retake))
         calmer = (second is not None and first is not None and second < first
-                  and retaken.get("status") == "ok")
-        kept, other = (retaken, record) if calmer else (record, retaken)
+                  and retake.get("status") == "ok")
+        kept, other = (retake, record) if calmer else (record, retake)
         folded.append({**kept, "set_aside": [
             {**other, "top_host_steal": first if calmer else second}]})
     return folded
