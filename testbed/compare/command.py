@@ -11,9 +11,9 @@ from testbed import reporting, steal
 from testbed.args import ArgumentParser, duration, name_list, positive, user_counts
 from testbed.compare.plan import ComparisonPlan, make_plan
 from testbed.compare.progress import Progress, clock
-from testbed.compare.retake import RETAKE_STEAL, fold_retakes, retaken, retakes
+from testbed.compare.retake import RETAKE_STEAL, retaken, retakes
 from testbed.compare.runs import (
-    fold_samples,
+    fold_records,
     make_out_dir,
     results_document,
     run_one,
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results_path = out_dir / "results.json"
     try:
-        records = fold_retakes(plan, fold_samples(records))
+        records = fold_records(plan, records)
         write_json(results_path, results_document(plan, records, argv, started, seconds,
                                                   interrupted,
                                                   steal.share(host_start, steal.read())))

@@ -12,8 +12,9 @@ measured while the host took :data:`RETAKE_STEAL` or more is run once more on a 
 server, the most disturbed first, and under a budget only as many as fit; then the calmer
 of the two, by that step's steal, is the run the report reads (:func:`fold_retakes`), and
 the other stays in results.json under its ``set_aside``. The choice looks at the host's
-steal, never at what the server did. The bench's own scenarios are left to the median of
-their windows and to the settling rounds (:mod:`testbed.compare.settle`), which come after.
+steal, never at what the server did. The scenarios that the server's CPU per request
+decides (under the bench or wrk) are left to the median of their windows and to the settling
+rounds (:mod:`testbed.compare.settle`), which come after.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ RETAKE_STEAL = 0.15
 
 
 def retaken(scenario: Scenario) -> bool:
-    """Whether the scenario's runs may be retaken: its verdict reads a locust step (not
-    the bench, wrk or the scale steps)."""
-    return scenario.capacity is None and scenario.wrk is None and scenario.scale is None
+    """Whether the scenario's runs may be retaken: the figure that decides it (its
+    ``metric``) is a locust step's, not the server's CPU per request under the bench or
+    wrk, nor the scale scenario's connections held."""
+    return scenario.metric in ("rps", "served_share")
 
 
 def top_steal(scenario_steps: tuple[int, ...], record: dict[str, Any]) -> float | None:

@@ -20,7 +20,7 @@ from testbed.bench.pipeline import depth_record
 from testbed.bench.summary import median_window
 from testbed.compare import contenders
 from testbed.compare.plan import ComparisonPlan, PlannedRun
-from testbed.compare.retake import RETAKE_STEAL
+from testbed.compare.retake import RETAKE_STEAL, fold_retakes
 from testbed.compare.scale import run_scale_one
 from testbed.reporting.data import FORMAT
 
@@ -250,6 +250,13 @@ def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             record = {**record, "capacity": median}
         folded.append(record)
     return folded
+
+
+def fold_records(plan: ComparisonPlan, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records as results.json keeps them: each run's bench samples folded into it
+    (:func:`fold_samples`), and each retaken run and its retake folded into the calmer
+    (:func:`testbed.compare.retake.fold_retakes`)."""
+    return fold_retakes(plan, fold_samples(records))
 
 
 def _capacity_run(command: list[str], seconds: float, run_dir: Path, name: str) -> dict[str, Any]:

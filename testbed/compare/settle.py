@@ -69,11 +69,10 @@ def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]
 
 def _read(plan: ComparisonPlan, records: list[dict[str, Any]]) -> Results:
     """The records so far, read the way the report reads results.json."""
-    from testbed.compare.retake import fold_retakes
-    from testbed.compare.runs import fold_samples, results_document
+    from testbed.compare.runs import fold_records, results_document
     from testbed.reporting.data import parse
 
-    return parse(results_document(plan, fold_retakes(plan, fold_samples(records)), [],
+    return parse(results_document(plan, fold_records(plan, records), [],
                                   datetime.now().astimezone(), 0.0, False))
 
 
