@@ -32,6 +32,7 @@ from testbed.compare.scenarios import (
     QUICK_BUDGET,
     scenario_names,
 )
+from testbed.reporting.stats import ratio_interval
 from tests.conftest import MODELS, WITHOUT_UVLOOP, no_traceback, one_line
 from tests.test_report import check_markdown_matches_json, md_table, scenario_section
 
@@ -166,6 +167,21 @@ def test_every_attempt_is_bounded(preset):
             continue
         assert run.step_seconds() >= (run.timing.seconds(len(run.scenario.steps))
                                       + run.scenario.longest_attempt)
+
+
+@pytest.mark.parametrize("preset", [QUICK, FULL], ids=["quick", "full"])
+def test_one_repeat_of_either_preset_lets_the_rank_test_decide(preset):
+    """Where the bench's CPU per request decides, one repeat (``--repeat 1``) gives each
+    model enough windows for the interval of two models' ratio: with fewer, the verdict
+    can only fall back to a tolerance, and calls models 15% apart level."""
+    for name in preset.names():
+        capacity = preset.get(name).capacity
+        if capacity is None:
+            continue
+        windows = capacity.samples * capacity.windows
+        a, b = [10.0 + i for i in range(windows)], [20.0 + i for i in range(windows)]
+        interval = ratio_interval(a, b)
+        assert interval is not None and interval[0] > 1, (name, windows, interval)
 
 
 @pytest.mark.parametrize("preset", [QUICK, FULL, HTTP_QUICK, HTTP_FULL],
