@@ -467,6 +467,47 @@ def test_settling_rounds_follow_the_runs_while_models_are_undecided():
     assert settling_runs(plan, end, records, 70.0 - 1.5 * one_run, 1.0) == []  # only one fits
 
 
+def test_the_first_settling_round_comes_before_the_retakes_the_second_after():
+    """After the planned runs: a settling round of the models left undecided, then the
+    retakes of the disturbed runs, then a second round; where the budget holds only one
+    more thing, it is the first round (two bench runs that decide a verdict)."""
+    from testbed.compare.afterwards import runs_after
+    from tests.test_report import run as crafted_run
+    from tests.test_report import sampled, step
+
+    plan = make_plan(compare_parser().parse_args(["--models", "select,asyncio,forking",
+                                                  "--scenarios", "fast,cpu", "--repeat", "1"]))
+    cpus = {"select": [15.0, 15.1, 15.2, 15.3, 15.4, 15.5],
+            "asyncio": [13.0, 15.0, 18.5, 19.5, 22.0, 30.0],  # undecided against select
+            "forking": [40.0, 41.0, 42.0, 43.0, 44.0, 45.0]}
+    records = [crafted_run(model, "fast", [step(1, 1000, 1), step(50, 4000, 20)],
+                           capacity=sampled(values)) for model, values in cpus.items()]
+    top = max(next(scenario for scenario in plan.scenarios if scenario.name == "cpu").steps)
+    records += [_stolen(crafted_run(model, "cpu", [step(1, 180, 6), step(top, rps, 60)]), top,
+                        share)
+                for model, rps, share in [("select", 180, 0.02), ("asyncio", 90, 0.40),
+                                          ("forking", 360, 0.01)]]
+    end = len(plan.runs) - 1
+    assert runs_after(plan, end - 1, records, 0.0, 1.0) == []  # runs still to come
+    taken = []
+    while extra := runs_after(plan, len(plan.runs) - 1, records, 0.0, 1.0):
+        taken.append(extra)
+        plan.runs += extra
+    assert [[(p.model, p.scenario.name, p.settling, p.retake) for p in extra]
+            for extra in taken] == [[("select", "fast", 1, 0), ("asyncio", "fast", 1, 0)],
+                                    [("asyncio", "cpu", 0, 1)],
+                                    [("select", "fast", 2, 0), ("asyncio", "fast", 2, 0)]]
+
+    plan.runs = plan.runs[:end + 1]
+    plan.budget = 100.0  # 30 s of it kept for what is not a run
+    round_cost = sum(p.planned_seconds(1.0) for p in taken[0])
+    retake_cost = taken[1][0].planned_seconds(1.0)
+    room = max(round_cost, retake_cost) + 0.1  # either alone fits; not both
+    assert room < round_cost + retake_cost
+    first = runs_after(plan, end, records, 70.0 - room, 1.0)
+    assert [p.settling for p in first] == [1, 1]  # the round, not the retake
+
+
 def _stolen(record: dict, top: int, share: float) -> dict:
     """``record`` with the host's share of the CPU time in its top step set to ``share``."""
     for found in record["summary"]["steps"]:

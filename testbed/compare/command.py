@@ -9,9 +9,10 @@ from pathlib import Path
 
 from testbed import reporting, steal
 from testbed.args import ArgumentParser, duration, name_list, positive, user_counts
+from testbed.compare.afterwards import runs_after
 from testbed.compare.plan import ComparisonPlan, make_plan
 from testbed.compare.progress import Progress, clock
-from testbed.compare.retake import RETAKE_STEAL, retaken, retakes
+from testbed.compare.retake import RETAKE_STEAL, retaken
 from testbed.compare.runs import (
     fold_records,
     make_out_dir,
@@ -20,7 +21,7 @@ from testbed.compare.runs import (
     write_json,
 )
 from testbed.compare.scenarios import QUICK, SERVICES, scenario_names
-from testbed.compare.settle import MAX_ROUNDS, settling_runs
+from testbed.compare.settle import MAX_ROUNDS
 
 
 def build_parser() -> ArgumentParser:
@@ -93,14 +94,24 @@ def list_plan(plan: ComparisonPlan) -> None:
     why = " (as many as the budget allows)" if plan.repeats_from_budget else ""
     print(f"repeats: {plan.repeats}{why}")
     print(f"about {clock(plan.estimate())} for {len(plan.runs)} runs")
-    room = (f", as many as fit in the budget of {clock(plan.budget)}"
-            if plan.budget is not None else "")
+    settles = any(scenario.capacity is not None for scenario in plan.scenarios)
+    after = []  # in the order of testbed.compare.afterwards
+    if settles:
+        after.append("a settling round: one more bench run of each model the runs leave "
+                     "undecided")
     if any(retaken(scenario) for scenario in plan.scenarios):
-        print(f"then retakes: one more run of each run whose top step the host disturbed "
-              f"(took {RETAKE_STEAL:.0%} or more of the CPU time), the calmer kept{room}")
-    if any(scenario.capacity is not None for scenario in plan.scenarios):
-        print(f"then up to {MAX_ROUNDS} settling rounds: one more bench run of each model "
-              f"the runs leave undecided{room}")
+        after.append("retakes: one more run of each run whose top step the host disturbed "
+                     f"(took {RETAKE_STEAL:.0%} or more of the CPU time), the calmer kept")
+    if settles and MAX_ROUNDS > 1:
+        more = "a second" if MAX_ROUNDS == 2 else f"up to {MAX_ROUNDS - 1} more"
+        after.append(f"{more} settling round{'s' if MAX_ROUNDS > 2 else ''}, for the models "
+                     "still undecided")
+    if after:
+        room = (f" (as many as fit in the budget of {clock(plan.budget)})"
+                if plan.budget is not None else "")
+        print(f"then, in this order{room}:")
+        for item in after:
+            print(f"  {item}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,18 +155,16 @@ def main(argv: list[str] | None = None) -> int:
             progress.end(index, record["duration_s"],
                          record["error"] if record["status"] != "ok" else None)
             elapsed = time.monotonic() - clock_start
-            extra = retakes(plan, index, records, elapsed, progress.overhead)
-            if extra:
+            extra = runs_after(plan, index, records, elapsed, progress.overhead)
+            if extra and extra[0].retake:
                 progress.say(f"retakes: one more run of "
                              f"{', '.join(f'{p.scenario.name} {p.model}' for p in extra)} "
                              f"(the host took {RETAKE_STEAL:.0%} or more of the CPU time in "
                              "their top step)")
-            else:
-                extra = settling_runs(plan, index, records, elapsed, progress.overhead)
-                if extra:
-                    progress.say(f"settling round {extra[0].settling}: one more bench run of "
-                                 f"{', '.join(planned.model for planned in extra)} (their "
-                                 "runs could not call them level or apart)")
+            elif extra:
+                progress.say(f"settling round {extra[0].settling}: one more bench run of "
+                             f"{', '.join(planned.model for planned in extra)} (their "
+                             "runs could not call them level or apart)")
             plan.runs[index + 1:index + 1] = extra
             index += 1
     except KeyboardInterrupt:

@@ -14,7 +14,8 @@ of the two, by that step's steal, is the run the report reads (:func:`fold_retak
 the other stays in results.json under its ``set_aside``. The choice looks at the host's
 steal, never at what the server did. The scenarios that the server's CPU per request
 decides (under the bench or wrk) are left to the median of their windows and to the settling
-rounds (:mod:`testbed.compare.settle`), which come after.
+rounds (:mod:`testbed.compare.settle`); the order of the two is
+:mod:`testbed.compare.afterwards`'.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def top_steal(scenario_steps: tuple[int, ...], record: dict[str, Any]) -> float 
 
 def retakes(plan: ComparisonPlan, index: int, records: list[dict[str, Any]],
             elapsed: float, overhead: float) -> list[PlannedRun]:
-    """The runs to take after ``plan.runs[index]``, just done: when it was the last one
-    planned and nothing was retaken yet, one more run of each disturbed run (most steal
+    """The runs to take after ``plan.runs[index]``, just done: when it is the last one so
+    far and nothing was retaken yet, one more run of each disturbed run (most steal
     first) that fits in the budget; none otherwise."""
     if index != len(plan.runs) - 1 or any(run.retake for run in plan.runs):
         return []

@@ -8,7 +8,8 @@ models come out level in one comparison and apart in the next, as the machine's 
 moves the interval's ends about 1. So once every planned run is done, the models left
 undecided against the winner or the loser (in each scenario and repeat), and that end,
 get one more bench run each, and again, up to :data:`MAX_ROUNDS` rounds and only while
-the comparison's budget allows. The verdict is then read over every run taken.
+the comparison's budget allows (the first round before the retakes, the others after
+them: :mod:`testbed.compare.afterwards`). The verdict is then read over every run taken.
 
 Looking again at data that did not decide makes "apart" a little more likely by chance
 than its 5% (two looks instead of one); the rounds are few, and the report names the
@@ -35,8 +36,8 @@ def _group(run: PlannedRun) -> tuple[str, int]:
 
 def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]],
                   elapsed: float, overhead: float) -> list[PlannedRun]:
-    """The runs to take after ``plan.runs[index]``, just done: when it was the last one
-    planned, a settling round of every scenario and repeat whose records leave some models
+    """The runs to take after ``plan.runs[index]``, just done: when it is the last one so
+    far, a settling round of every scenario and repeat whose records leave some models
     undecided (each at most MAX_ROUNDS times); none otherwise. With ``plan.budget``, only
     as many of them as fit in it after ``elapsed`` seconds (:meth:`ComparisonPlan.fitting`),
     in order (each scenario's end before the models it faces), and none unless an end and

@@ -1,0 +1,40 @@
+"""What runs after the planned runs, while the budget allows: the first settling round,
+then the retakes, then the other settling rounds.
+
+Settling rounds (:mod:`testbed.compare.settle`) take more bench runs of the models that
+the bench's windows left undecided; retakes (:mod:`testbed.compare.retake`) run again
+the locust runs whose top step the host disturbed. Under the quick preset's budget,
+what is left after the planned runs often holds one of them, not both. In the quick set
+of 2026-12-02 06:54, run 1, the retake of slow-io threadpool (its top step's steal 29%,
+then 25%; threadpool is neither first nor last there) took the 6 s that a round of select
+and reuseport needed, and fast called the two level on 12 windows each. A first round
+costs two or three bench runs of about 3 s and set such pairs apart in 3 of 4 runs
+where it was taken (the sets of 2026-12-02 from 01:03 to 01:40), so it comes first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from testbed.compare.plan import ComparisonPlan, PlannedRun
+from testbed.compare.retake import retakes
+from testbed.compare.settle import settling_runs
+
+
+def runs_after(plan: ComparisonPlan, index: int, records: list[dict[str, Any]],
+               elapsed: float, overhead: float) -> list[PlannedRun]:
+    """The runs to take after ``plan.runs[index]``, just done, when it is the last one so
+    far: the first settling round until one was taken, then the retakes until they were,
+    then the other settling rounds; each only as far as the budget allows after
+    ``elapsed`` seconds. None once nothing more is needed or fits."""
+    if index != len(plan.runs) - 1:
+        return []
+    if not any(run.settling for run in plan.runs):
+        first = settling_runs(plan, index, records, elapsed, overhead)
+        if first:
+            return first
+    if not any(run.retake for run in plan.runs):
+        again = retakes(plan, index, records, elapsed, overhead)
+        if again:
+            return again
+    return settling_runs(plan, index, records, elapsed, overhead)
