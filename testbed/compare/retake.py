@@ -14,8 +14,8 @@ of the two, by that step's steal, is the run the report reads (:func:`fold_retak
 the other stays in results.json under its ``set_aside``. The choice looks at the host's
 steal, never at what the server did. The scenarios that the server's CPU per request
 decides (under the bench or wrk) are left to the median of their windows and to the settling
-rounds (:mod:`testbed.compare.settle`); the order of the two is
-:mod:`testbed.compare.afterwards`'.
+rounds (:mod:`testbed.compare.settle`); :mod:`testbed.compare.afterwards` sets the order
+of the two.
 """
 
 from __future__ import annotations
