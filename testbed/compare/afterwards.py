@@ -7,9 +7,12 @@ the locust runs whose top step the host disturbed. Under the quick preset's budg
 what is left after the planned runs often holds one of them, not both. In the quick set
 of 2026-12-02 06:54, run 1, the retake of slow-io threadpool (its top step's steal 29%,
 then 25%; threadpool is neither first nor last there) took the 6 s that a round of select
-and reuseport needed, and fast called the two level on 12 windows each. A first round
-costs two or three bench runs of about 3 s and set such pairs apart in 3 of 4 runs
-where it was taken (the sets of 2026-12-02 from 01:03 to 01:40), so it comes first.
+and reuseport needed, and fast called the two level on 12 windows each. A round costs
+two or three bench runs of about 3 s and aims at a verdict the runs left open: of the 13
+quick runs of 2026-12-02 before that one that took rounds for select and reuseport, the
+rounds set them apart in 9 (5 after the first, 4 after the second). A retake is of a run
+the host disturbed, whether or not its model is near a verdict's end. So the first round
+comes first.
 """
 
 from __future__ import annotations
