@@ -104,10 +104,29 @@ def _connect_outcome(error: int) -> tuple[str, str] | None:
     return "filtered", errno.errorcode.get(error, str(error)).lower()
 
 
+#: Connects of one port that may reach the scanning socket itself before it is given up.
+SELF_CONNECT_TRIES = 4
+
+
+def _connected_to_itself(sock: socket.socket) -> bool:
+    """Whether the kernel gave the socket the port it connects to as its own source port,
+    so that it reached itself (TCP's simultaneous open, on loopback): that says nothing
+    of the port but that nothing was bound to it."""
+    try:
+        return sock.getsockname() == sock.getpeername()
+    except OSError:
+        return False
+
+
 def connect_scan(family: int, address: str, ports: list[int], timeout: float, retries: int,
                  concurrency: int) -> dict[int, tuple[str, str]]:
-    """Non-blocking connects, at most ``concurrency`` at once: {port: (state, reason)}."""
+    """Non-blocking connects, at most ``concurrency`` at once: {port: (state, reason)}.
+
+    A connect that reached its own socket is tried again, on another source port; a port
+    that does so :data:`SELF_CONNECT_TRIES` times is closed (nothing was bound to it),
+    with the reason ``self-connect``."""
     results: dict[int, tuple[str, str]] = {}
+    selfish = dict.fromkeys(ports, 0)
     tries = dict.fromkeys(ports, 0)
     queue = list(reversed(ports))
     selector = selectors.DefaultSelector()
@@ -133,7 +152,16 @@ def connect_scan(family: int, address: str, ports: list[int], timeout: float, re
                 port, _ = pending.pop(sock)
                 selector.unregister(sock)
                 code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                itself = code == 0 and _connected_to_itself(sock)
                 sock.close()  # SO_LINGER 0: a RST, no TIME_WAIT left behind
+                if itself:
+                    selfish[port] += 1
+                    tries[port] -= 1  # not a try of the port's own
+                    if selfish[port] < SELF_CONNECT_TRIES:
+                        queue.append(port)
+                    else:
+                        results[port] = ("closed", "self-connect")
+                    continue
                 outcome = _connect_outcome(code)
                 if outcome is None and tries[port] <= retries:
                     queue.append(port)

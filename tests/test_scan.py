@@ -111,6 +111,27 @@ def test_every_port_in_bounded_time(target):
     assert seconds < 20, result.stdout
 
 
+def test_a_connect_that_reaches_itself_is_not_an_open_port():
+    """On loopback, a connect whose source port the kernel picks equal to the port scanned
+    reaches its own socket (TCP's simultaneous open) and succeeds with nothing listening;
+    nmap's convention is that such a port is closed. With the namespace's ephemeral
+    range cut to the scanned ports, every connect risks it: one port alone always does."""
+    require_netns()
+    ns = make_netns("self")
+    try:
+        for ports, expected in (("40000", {40000: ("closed", "self-connect")}),
+                                ("40000-40009", dict.fromkeys(range(40000, 40010),
+                                                              ("closed", "conn-refused")))):
+            low, _, high = ports.partition("-")
+            ranged = ns.run("sysctl", "-w", f"net.ipv4.ip_local_port_range={low} {high or low}")
+            assert ranged.returncode == 0, ranged.stderr
+            report = ours(ns, "connect", ports)
+            found = {p["port"]: (p["state"], p["reason"]) for p in report["ports"]}
+            assert found == expected, ports
+    finally:
+        ns.cleanup()
+
+
 # -- without a network -----------------------------------------------------------------------
 
 def test_port_lists():
