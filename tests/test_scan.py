@@ -113,9 +113,10 @@ def test_every_port_in_bounded_time(target):
 
 def test_a_connect_that_reaches_itself_is_not_an_open_port():
     """On loopback, a connect whose source port the kernel picks equal to the port scanned
-    reaches its own socket (TCP's simultaneous open) and succeeds with nothing listening;
-    nmap's convention is that such a port is closed. With the namespace's ephemeral
-    range cut to the scanned ports, every connect risks it: one port alone always does."""
+    reaches its own socket (TCP's simultaneous open) and succeeds with nothing listening:
+    it is tried again on another source port, and is never reported open. With the
+    namespace's ephemeral range cut to the scanned ports, every connect risks it: one port
+    alone always does."""
     require_netns()
     ns = make_netns("self")
     try:

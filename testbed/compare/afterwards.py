@@ -27,17 +27,13 @@ from testbed.compare.settle import settling_runs
 def runs_after(plan: ComparisonPlan, index: int, records: list[dict[str, Any]],
                elapsed: float, overhead: float) -> list[PlannedRun]:
     """The runs to take after ``plan.runs[index]``, just done, when it is the last one so
-    far: the first settling round until one was taken, then the retakes until they were,
-    then the other settling rounds; each only as far as the budget allows after
-    ``elapsed`` seconds. None once nothing more is needed or fits."""
+    far: the first settling round until one was taken, then the retakes until they were
+    (:func:`retakes` takes them once), then the other settling rounds; each only as far
+    as the budget allows after ``elapsed`` seconds. None once nothing more is needed or
+    fits."""
     if index != len(plan.runs) - 1:
         return []
-    if not any(run.settling for run in plan.runs):
-        first = settling_runs(plan, index, records, elapsed, overhead)
-        if first:
-            return first
-    if not any(run.retake for run in plan.runs):
-        again = retakes(plan, index, records, elapsed, overhead)
-        if again:
-            return again
-    return settling_runs(plan, index, records, elapsed, overhead)
+    settling = settling_runs(plan, index, records, elapsed, overhead)  # the next round
+    if settling and not any(run.settling for run in plan.runs):
+        return settling  # the first round
+    return retakes(plan, index, records, elapsed, overhead) or settling

@@ -103,9 +103,8 @@ def list_plan(plan: ComparisonPlan) -> None:
         after.append("retakes: one more run of each run whose top step the host disturbed "
                      f"(took {RETAKE_STEAL:.0%} or more of the CPU time), the calmer kept")
     if settles and MAX_ROUNDS > 1:
-        more = "a second" if MAX_ROUNDS == 2 else f"up to {MAX_ROUNDS - 1} more"
-        after.append(f"{more} settling round{'s' if MAX_ROUNDS > 2 else ''}, for the models "
-                     "still undecided")
+        after.append(f"more settling rounds, up to {MAX_ROUNDS} in all, for the models still "
+                     "undecided")
     if after:
         room = (f" (as many as fit in the budget of {clock(plan.budget)})"
                 if plan.budget is not None else "")
