@@ -461,25 +461,43 @@ def _pattern(size: int = MiB, seed: int = 4) -> bytes:
     return bytes(data)
 
 
-def pump(sock: socket.socket, block: bytes, limit: int, stall: float, time_limit: float) -> int:
+@dataclass
+class Pumped:
+    """What :func:`pump` did: bytes the socket took, when it last took any, and whether the
+    peer closed or reset the connection meanwhile (which ends the pump, not an error)."""
+
+    sent: int
+    last_taken: float  # time.monotonic() of the last send that took bytes (or of the start)
+    peer_closed: bool = False
+
+
+def pump(sock: socket.socket, block: bytes, limit: int, stall: float,
+         time_limit: float) -> Pumped:
     """Send ``block`` over and over without reading, until the socket has taken nothing
-    for ``stall`` seconds, ``limit`` bytes were sent, or ``time_limit`` passed."""
+    for ``stall`` seconds, ``limit`` bytes were sent, ``time_limit`` passed, or the peer
+    closed the connection."""
     sock.setblocking(False)
     view = memoryview(block)
-    sent = 0
-    deadline = time.monotonic() + time_limit
+    pumped = Pumped(0, time.monotonic())
+    deadline = pumped.last_taken + time_limit
     try:
-        while sent < limit and time.monotonic() < deadline:
-            at = sent % len(block)
+        while pumped.sent < limit and time.monotonic() < deadline:
+            at = pumped.sent % len(block)
             try:
-                sent += sock.send(view[at:at + min(len(block) - at, limit - sent)])
+                pumped.sent += sock.send(view[at:at + min(len(block) - at, limit - pumped.sent)])
+                pumped.last_taken = time.monotonic()
             except BlockingIOError:
                 _, writable, _ = select.select([], [sock], [], stall)
                 if not writable:
                     break
+            except (ConnectionResetError, BrokenPipeError):
+                # A server that sheds a stuck client (--idle-timeout) may do so while we
+                # still wait for room: that is the shed arriving, not a broken check.
+                pumped.peer_closed = True
+                break
     finally:
         sock.setblocking(True)
-    return sent
+    return pumped
 
 
 class Quota:

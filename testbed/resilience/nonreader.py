@@ -80,13 +80,16 @@ class _StuckNonReader(threading.Thread):
         try:
             with running(self.model, "upper", "--idle-timeout", f"{IDLE_TIMEOUT:g}") as server:
                 with open_connection(*server.address, timeout=10) as sock:
-                    pump(sock, _pattern(), self.scale.nonreader_bytes, self.scale.stall, 15.0)
-                    stalled = time.monotonic() - self.scale.stall
-                    deadline = time.monotonic() + IDLE_TIMEOUT + IDLE_SLACK
-                    while connection_open(sock) and time.monotonic() < deadline:
+                    pumped = pump(sock, _pattern(), self.scale.nonreader_bytes,
+                                  self.scale.stall, 15.0)
+                    # The idle clock starts when the server last took bytes from us.
+                    deadline = pumped.last_taken + IDLE_TIMEOUT + IDLE_SLACK
+                    shed = pumped.peer_closed
+                    while not shed and time.monotonic() < deadline:
                         time.sleep(0.05)
-                    if not connection_open(sock):
-                        self.shed_after = time.monotonic() - stalled
+                        shed = not connection_open(sock)
+                    if shed:
+                        self.shed_after = time.monotonic() - pumped.last_taken
         except Exception as exc:  # noqa: BLE001 - reported by the check
             self.failure = f"{type(exc).__name__}: {exc}"
 
@@ -104,7 +107,7 @@ def check_nonreader(model: str, scale: Scale = REDUCED) -> Figures:
         before = tree_rss(server.pid)
         with open_connection(*server.address, timeout=10) as sock:
             figures.faults += 1
-            sent = pump(sock, block, scale.nonreader_bytes, scale.stall, time_limit=15.0)
+            sent = pump(sock, block, scale.nonreader_bytes, scale.stall, time_limit=15.0).sent
             during = tree_rss(server.pid)
             others = paced_probes(server.address, "upper", seconds=1.0, period=0.2,
                                   timeout=P99_LIMIT, figures=figures)
