@@ -59,6 +59,10 @@ def test_a_tiny_http_comparison_measures_a_model_and_a_production_server(tmp_pat
         assert capacity["generator"] == "wrk" and capacity["ok"], capacity
         assert capacity["error_count"] == 0 and capacity["non_2xx_3xx"] == 0
         assert capacity["server"]["cpu_us_per_request"] > 0
+        # the preset's four wrk windows: samples enough for the verdict's rank test
+        windows = HTTP_QUICK.get("plaintext").wrk.windows
+        assert len(capacity["samples"]) == windows >= 4
+        assert all(sample["server_cpu_us_per_request"] > 0 for sample in capacity["samples"])
     assert "under testbed wrk" in result.stdout and "plaintext at 2 users" in result.stdout
     assert (out / "plaintext-cpu.png").exists()
 
@@ -91,6 +95,7 @@ def test_a_server_whose_queue_the_idle_connections_fill_is_measured_not_crashed(
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
     [record] = doc["runs"]
     assert record["capacity"]["rps"] == 0 and record["capacity"]["idle"]["opened"] == 200
+    assert "windows" not in record["capacity"]  # the first window without a reply ended them
     assert "no reply under testbed wrk (0 req/s)" in result.stdout
     assert record["status"] == "ok", record["error"]
     [step] = record["summary"]["steps"]

@@ -39,6 +39,27 @@ def test_pipelined_requests_through_wrks_pipeline_script():
     assert summary["requests"] >= 2 * 16
 
 
+def test_windows_are_measured_runs_in_a_row_each_read_on_its_own():
+    """--windows 3: three measured wrk runs on one server, each with its own requests and
+    server CPU; the summary is the median window's (by CPU per request), as bench's is."""
+    require_tool("wrk")
+    result = wrk("--model", "threading", "--duration", "1", "--warmup", "0", "--windows", "3",
+                 "--connections", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    windows = summary["windows"]
+    assert len(windows) == 3
+    cpus = sorted(window["server"]["cpu_us_per_request"] for window in windows)
+    assert all(window["requests"] > 0 and window["error_count"] == 0 for window in windows)
+    assert cpus[0] > 0 and summary["server"]["cpu_us_per_request"] == cpus[1]
+    # one server measured throughout: every window read the same process
+    assert {window["server"]["pid"] for window in windows} == {summary["server"]["pid"]}
+    text = wrk("--model", "threading", "--duration", "1", "--warmup", "0", "--windows", "2",
+               "--connections", "2")
+    assert text.returncode == 0, text.stderr
+    assert "windows  2 of 1 s in a row, server CPU per request" in text.stdout
+
+
 def test_bad_statuses_are_counted():
     require_tool("wrk")
     result = wrk("--model", "select", "--duration", "1", "--warmup", "0", "--path", "/nope",

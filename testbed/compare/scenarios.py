@@ -138,6 +138,9 @@ class WrkRun:
     connections: int = 10
     warmup: float = 1.0
     window: float = 2.0
+    #: measured runs of ``window`` in a row on the same server (``testbed wrk --windows``):
+    #: 4 or more give the verdict's rank test samples enough to decide from one repeat
+    windows: int = 1
     pipeline: int = 1
     close: bool = False
     idle: int = 0
@@ -145,6 +148,8 @@ class WrkRun:
     def options(self) -> list[str]:
         options = ["--connections", str(self.connections), "--warmup", f"{self.warmup:g}",
                    "--duration", f"{self.window:g}"]
+        if self.windows > 1:
+            options += ["--windows", str(self.windows)]
         if self.pipeline > 1:
             options += ["--pipeline", str(self.pipeline)]
         if self.close:
@@ -155,7 +160,7 @@ class WrkRun:
 
     @property
     def seconds(self) -> float:
-        return self.warmup + self.window
+        return self.warmup + self.window * self.windows
 
 
 @dataclass(frozen=True)
@@ -467,7 +472,10 @@ def _http_scenarios(keepalive: Budget, slow: Budget, wrk: WrkRun) -> tuple[Scena
 HTTP_QUICK = Preset("http-quick", Timing(warmup=0.2, window=1.0, first_warmup=1.0), _http_scenarios(
     keepalive=Budget((1, 10, 50), warmup=0.2, window=0.8, io_timeout=0.5, first_warmup=1.0),
     slow=Budget((1, 10, 50), warmup=0.2, window=0.8, io_timeout=0.5, first_warmup=1.0),
-    wrk=WrkRun(connections=10, warmup=1.0, window=1.0),
+    # four 1 s windows (wrk counts whole seconds): four samples a model, the fewest with
+    # which the rank test can tell two models apart from one repeat (one wrk run gave one
+    # sample, and every verdict fell back to the 20% tolerance)
+    wrk=WrkRun(connections=10, warmup=1.0, window=1.0, windows=4),
 ))
 
 #: ``testbed compare --service http --full``.
@@ -476,7 +484,7 @@ HTTP_FULL = Preset("http-full", Timing(warmup=2.0, window=8.0), _http_scenarios(
                      connect_timeout=2.0),
     slow=Budget((1, 10, 50, 100, 200), warmup=2.0, window=8.0, io_timeout=2.0,
                 connect_timeout=2.0),
-    wrk=WrkRun(connections=10, warmup=2.0, window=5.0),
+    wrk=WrkRun(connections=10, warmup=2.0, window=1.0, windows=5),
 ), repeats=3)
 
 def _scale(timing: Timing) -> Scenario:

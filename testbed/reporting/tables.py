@@ -285,8 +285,12 @@ def _source_notes(scenario: ScenarioInfo, repeats: int) -> list[str]:
     elif capacity_generator(scenario) == "wrk":
         decides = ("its server CPU per request decides this scenario"
                    if scenario.metric == "cpu_us_per_request" else "beside the locust figures")
+        wrk = scenario.raw.get("wrk")
+        windows = int(wrk.get("windows") or 1) if isinstance(wrk, dict) else 1
+        each = (f"; each wrk figure is the median of {windows} windows in a row on that "
+                "server, then their spread (min–max)" if windows > 1 else "")
         notes.append(f"wrk columns: testbed wrk on a fresh server (wrk, a C load generator "
-                     f"that keeps the server busy; {decides}); the other columns: locust")
+                     f"that keeps the server busy; {decides}){each}; the other columns: locust")
     if scenario.arrivals:
         notes.append("each step offers new connections at a rate (conn/s, Poisson arrivals); "
                      "achieved: the rate locust made")

@@ -7,7 +7,10 @@ its ready line; a contender where ``--model`` names one), or measures a running 
 (``--target``, loopback only unless ``--allow-remote``). A short unrecorded wrk run warms
 the server up, then the measured run: wrk's report is parsed (:mod:`testbed.wrk.output`),
 and the server's whole process tree is read around it (:func:`testbed.sampling.sample_tree`)
-for its CPU per request. ``--pin`` puts the server on the first CPU and wrk on the second
+for its CPU per request. ``--windows K`` takes K measured runs in a row on the same server,
+each read on its own: the summary is the median window's, every window's in ``windows``
+(as ``testbed bench --windows`` does), samples for a comparison's rank test; a window
+without a reply ends them. ``--pin`` puts the server on the first CPU and wrk on the second
 (the affinity is inherited at start, so gunicorn's workers and every thread follow).
 
 Scenarios: keep-alive (the default), ``--close`` (``Connection: close``: a new connection
@@ -40,6 +43,7 @@ from clients.safety import UnsafeTarget, ensure_loopback
 from servers import registry
 from servers.apps.launch import CONTENDERS
 from testbed.args import ArgumentParser, add_target_options, duration, positive
+from testbed.bench.summary import summarize_windows
 from testbed.processes import ServerProcess, StartError, cpu_affinity, start_server
 from testbed.sampling import TreeSample, limit_of, sample_tree, server_cpu
 from testbed.target import (
@@ -72,7 +76,8 @@ def build_parser() -> ArgumentParser:
         description="Run wrk (a C HTTP load generator, the outside reference for capacity) "
         "against a model or a contender serving http: starts the server (the serve options "
         "below; --model also takes a contender: " + ", ".join(CONTENDERS) + ") or measures a "
-        "running one (--target). After an unrecorded warm-up run, one measured run: req/s, "
+        "running one (--target). After an unrecorded warm-up run, one measured run (or "
+        "--windows K in a row): req/s, "
         "latency (average, stdev, max, percentiles), errors by class, non-2xx/3xx answers, "
         "and the server's CPU per request (its whole process tree).")
     add_server_options(parser)
@@ -92,6 +97,11 @@ def build_parser() -> ArgumentParser:
                         help="wrk's threads (default %(default)s: one CPU's worth)")
     parser.add_argument("--duration", "-d", type=duration, default=5.0, metavar="T",
                         help="the measured run (default 5s)")
+    parser.add_argument("--windows", type=positive(int), default=1, metavar="K",
+                        help="K measured runs in a row on the same server, each read on its "
+                        "own: the summary is the median window's (by server CPU per request) "
+                        "and --json lists every window's in \"windows\"; a window without a reply "
+                        "ends them (default 1)")
     parser.add_argument("--warmup", type=duration, default=1.0, metavar="T",
                         help="an unrecorded run before it (default 1s; 0: none)")
     parser.add_argument("--timeout", type=duration, default=2.0, metavar="T",
@@ -284,24 +294,40 @@ def run(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
             if args.warmup:
                 run_wrk(wrk_argv(args, plan, url, args.warmup, script), args.warmup, client)
             argv = wrk_argv(args, plan, url, args.duration, script)
-            before = sample_tree(root) if root is not None else None
-            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-            report = run_wrk(argv, args.duration, client)
-            wrk_cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(usage)
-            after = sample_tree(root) if root is not None else None
+            measured = []
+            while len(measured) < args.windows:
+                measured.append(_measure(argv, args.duration, client, root))
+                if not measured[-1][0]["requests"]:
+                    # no reply in a window (a server stuck on a connection it holds): the
+                    # next would see the same, and wrk takes seconds to give up each time
+                    break
         for sock in idle:
             sock.close()
-        try:
-            figures = parse(report)
-        except WrkOutputError as exc:
-            raise WrkError(str(exc), 1) from None
         died = server is not None and not server.running
-        summary = summarize(args, plan, url, argv, figures, root, before, after, died, wrk_cpu)
+        summaries = [summarize(args, plan, url, argv, figures, root, before, after, died, wrk_cpu)
+                     for figures, before, after, wrk_cpu in measured]
+        summary = summaries[0] if len(summaries) == 1 else summarize_windows(summaries)
         summary["idle"] = idle_counts
         return summary
     finally:
         if server is not None:
             server.cleanup()
+
+
+def _measure(argv: list[str], seconds: float, client: list[int] | None,
+             root: psutil.Process | None) -> tuple[dict[str, Any], TreeSample | None,
+                                                   TreeSample | None, float]:
+    """One measured wrk run: its parsed report, the server's tree read before and after
+    it, and the CPU seconds wrk took."""
+    before = sample_tree(root) if root is not None else None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report = run_wrk(argv, seconds, client)
+    wrk_cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(usage)
+    after = sample_tree(root) if root is not None else None
+    try:
+        return parse(report), before, after, wrk_cpu
+    except WrkOutputError as exc:
+        raise WrkError(str(exc), 1) from None
 
 
 def _cpu(usage: resource.struct_rusage) -> float:
@@ -379,6 +405,13 @@ def text(summary: dict[str, Any]) -> str:
         f"wrk      {summary['client']['cores_busy']:.2f} cores busy  limit: {summary['limit']}",
         f"command  {summary['command']}",
     ]
+    windows = summary.get("windows")
+    if windows:
+        cpus = [cpu for window in windows
+                if (cpu := window["server"].get("cpu_us_per_request")) is not None]
+        lines.insert(1, f"windows  {len(windows)} of {summary['duration_s']:g} s in a row"
+                     + (f", server CPU per request {min(cpus):,.2f}-{max(cpus):,.2f} µs"
+                        if cpus else "") + "; the lines here are the median window's")
     if summary.get("idle"):
         idle = summary["idle"]
         lines.append(f"idle     {idle['opened']} keep-alive connections held: "
@@ -405,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=1))
     else:
         print(text(summary))
-    clean = not summary["error_count"] and not summary["non_2xx_3xx"] \
-        and not summary["server_died"]
+    clean = not summary["server_died"] and not any(
+        window["error_count"] or window["non_2xx_3xx"]
+        for window in summary.get("windows") or [summary])
     return 0 if clean else 1
