@@ -82,8 +82,9 @@ class _StuckNonReader(threading.Thread):
                 with open_connection(*server.address, timeout=10) as sock:
                     pumped = pump(sock, _pattern(), self.scale.nonreader_bytes,
                                   self.scale.stall, 15.0)
-                    # The idle clock starts when the server last took bytes from us.
-                    deadline = pumped.last_taken + IDLE_TIMEOUT + IDLE_SLACK
+                    # The shed is timed from the last bytes the server took from us; the
+                    # wait for it from now, as before, with the slack of a busy machine.
+                    deadline = time.monotonic() + IDLE_TIMEOUT + IDLE_SLACK
                     shed = pumped.peer_closed
                     while not shed and time.monotonic() < deadline:
                         time.sleep(0.05)
