@@ -307,6 +307,26 @@ def test_fast_ranks_by_bench_cpu_per_request_not_by_locust_throughput():
             "testbed bench): under testbed bench it served 1 of 10 connections") in sentence
 
 
+def test_a_loser_is_set_against_the_figure_the_verdict_quotes_for_the_top():
+    """Models level at the top are led by the lowest p99, but the verdict quotes the best
+    figure among them; the loser's req/s are set against that same model's, not against
+    the leader's (an HTTP run said "level ... with 2.0 µs (479398 req/s)" and then "5512
+    req/s against 264960")."""
+    doc = document([
+        run("select", "fast", [step(1, 1000, 1), step(50, 4000, 30)],
+            capacity=sampled([4.0, 4.1, 4.2, 4.3, 4.1])),
+        run("prefork", "fast", [step(1, 990, 1), step(50, 4100, 10)],
+            capacity=sampled([4.1, 4.2, 4.3, 4.2, 4.0])),
+        run("sequential", "fast", [step(1, 900, 1), step(50, 3000, 25)],
+            capacity=sampled([40.0, 41.0, 42.0, 40.5, 41.5]))], ["fast"])
+    results = parse(doc)
+    sentence = verdict(results, results.scenarios[0])
+    assert "were level at the top with 4.1 µs" in sentence, sentence
+    assert "prefork with the lowest p99" in sentence, sentence
+    best = next(r for r in doc["runs"] if r["model"] == "select")["capacity"]["rps"]
+    assert f"against {best:.0f}" in sentence, sentence
+
+
 def test_the_http_report_shows_the_wrk_figures_its_verdict_names(tmp_path):
     """An HTTP scenario is decided by testbed wrk's server CPU per request: the summary table
     shows that figure and wrk's req/s for every model, equal to results.json."""

@@ -269,12 +269,16 @@ def _clients(step: Step) -> str | None:
     return None
 
 
-def _why_loser(scenario: ScenarioInfo, results: Results, loser: Pair, winner: Pair) -> str:
+def _why_loser(scenario: ScenarioInfo, results: Results, loser: Pair, winner: Pair,
+               top: Pair | None = None) -> str:
+    """Why ``loser`` came last, against ``winner`` (among models level at the top, the one
+    with the lowest p99); the capacity's req/s against ``top``'s, the model whose figure
+    the verdict quotes for the top."""
     run, step = loser
     w_run, w_step = winner
     parts: list[str] = []
     if scenario.metric == "cpu_us_per_request":
-        capacity, best = run.capacity, w_run.capacity
+        capacity, best = run.capacity, (top or winner)[0].capacity
         if capacity is not None and capacity.saturated:
             parts.append(f"under testbed bench it served {capacity.served_connections:g} of "
                          f"{capacity.connections:g} connections")
@@ -452,7 +456,7 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
                 f"left clients waiting: {_why_loser(scenario, results, loser, winner)}")
     else:
         last = (f"{loser[0].model} came last{also} with {_figure(scenario, loser)}: "
-                f"{_why_loser(scenario, results, loser, winner)}")
+                f"{_why_loser(scenario, results, loser, winner, ranked[0])}")
     return f"{head} {lead}; {last}.{_crash_clause(crashed)}"
 
 
