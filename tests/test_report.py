@@ -327,6 +327,28 @@ def test_a_loser_is_set_against_the_figure_the_verdict_quotes_for_the_top():
     assert f"against {best:.0f}" in sentence, sentence
 
 
+def test_agreement_names_the_generator_of_a_capacity_figure_that_moved(tmp_path):
+    """--agree over HTTP comparisons: a wrk figure that moved is named as wrk's, not as
+    the bench's (they are different generators; the report's columns say so too)."""
+    paths = []
+    for index, cpu in enumerate((14.5, 21.0)):
+        runs = [run("select", "plaintext", [step(1, 1000, 1), step(50, 3200, 20)],
+                    capacity=bench(cpu, 1e6 / cpu) | {"generator": "wrk"}),
+                run("gunicorn-sync", "plaintext", [step(1, 900, 1), step(50, 1400, 48)],
+                    capacity=bench(438, 1985) | {"generator": "wrk"})]
+        doc = document(runs, ["fast"])
+        doc["scenarios"] = [HTTP_QUICK.get("plaintext").as_dict()]
+        folder = tmp_path / f"run{index}"
+        folder.mkdir()
+        paths.append(write(folder, doc))
+    result = subprocess.run([sys.executable, "-m", "testbed", "report", str(paths[0]),
+                             "--agree", str(paths[1])], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "moved most: plaintext select at 50, wrk:cpu_us_per_request 14.5, 21.0" \
+        in result.stdout, result.stdout
+
+
 def test_the_http_report_shows_the_wrk_figures_its_verdict_names(tmp_path):
     """An HTTP scenario is decided by testbed wrk's server CPU per request: the summary table
     shows that figure and wrk's req/s for every model, equal to results.json."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from testbed.reporting import scale_sentences
 from testbed.reporting.data import Results, ScenarioInfo
 from testbed.reporting.sentences import winner_and_loser
-from testbed.reporting.tables import fmt
+from testbed.reporting.tables import capacity_generator, fmt
 
 #: A cell that moves less than this between runs (relative to its median) holds.
 STEADY = 0.10
@@ -182,8 +182,13 @@ def render(runs: list[Results], names: list[str]) -> str:
                          f"what their windows count by chance (the 95% intervals of their "
                          f"counts overlap in every run).")
         worst = sorted(moving, key=lambda cell: cell.moved, reverse=True)[:5]
+        generators = {s.name: capacity_generator(s) or "bench" for s in runs[0].scenarios}
+
+        def named(cell: Cell) -> str:  # the capacity's figure, by the tool that measured it
+            return cell.figure.replace("bench:", f"{generators[cell.scenario]}:")
+
         lines += [f"- moved most: {cell.scenario} {cell.model} at {cell.step:g}, "
-                  f"{cell.figure} {', '.join(_shown(cell.figure, v) for v in cell.values)} "
+                  f"{named(cell)} {', '.join(_shown(cell.figure, v) for v in cell.values)} "
                   f"({cell.moved:.0%}{', within its counts' if cell.within_counts else ''}"
                   + (f"; host steal while measured {_steal_text(cell.steal)}"
                      if any(v is not None for v in cell.steal) else "") + ")"
