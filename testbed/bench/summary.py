@@ -106,6 +106,19 @@ def summarize_windows(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     return chosen
 
 
+def windows_line(summary: dict[str, Any]) -> str | None:
+    """The text line of a run of several windows (:func:`summarize_windows`, bench's or
+    wrk's): how many, the range of their server CPU per request; None for one window."""
+    windows = summary.get("windows")
+    if not windows:
+        return None
+    cpus = [cpu for window in windows
+            if (cpu := (window.get("server") or {}).get("cpu_us_per_request")) is not None]
+    return (f"windows  {len(windows)} of {summary['duration_s']:g} s in a row, "
+            + (f"server CPU per request {min(cpus):,.2f}-{max(cpus):,.2f} µs; " if cpus else "")
+            + "the lines here are the median window's")
+
+
 #: What the limit means for a reader, one line each.
 LIMIT_NOTES = {
     "client": "client-bound: the req/s say more about this client than the server",
@@ -155,14 +168,9 @@ def bench_text(summary: dict[str, Any]) -> str:
         + ("; the others: " + ", ".join(f"{k} {v:,}" for k, v in summary["unserved"].items())
            if summary["unserved"] else ""),
     ]
-    windows = summary.get("windows")
+    windows = windows_line(summary)
     if windows:
-        cpus = [cpu for window in windows
-                if (cpu := (window.get("server") or {}).get("cpu_us_per_request")) is not None]
-        lines.insert(3, f"windows  {len(windows)} of {summary['duration_s']:g} s in a row, "
-                     + (f"server CPU per request {min(cpus):,.2f}-{max(cpus):,.2f} µs; "
-                        if cpus else "")
-                     + "the lines here are the median window's")
+        lines.insert(3, windows)
     latency = summary["latency"]
     if latency["samples"]:
         lines.insert(3, f"latency  p50 {latency['p50_ms']:.3f} ms  p99 {latency['p99_ms']:.3f} ms"

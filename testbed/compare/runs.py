@@ -165,11 +165,9 @@ def run_wrk(run: PlannedRun, run_dir: Path) -> dict[str, Any]:
     is recorded as such."""
     wrk = run.scenario.wrk
     assert wrk is not None
-    record = _capacity_run(_capacity_command(run, "wrk", wrk.options()), wrk.seconds, run_dir,
-                           "wrk")
-    if "windows" in record:  # each window a sample for the verdict's rank test
-        record["samples"] = [depth_record(window, 1) for window in _windows(record)]
-    return record
+    # its windows (testbed wrk --windows) become the samples in fold_samples, as a bench's do
+    return _capacity_run(_capacity_command(run, "wrk", wrk.options()), wrk.seconds, run_dir,
+                         "wrk")
 
 
 def _capacity_command(run: PlannedRun, tool: str, options: list[str]) -> list[str]:
@@ -221,7 +219,8 @@ def _windows(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The bench samples taken in runs of their own, folded into the record of their run:
+    """The bench samples taken in runs of their own, and the windows of a bench or wrk run
+    (``--windows``), folded into the record of their run:
     its capacity becomes the JSON of the median window (by server CPU per request) of every
     run's, with every window's figures in ``samples`` in the order taken, and how many of
     those runs were settling rounds' in ``settling_runs``; the pipelined figures stay."""

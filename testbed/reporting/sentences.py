@@ -270,7 +270,7 @@ def _clients(step: Step) -> str | None:
 
 
 def _why_loser(scenario: ScenarioInfo, results: Results, loser: Pair, winner: Pair,
-               top: Pair | None = None) -> str:
+               top: Pair) -> str:
     """Why ``loser`` came last, against ``winner`` (among models level at the top, the one
     with the lowest p99); the capacity's req/s against ``top``'s, the model whose figure
     the verdict quotes for the top."""
@@ -278,7 +278,7 @@ def _why_loser(scenario: ScenarioInfo, results: Results, loser: Pair, winner: Pa
     w_run, w_step = winner
     parts: list[str] = []
     if scenario.metric == "cpu_us_per_request":
-        capacity, best = run.capacity, (top or winner)[0].capacity
+        capacity, best = run.capacity, top[0].capacity
         if capacity is not None and capacity.saturated:
             parts.append(f"under testbed bench it served {capacity.served_connections:g} of "
                          f"{capacity.connections:g} connections")
@@ -453,7 +453,7 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
     outran = [step for _, step in ranked if (step.rps or 0) < (loser[1].rps or 0)]
     if scenario.metric == "rps" and not _clean(scenario, loser) and outran:
         last = (f"{loser[0].model} came last{also} despite {_figure(scenario, loser)}, as it "
-                f"left clients waiting: {_why_loser(scenario, results, loser, winner)}")
+                f"left clients waiting: {_why_loser(scenario, results, loser, winner, ranked[0])}")
     else:
         last = (f"{loser[0].model} came last{also} with {_figure(scenario, loser)}: "
                 f"{_why_loser(scenario, results, loser, winner, ranked[0])}")

@@ -33,7 +33,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 from urllib.parse import urlsplit
 
 import psutil
@@ -43,7 +43,7 @@ from clients.safety import UnsafeTarget, ensure_loopback
 from servers import registry
 from servers.apps.launch import CONTENDERS
 from testbed.args import ArgumentParser, add_target_options, duration, positive
-from testbed.bench.summary import summarize_windows
+from testbed.bench.summary import summarize_windows, windows_line
 from testbed.processes import ServerProcess, StartError, cpu_affinity, start_server
 from testbed.sampling import TreeSample, limit_of, sample_tree, server_cpu
 from testbed.target import (
@@ -294,10 +294,10 @@ def run(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
             if args.warmup:
                 run_wrk(wrk_argv(args, plan, url, args.warmup, script), args.warmup, client)
             argv = wrk_argv(args, plan, url, args.duration, script)
-            measured = []
+            measured: list[Window] = []
             while len(measured) < args.windows:
                 measured.append(_measure(argv, args.duration, client, root))
-                if not measured[-1][0]["requests"]:
+                if not measured[-1].figures["requests"]:
                     # no reply in a window (a server stuck on a connection it holds): the
                     # next would see the same, and wrk takes seconds to give up each time
                     break
@@ -314,18 +314,26 @@ def run(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
             server.cleanup()
 
 
-def _measure(argv: list[str], seconds: float, client: list[int] | None,
-             root: psutil.Process | None) -> tuple[dict[str, Any], TreeSample | None,
-                                                   TreeSample | None, float]:
+class Window(NamedTuple):
     """One measured wrk run: its parsed report, the server's tree read before and after
     it, and the CPU seconds wrk took."""
+
+    figures: dict[str, Any]
+    before: TreeSample | None
+    after: TreeSample | None
+    wrk_cpu: float
+
+
+def _measure(argv: list[str], seconds: float, client: list[int] | None,
+             root: psutil.Process | None) -> Window:
+    """Run wrk once, measured."""
     before = sample_tree(root) if root is not None else None
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     report = run_wrk(argv, seconds, client)
     wrk_cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(usage)
     after = sample_tree(root) if root is not None else None
     try:
-        return parse(report), before, after, wrk_cpu
+        return Window(parse(report), before, after, wrk_cpu)
     except WrkOutputError as exc:
         raise WrkError(str(exc), 1) from None
 
@@ -405,13 +413,9 @@ def text(summary: dict[str, Any]) -> str:
         f"wrk      {summary['client']['cores_busy']:.2f} cores busy  limit: {summary['limit']}",
         f"command  {summary['command']}",
     ]
-    windows = summary.get("windows")
+    windows = windows_line(summary)
     if windows:
-        cpus = [cpu for window in windows
-                if (cpu := window["server"].get("cpu_us_per_request")) is not None]
-        lines.insert(1, f"windows  {len(windows)} of {summary['duration_s']:g} s in a row"
-                     + (f", server CPU per request {min(cpus):,.2f}-{max(cpus):,.2f} µs"
-                        if cpus else "") + "; the lines here are the median window's")
+        lines.insert(1, windows)
     if summary.get("idle"):
         idle = summary["idle"]
         lines.append(f"idle     {idle['opened']} keep-alive connections held: "
