@@ -327,6 +327,32 @@ def test_a_loser_is_set_against_the_figure_the_verdict_quotes_for_the_top():
     assert f"against {best:.0f}" in sentence, sentence
 
 
+def test_agreement_sets_capacity_figures_against_the_best_model_of_each_run(tmp_path):
+    """--agree: a machine 30% faster in one run moves every bench figure by 30%; set
+    against the first run's best model in the same run, the ratios that held are counted
+    apart, and the one that moved (threading's) is named with its ratios."""
+    paths = []
+    for index, speed in enumerate((1.0, 0.7, 1.0)):
+        threading = 20.0 if index < 2 else 26.0  # 2.0x, 2.0x, then 2.6x select's
+        runs = [run(model, "fast", [step(1, 900, 1), step(50, 3000, 25)],
+                    capacity=bench(cpu * speed, 1e6 / (cpu * speed)))
+                for model, cpu in (("select", 10.0), ("asyncio", 15.0),
+                                   ("threading", threading))]
+        folder = tmp_path / f"run{index}"
+        folder.mkdir()
+        paths.append(write(folder, document(runs, ["fast"])))
+    result = subprocess.run([sys.executable, "-m", "testbed", "report", str(paths[0]),
+                             "--agree", str(paths[1]), str(paths[2])],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert ("0 of 3 cells (neither generator-bound nor saturated) moved less than 10%"
+            in result.stdout), result.stdout
+    assert ("Set against select's in the same run, 1 of 2 fast bench:cpu_us_per_request "
+            "figures moved less than 10% between the runs (0 of 3 as they were measured)."
+            in result.stdout), result.stdout
+    assert "- moved most against select: threading, 2.00x, 2.00x, 2.60x (30%)" in result.stdout
+
+
 def test_agreement_names_the_generator_of_a_capacity_figure_that_moved(tmp_path):
     """--agree over HTTP comparisons: a wrk figure that moved is named as wrk's, not as
     the bench's (they are different generators; the report's columns say so too)."""

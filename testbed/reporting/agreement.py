@@ -10,7 +10,10 @@ a lot), the spread of its deciding figure between the runs, (max - min) /
 median, and the share of cells under :data:`STEADY`; of the cells that moved more, those
 whose runs' 95% counting intervals still overlap (a share served of a few dozen
 attempts, a throughput of a few hundred replies: see ``Step.interval``) moved by no more
-than their windows count by chance, and are said apart. The scale scenario names no
+than their windows count by chance, and are said apart. A capacity figure (the server's CPU
+per request) follows the machine's speed, which moves from one run to the next on a shared
+VM, so each is also set against the same run's figure of one model (the first run's best)
+and those ratios are counted apart: a design is chosen by them. The scale scenario names no
 first and last: its row shows, per run, the step each model held and where it stopped,
 and they agree when every model held and stopped at the same steps.
 """
@@ -18,7 +21,7 @@ and they agree when every model held and stopped at the same steps.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from testbed.reporting import scale_sentences
@@ -142,6 +145,44 @@ def cells(runs: list[Results]) -> list[Cell]:
     return found
 
 
+def relative(measured: list[Cell]) -> list[tuple[str, str, list[Cell]]]:
+    """Per scenario with a capacity figure: the model it is set against (the one with the
+    lowest CPU per request in the first run) and every other model's cell as the ratio
+    of its figure to that model's in the same run."""
+    found = []
+    for scenario in dict.fromkeys(cell.scenario for cell in measured):
+        bench = [cell for cell in measured
+                 if cell.scenario == scenario and cell.figure.startswith("bench:")]
+        if len(bench) < 2:
+            continue
+        reference = min(bench, key=lambda cell: cell.values[0])
+        found.append((scenario, reference.model, [
+            Cell(cell.scenario, cell.model, cell.step, cell.figure,
+                 tuple(v / r for v, r in zip(cell.values, reference.values, strict=True)),
+                 steal=cell.steal)
+            for cell in bench if cell is not reference]))
+    return found
+
+
+def _relative_lines(measured: list[Cell], named: Callable[[Cell], str]) -> list[str]:
+    lines = []
+    for scenario, reference, ratios in relative(measured):
+        absolute = [cell for cell in measured
+                    if cell.scenario == scenario and cell.figure.startswith("bench:")]
+        held = sum(cell.moved < STEADY for cell in ratios)
+        held_absolute = sum(cell.moved < STEADY for cell in absolute)
+        lines.append(f"Set against {reference}'s in the same run, {held} of {len(ratios)} "
+                     f"{scenario} {named(ratios[0])} figures moved less than {STEADY:.0%} "
+                     f"between the runs ({held_absolute} of {len(absolute)} as they were "
+                     f"measured).")
+        worst = max(ratios, key=lambda cell: cell.moved)
+        if worst.moved >= STEADY:
+            lines.append(f"- moved most against {reference}: {worst.model}, "
+                         + ", ".join(f"{value:.2f}x" for value in worst.values)
+                         + f" ({worst.moved:.0%})")
+    return lines
+
+
 def render(runs: list[Results], names: list[str]) -> str:
     """The verdicts side by side (a Markdown table), then how much the cells moved."""
     lines = ["| scenario | " + " | ".join(names) + " | agree |",
@@ -193,6 +234,7 @@ def render(runs: list[Results], names: list[str]) -> str:
                   + (f"; host steal while measured {_steal_text(cell.steal)}"
                      if any(v is not None for v in cell.steal) else "") + ")"
                   for cell in worst]
+        lines += _relative_lines(measured, named)
     overall = [results.host_steal for results in runs]
     if any(value is not None for value in overall):
         lines.append(f"The machine's hypervisor took {_steal_text(overall)} of its CPU time "
