@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,10 +60,15 @@ def test_a_tiny_http_comparison_measures_a_model_and_a_production_server(tmp_pat
         assert capacity["generator"] == "wrk" and capacity["ok"], capacity
         assert capacity["error_count"] == 0 and capacity["non_2xx_3xx"] == 0
         assert capacity["server"]["cpu_us_per_request"] > 0
-        # the preset's four wrk windows: samples enough for the verdict's rank test
-        windows = HTTP_QUICK.get("plaintext").wrk.windows
-        assert len(capacity["samples"]) == windows >= 4
+        # the preset's wrk windows on each of its fresh servers: samples enough for the
+        # verdict's rank test, from servers started minutes apart, not from one
+        wrk = HTTP_QUICK.get("plaintext").wrk
+        assert len(capacity["samples"]) == wrk.windows * wrk.samples >= 4 and wrk.samples > 1
         assert all(sample["server_cpu_us_per_request"] > 0 for sample in capacity["samples"])
+        folder = Path(record["out_dir"])
+        servers = {json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))["server"]["pid"]
+                   for name in ("wrk", *(f"wrk-{k + 1}" for k in range(1, wrk.samples)))}
+        assert len(servers) == wrk.samples  # each on a server of its own
     assert "under testbed wrk" in result.stdout and "plaintext at 2 users" in result.stdout
     assert (out / "plaintext-cpu.png").exists()
 
@@ -96,6 +102,8 @@ def test_a_server_whose_queue_the_idle_connections_fill_is_measured_not_crashed(
     [record] = doc["runs"]
     assert record["capacity"]["rps"] == 0 and record["capacity"]["idle"]["opened"] == 200
     assert "windows" not in record["capacity"]  # the first window without a reply ended them
+    # ... and a fresh server would only make wrk wait as long again: no second sample
+    assert not (Path(record["out_dir"]) / "wrk-2.json").exists()
     assert "no reply under testbed wrk (0 req/s)" in result.stdout
     assert record["status"] == "ok", record["error"]
     [step] = record["summary"]["steps"]

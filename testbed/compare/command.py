@@ -18,6 +18,7 @@ from testbed.compare.runs import (
     make_out_dir,
     results_document,
     run_one,
+    worth_sampling,
     write_json,
 )
 from testbed.compare.scenarios import QUICK, SERVICES, scenario_names
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         index = 0
         while index < len(plan.runs):  # retakes and settling rounds add runs
             run = plan.runs[index]
+            if run.sample and not worth_sampling(run, records):
+                del plan.runs[index]
+                continue
             progress.begin(index)
             before = steal.read()
             # Absolute: testbed load runs locust from inside the run's directory.

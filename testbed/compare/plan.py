@@ -29,8 +29,8 @@ class PlannedRun:
     model: str
     scenario: Scenario  # with its timing filled in
     repeat: int = 0  # which repeat (0-based)
-    # 0: the run itself (its server, locust, the bench's first sample and its pipelined
-    # runs); k >= 1: the bench's sample k + 1 alone, taken after every model's run
+    # 0: the run itself (its server, locust, the bench's (or wrk's) first sample and its
+    # pipelined runs); k >= 1: the sample k + 1 alone, taken after every model's run
     sample: int = 0
     # k >= 1: a sample taken in the k-th settling round (testbed.compare.settle), once the
     # scenario's rounds left the model undecided
@@ -55,7 +55,9 @@ class PlannedRun:
         if self.scenario.scale is not None:  # testbed bench at each step, no locust
             return self.scenario.scale.seconds(self.scenario.steps, self.timing)
         capacity = self.scenario.capacity
-        if self.sample:  # one bench run
+        if self.sample:  # one bench or wrk run
+            if self.scenario.wrk is not None:
+                return self.scenario.wrk.seconds + WRK_OVERHEAD
             assert capacity is not None
             return capacity.seconds_of(1) + bench_overhead(capacity)
         seconds = self.timing.seconds(len(self.scenario.steps)) + self.scenario.longest_attempt
@@ -146,7 +148,7 @@ def runs_in_order(scenarios: list[Scenario], models: list[str], repeats: int) ->
     model's spread instead of separating models measured a minute apart."""
     runs = []
     for scenario in scenarios:
-        samples = scenario.capacity.samples if scenario.capacity is not None else 1
+        samples = scenario.capacity_samples
         for repeat in range(1 if scenario.scale else repeats):  # scale: once per model
             runs += [PlannedRun(model, scenario, repeat) for model in rotated(models, repeat)]
             runs += [PlannedRun(model, scenario, repeat, sample)

@@ -90,16 +90,35 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def worth_sampling(run: PlannedRun, records: list[dict[str, Any]]) -> bool:
+    """Whether a later capacity sample of ``run``'s model is worth taking: not where its run
+    crashed, nor where its first capacity run got no reply at all (a listen queue the idle
+    connections filled: a fresh server would only make wrk wait as long again, about 5 s,
+    to find the same)."""
+    for record in records:
+        if (record["model"], record["scenario"], record["repeat"]) == (
+                run.model, run.scenario.name, run.repeat) and not record.get("sample"):
+            capacity = record.get("capacity")
+            return (record["status"] == "ok" and capacity is not None
+                    and capacity.get("rps") != 0)
+    return True
+
+
 def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable[[str], None]) -> dict:
     """One record for results.json; a crash or an error becomes a 'crashed' record."""
     from testbed.load import run_load
 
     if run.scenario.scale is not None:  # no locust: testbed bench at each step (scale.py)
         return run_scale_one(plan, run, out_dir / run_dir_name(run), note)
-    if run.sample:  # one more bench sample, folded into its run by fold_samples()
+    if run.sample:  # one more bench (or wrk) sample, folded into its run by fold_samples()
         started = time.monotonic()
-        note("capacity: testbed bench")
-        bench = bench_sample(run, out_dir / run_dir_name(run), run.sample)
+        run_dir = out_dir / run_dir_name(run)
+        if run.scenario.wrk is not None:
+            note("capacity: testbed wrk")
+            bench = run_wrk(run, run_dir, run.sample)
+        else:
+            note("capacity: testbed bench")
+            bench = bench_sample(run, run_dir, run.sample)
         return {"model": run.model, "scenario": run.scenario.name, "repeat": run.repeat,
                 "sample": run.sample, "settling": run.settling, "bench": bench,
                 "status": "ok" if bench.get("ok") else "crashed", "error": bench.get("error"),
@@ -159,15 +178,15 @@ def http_server(plan: ComparisonPlan, run: PlannedRun) -> Iterator[tuple[str, in
         server.cleanup()
 
 
-def run_wrk(run: PlannedRun, run_dir: Path) -> dict[str, Any]:
+def run_wrk(run: PlannedRun, run_dir: Path, sample: int = 0) -> dict[str, Any]:
     """The scenario's capacity: ``testbed wrk --json`` on a fresh server of the same options
-    (pinned where two CPUs are free), kept in ``wrk.json`` and returned; a wrk run that fails
-    is recorded as such."""
+    (pinned where two CPUs are free), kept in ``wrk.json`` (``wrk-<sample + 1>.json`` for a
+    later sample) and returned; a wrk run that fails is recorded as such."""
     wrk = run.scenario.wrk
     assert wrk is not None
     # its windows (testbed wrk --windows) become the samples in fold_samples, as a bench's do
     return _capacity_run(_capacity_command(run, "wrk", wrk.options()), wrk.seconds, run_dir,
-                         "wrk")
+                         f"wrk-{sample + 1}" if sample else "wrk")
 
 
 def _capacity_command(run: PlannedRun, tool: str, options: list[str]) -> list[str]:
@@ -268,7 +287,7 @@ def _capacity_run(command: list[str], seconds: float, run_dir: Path, name: str) 
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"testbed {name} did not finish in {timeout:g} s"}
+        return {"ok": False, "error": f"testbed {command[3]} did not finish in {timeout:g} s"}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / f"{name}.json").write_text(done.stdout)
     (run_dir / f"{name}.log").write_text(done.stderr)

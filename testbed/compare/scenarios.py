@@ -139,8 +139,11 @@ class WrkRun:
     warmup: float = 1.0
     window: float = 2.0
     #: measured runs of ``window`` in a row on the same server (``testbed wrk --windows``):
-    #: 4 or more give the verdict's rank test samples enough to decide from one repeat
+    #: 4 or more in all give the verdict's rank test samples enough to decide from one repeat
     windows: int = 1
+    #: wrk runs, each on a fresh server: the first in the model's run, the others in rounds
+    #: over every model after the runs, as a bench's samples (:class:`Capacity`)
+    samples: int = 1
     pipeline: int = 1
     close: bool = False
     idle: int = 0
@@ -261,6 +264,9 @@ class Scenario:
             capacity += f"; {self.idle} idle keep-alive connections held beside the users"
         if self.wrk:
             capacity += f"; capacity and CPU per request from testbed wrk {' '.join(self.wrk.options())}"
+            if self.wrk.samples > 1:
+                capacity += (f", {self.wrk.samples} runs on fresh servers, the median of their "
+                             f"{self.wrk.samples * self.wrk.windows} windows")
         if self.capacity:
             capacity = f"; {self.capacity.describe()}"
         if self.service == "http":
@@ -269,6 +275,13 @@ class Scenario:
         return (f"{what}, {self.payload_size}-byte requests{think}, "
                 f"connect/I-O timeouts {self.connect_timeout:g}/{self.io_timeout:g} s, "
                 f"{self.unit} {steps}{capacity}")
+
+    @property
+    def capacity_samples(self) -> int:
+        """Capacity runs (testbed bench or wrk) per model and repeat, each on a fresh server."""
+        if self.capacity is not None:
+            return self.capacity.samples
+        return self.wrk.samples if self.wrk is not None else 1
 
     def with_steps(self, steps: tuple[int, ...]) -> Scenario:
         return replace(self, steps=tuple(steps))
@@ -474,8 +487,12 @@ HTTP_QUICK = Preset("http-quick", Timing(warmup=0.2, window=1.0, first_warmup=1.
     slow=Budget((1, 10, 50), warmup=0.2, window=0.8, io_timeout=0.5, first_warmup=1.0),
     # four 1 s windows (wrk counts whole seconds): four samples a model, the fewest with
     # which the rank test can tell two models apart from one repeat (one wrk run gave one
-    # sample, and every verdict fell back to the 20% tolerance)
-    wrk=WrkRun(connections=10, warmup=1.0, window=1.0, windows=4),
+    # sample, and every verdict fell back to the 20% tolerance); two in a row on each of two
+    # fresh servers, the second after every model's run, not four on one: the windows of
+    # one server agree closely, fresh servers minutes apart do not (select in plaintext:
+    # 8.1-8.6, 10.4-10.8 and 11.8-13.4 µs in three comparisons), and four windows of one
+    # server made the rank test sure of a gap that the next comparison did not see
+    wrk=WrkRun(connections=10, warmup=1.0, window=1.0, windows=2, samples=2),
 ))
 
 #: ``testbed compare --service http --full``.
