@@ -13,7 +13,9 @@ attempts, a throughput of a few hundred replies: see ``Step.interval``) moved by
 than their windows count by chance, and are said apart. A capacity figure (the server's CPU
 per request) follows the machine's speed, which moves from one run to the next on a shared
 VM, so each is also set against the same run's figure of one model (the first run's best)
-and those ratios are counted apart: a design is chosen by them. The scale scenario names no
+and those ratios are counted apart: where the machine's speed moved every figure alike,
+the ratios hold where the figures did not; where that model's own figure moved most, they
+hold less. The scale scenario names no
 first and last: its row shows, per run, the step each model held and where it stopped,
 and they agree when every model held and stopped at the same steps.
 """
