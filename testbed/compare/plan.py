@@ -51,22 +51,18 @@ class PlannedRun:
 
     def step_seconds(self) -> float:
         """The planned length of the run: its steps, the drain of its last window (at most
-        the longest attempt, counted in full), and its bench run, if any."""
+        the longest attempt, counted in full), and its first capacity sample (and pipelined
+        bench runs), if any."""
         if self.scenario.scale is not None:  # testbed bench at each step, no locust
             return self.scenario.scale.seconds(self.scenario.steps, self.timing)
-        capacity = self.scenario.capacity
         if self.sample:  # one bench or wrk run
-            if self.scenario.wrk is not None:
-                return self.scenario.wrk.seconds + WRK_OVERHEAD
-            assert capacity is not None
-            return capacity.seconds_of(1) + bench_overhead(capacity)
+            return capacity_run_seconds(self.scenario)
         seconds = self.timing.seconds(len(self.scenario.steps)) + self.scenario.longest_attempt
-        if capacity is not None:
-            seconds += capacity.seconds_of(1) + bench_overhead(capacity)
+        if self.scenario.capacity_tool is not None:
+            seconds += capacity_run_seconds(self.scenario)
+        if (capacity := self.scenario.capacity) is not None:
             seconds += sum(capacity.seconds_of(depth) + BENCH_OVERHEAD
                            for depth in capacity.pipelines)
-        if self.scenario.wrk is not None:
-            seconds += self.scenario.wrk.seconds + WRK_OVERHEAD
         return seconds
 
 
@@ -85,6 +81,15 @@ def bench_overhead(capacity: Capacity) -> float:
 
 #: ... and a wrk run's (testbed wrk, its server and wrk itself): 1.3 s.
 WRK_OVERHEAD = 1.3
+
+
+def capacity_run_seconds(scenario: Scenario) -> float:
+    """One capacity sample's planned length, its fixed cost included: a testbed wrk run, or
+    a testbed bench run at one request in flight."""
+    if scenario.wrk is not None:
+        return scenario.wrk.seconds + WRK_OVERHEAD
+    assert scenario.capacity is not None
+    return scenario.capacity.seconds_of(1) + bench_overhead(scenario.capacity)
 
 
 @dataclass

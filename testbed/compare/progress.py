@@ -12,11 +12,6 @@ from typing import IO
 from testbed.compare.plan import OVERHEAD_GUESS, ComparisonPlan, PlannedRun
 
 
-def _tool(run: PlannedRun) -> str:
-    """The tool of a capacity sample's run."""
-    return "testbed wrk" if run.scenario.wrk is not None else "testbed bench"
-
-
 def clock(seconds: float) -> str:
     seconds = max(0, round(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
@@ -78,7 +73,7 @@ class Progress:
         where = (f"step {step + 1}/{len(steps)} ({steps[step]} {unit})"
                  if "step" in self.message or not self.message else self.message)
         if run.sample:
-            where = _tool(run)
+            where = f"testbed {run.scenario.capacity_tool}"
         return (f"[{bar}] {self.index + 1}/{total} {self._name(run)} · {where} · "
                 f"~{clock(self.left())} left")
 
@@ -91,7 +86,7 @@ class Progress:
         elif run.settling:
             repeat += f" · settling round {run.settling}"
         elif run.sample:
-            repeat += (f" · {_tool(run).removeprefix('testbed ')} sample {run.sample + 1}/"
+            repeat += (f" · {run.scenario.capacity_tool} sample {run.sample + 1}/"
                        f"{run.scenario.capacity_samples}")
         return f"{run.model} · {run.scenario.name}{repeat}"
 
@@ -136,7 +131,7 @@ class Progress:
             self.index, self.run_started, self.message = index, time.monotonic(), ""
         if not self.tty:
             run = self.plan.runs[index]
-            what = (_tool(run) if run.sample else
+            what = (f"testbed {run.scenario.capacity_tool}" if run.sample else
                     f"{run.scenario.unit} {','.join(map(str, run.scenario.steps))}")
             self.say(f"[{index + 1}/{len(self.plan.runs)}] {self._name(run)} · {what} · "
                      f"~{clock(self.left())} left")

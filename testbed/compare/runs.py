@@ -113,15 +113,12 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
     if run.sample:  # one more bench (or wrk) sample, folded into its run by fold_samples()
         started = time.monotonic()
         run_dir = out_dir / run_dir_name(run)
-        if run.scenario.wrk is not None:
-            note("capacity: testbed wrk")
-            bench = run_wrk(run, run_dir, run.sample)
-        else:
-            note("capacity: testbed bench")
-            bench = bench_sample(run, run_dir, run.sample)
+        note(f"capacity: testbed {run.scenario.capacity_tool}")
+        taken = (run_wrk(run, run_dir, run.sample) if run.scenario.wrk is not None
+                 else bench_sample(run, run_dir, run.sample))
         return {"model": run.model, "scenario": run.scenario.name, "repeat": run.repeat,
-                "sample": run.sample, "settling": run.settling, "bench": bench,
-                "status": "ok" if bench.get("ok") else "crashed", "error": bench.get("error"),
+                "sample": run.sample, "settling": run.settling, "bench": taken,
+                "status": "ok" if taken.get("ok") else "crashed", "error": taken.get("error"),
                 "duration_s": round(time.monotonic() - started, 3)}
     started = time.monotonic()
     record: dict[str, Any] = {"model": run.model, "scenario": run.scenario.name,

@@ -277,6 +277,13 @@ class Scenario:
                 f"{self.unit} {steps}{capacity}")
 
     @property
+    def capacity_tool(self) -> Literal["bench", "wrk"] | None:
+        """The tool that measures the capacity (``testbed bench`` or ``testbed wrk``), if any."""
+        if self.wrk is not None:
+            return "wrk"
+        return "bench" if self.capacity is not None else None
+
+    @property
     def capacity_samples(self) -> int:
         """Capacity runs (testbed bench or wrk) per model and repeat, each on a fresh server."""
         if self.capacity is not None:

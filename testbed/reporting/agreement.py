@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from testbed.reporting import scale_sentences
 from testbed.reporting.data import Results, ScenarioInfo
@@ -147,39 +147,31 @@ def cells(runs: list[Results]) -> list[Cell]:
     return found
 
 
-def relative(measured: list[Cell]) -> list[tuple[str, str, list[Cell]]]:
-    """Per scenario with a capacity figure: the model it is set against (the one with the
-    lowest CPU per request in the first run) and every other model's cell as the ratio
-    of its figure to that model's in the same run."""
-    found = []
-    for scenario in dict.fromkeys(cell.scenario for cell in measured):
-        bench = [cell for cell in measured
-                 if cell.scenario == scenario and cell.figure.startswith("bench:")]
-        if len(bench) < 2:
-            continue
-        reference = min(bench, key=lambda cell: cell.values[0])
-        found.append((scenario, reference.model, [
-            Cell(cell.scenario, cell.model, cell.step, cell.figure,
-                 tuple(v / r for v, r in zip(cell.values, reference.values, strict=True)),
-                 steal=cell.steal)
-            for cell in bench if cell is not reference]))
-    return found
-
-
 def _relative_lines(measured: list[Cell], named: Callable[[Cell], str]) -> list[str]:
+    """Per scenario with a capacity figure: every other model's cell as the ratio of its
+    figure to the same run's of the model with the lowest CPU per request in the first
+    run, how many of those ratios held (beside how many of the figures did), and the one
+    that moved most."""
     lines = []
-    for scenario, reference, ratios in relative(measured):
+    for scenario in dict.fromkeys(cell.scenario for cell in measured):
         absolute = [cell for cell in measured
                     if cell.scenario == scenario and cell.figure.startswith("bench:")]
+        if len(absolute) < 2:
+            continue
+        reference = min(absolute, key=lambda cell: cell.values[0])
+        ratios = [replace(cell, values=tuple(v / r for v, r in zip(cell.values,
+                                                                    reference.values,
+                                                                    strict=True)))
+                  for cell in absolute if cell is not reference]
         held = sum(cell.moved < STEADY for cell in ratios)
         held_absolute = sum(cell.moved < STEADY for cell in absolute)
-        lines.append(f"Set against {reference}'s in the same run, {held} of {len(ratios)} "
-                     f"{scenario} {named(ratios[0])} figures moved less than {STEADY:.0%} "
-                     f"between the runs ({held_absolute} of {len(absolute)} as they were "
-                     f"measured).")
+        lines.append(f"Set against {reference.model}'s in the same run, {held} of "
+                     f"{len(ratios)} {scenario} {named(reference)} figures moved less than "
+                     f"{STEADY:.0%} between the runs ({held_absolute} of {len(absolute)} as "
+                     f"they were measured).")
         worst = max(ratios, key=lambda cell: cell.moved)
         if worst.moved >= STEADY:
-            lines.append(f"- moved most against {reference}: {worst.model}, "
+            lines.append(f"- moved most against {reference.model}: {worst.model}, "
                          + ", ".join(f"{value:.2f}x" for value in worst.values)
                          + f" ({worst.moved:.0%})")
     return lines
