@@ -149,6 +149,38 @@ def test_a_pinned_client_against_a_target_counts_its_own_cores_steal(serve: Any)
     assert 0.0 <= stolen["machine"] < 1.0 and 0.0 <= stolen["client"] < 1.0, stolen
 
 
+def test_versus_alternates_the_windows_of_two_servers_and_sees_their_ratio(serve: Any) -> None:
+    """--versus: one warm-up each, then the windows alternate between the two servers; each
+    server's windows are its own (its pid, its CPU), paired in the order taken, and the
+    ratio of their CPU per request, with its interval, sees that a server burning 1 ms of
+    CPU per request costs far more than a plain echo."""
+    plain = serve("select", "echo", "--quiet")
+    burning = serve("select", "echo", "--work-ms", "1", "--quiet")
+    result = run_bench("--target", f"tcp://127.0.0.1:{plain.port}",
+                       "--versus", f"tcp://127.0.0.1:{burning.port}", "--connections", "2",
+                       "--windows", "6", "--duration", "0.2", "--warmup", "0.1", "--no-memory",
+                       "--json")
+    no_traceback(result.stderr)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    target, versus = summary["target"], summary["versus"]
+    assert (target["server"]["pid"], versus["server"]["pid"]) == (plain.pid, burning.pid)
+    assert len(target["windows"]) == len(versus["windows"]) == len(summary["pairs"]) == 6
+    ends = [(window["window_s"], window["requests"]) for window in target["windows"]]
+    assert all(requests > 0 for _, requests in ends)
+    assert [pair[0] for pair in summary["pairs"]] == [
+        window["server"]["cpu_us_per_request"] for window in target["windows"]]
+    low, high = summary["ratio"]["interval"]
+    assert 3 < low <= summary["ratio"]["median"] <= high, summary["ratio"]  # 1 ms against ~10 µs
+    text = run_bench("--target", f"tcp://127.0.0.1:{plain.port}",
+                     "--versus", f"tcp://127.0.0.1:{burning.port}", "--connections", "2",
+                     "--windows", "2", "--duration", "0.2", "--warmup", "0", "--no-memory")
+    assert text.returncode == 0, text.stderr
+    last = text.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"versus   tcp://127.0.0.1:{burning.port} against ") and "x the server" in last
+    assert "6 pairs or more give an interval" in last
+
+
 def test_server_pid_that_is_not_the_server_is_refused(serve: Any) -> None:
     server = serve("select", "echo", "--quiet")
     target = ["--target", f"tcp://127.0.0.1:{server.port}", "--duration", "0.5"]
@@ -195,6 +227,10 @@ def test_sequential_serves_one_connection_of_three() -> None:
     ["--service", "echo", "--expect", "http"],
     ["--active", "11"],
     ["--pipeline", "100", "--payload-size", "2"],
+    ["--versus", "tcp://127.0.0.1:9"],
+    ["--target", "tcp://127.0.0.1:9", "--versus", "tcp://127.0.0.1:9"],
+    ["--target", "tcp://127.0.0.1:9", "--versus", "http://127.0.0.1:10"],
+    ["--target", "tcp://127.0.0.1:9", "--versus-pid", "1"],
 ])
 def test_bad_input_is_one_line(args: list[str]) -> None:
     result = run_bench(*args)

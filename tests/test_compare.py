@@ -32,7 +32,7 @@ from testbed.compare.scenarios import (
     QUICK_BUDGET,
     scenario_names,
 )
-from testbed.reporting.stats import ratio_interval
+from testbed.stats import ratio_interval
 from tests.conftest import MODELS, WITHOUT_UVLOOP, no_traceback, one_line
 from tests.test_report import check_markdown_matches_json, md_table, scenario_section
 
@@ -428,10 +428,45 @@ def test_a_run_that_cannot_run_becomes_a_crashed_record(tmp_path):
     assert (record["model"], record["scenario"]) == ("select", "fast")
 
 
+def test_a_settling_round_benches_two_models_side_by_side(tmp_path):
+    """A settling round's run starts both models' servers, benches them in one run whose
+    windows alternate, stops both, and folds each side's windows into its own model's
+    figures, with the pairs in each model's record."""
+    from dataclasses import replace
+
+    import psutil
+
+    from testbed.compare.plan import PlannedRun
+    from testbed.compare.runs import fold_samples, run_one
+
+    plan = make_plan(compare_parser().parse_args(["--models", "select,threading",
+                                                  "--scenarios", "fast", "--repeat", "1"]))
+    scenario = plan.runs[0].scenario
+    scenario = replace(scenario, capacity=replace(scenario.capacity, warmup=0.1, window=0.2,
+                                                  versus_windows=6))
+    paired = PlannedRun("select", scenario, sample=3, settling=1, versus="threading")
+    record = run_one(plan, paired, tmp_path, lambda message: None)
+    assert record["status"] == "ok", record["error"]
+    pids = {record[key]["server"]["pid"] for key in ("bench", "versus_bench")}
+    assert len(pids) == 2 and not any(psutil.pid_exists(pid) for pid in pids)  # both reaped
+    assert (tmp_path / "fast-select" / "versus-threading-1.json").is_file()
+    assert len(record["pairs"]) == 6
+    assert [pair[1] for pair in record["pairs"]] == [
+        window["server"]["cpu_us_per_request"] for window in record["versus_bench"]["windows"]]
+    first = [{"model": model, "scenario": "fast", "repeat": 0, "status": "ok",
+              "capacity": record[key]} for model, key in (("select", "bench"),
+                                                          ("threading", "versus_bench"))]
+    folded = {found["model"]: found["capacity"] for found in fold_samples([*first, record])}
+    assert [len(folded[model]["samples"]) for model in ("select", "threading")] == [12, 12]
+    assert folded["select"]["paired"] == {"threading": record["pairs"]}
+    assert folded["threading"]["paired"] == {"select": [[b, a] for a, b in record["pairs"]]}
+    assert folded["select"]["settling_runs"] == folded["threading"]["settling_runs"] == 1
+
+
 def test_settling_rounds_follow_the_runs_while_models_are_undecided():
     """Once every planned run is done and the fast scenario's runs leave a model undecided
-    against the winner, the comparison adds one more bench run of it and of the winner,
-    up to two rounds, and only as many as its budget allows."""
+    against the winner, the comparison benches the two once more side by side, up to two
+    rounds, and only as many as its budget allows."""
     from testbed.compare.settle import MAX_ROUNDS, settling_runs
     from tests.test_report import run as crafted_run
     from tests.test_report import sampled, step
@@ -450,21 +485,21 @@ def test_settling_rounds_follow_the_runs_while_models_are_undecided():
     assert settling_runs(plan, last_fast, records, 0.0, 1.0) == []  # slow-io still to run
     end = len(plan.runs) - 1
     extra = settling_runs(plan, end, records, 0.0, 1.0)
-    assert [(planned.model, planned.scenario.name, planned.settling) for planned in extra] == [
-        ("select", "fast", 1), ("asyncio", "fast", 1)]
+    assert [(planned.model, planned.versus, planned.scenario.name, planned.settling)
+            for planned in extra] == [("select", "asyncio", "fast", 1)]
     samples = extra[0].scenario.capacity.samples
-    assert {planned.sample for planned in extra} == {samples}  # bench-<samples + 1>.json
+    assert {planned.sample for planned in extra} == {samples}
     plan.runs += extra
     again = settling_runs(plan, len(plan.runs) - 1, records, 0.0, 1.0)
-    assert [planned.settling for planned in again] == [2, 2]
+    assert [planned.settling for planned in again] == [2]
     plan.runs += again
     assert settling_runs(plan, len(plan.runs) - 1, records, 0.0, 1.0) == []
     assert MAX_ROUNDS == 2
     plan.runs = plan.runs[:end + 1]
     one_run = extra[0].planned_seconds(1.0)
     plan.budget = 100.0  # 30 s of it kept for what is not a run
-    assert len(settling_runs(plan, end, records, 70.0 - 2 * one_run, 1.0)) == 2
-    assert settling_runs(plan, end, records, 70.0 - 1.5 * one_run, 1.0) == []  # only one fits
+    assert len(settling_runs(plan, end, records, 70.0 - one_run, 1.0)) == 1
+    assert settling_runs(plan, end, records, 70.0 - 0.9 * one_run, 1.0) == []  # none fits
 
 
 def test_the_first_settling_round_comes_before_the_retakes_the_second_after():
@@ -494,9 +529,10 @@ def test_the_first_settling_round_comes_before_the_retakes_the_second_after():
         taken.append(extra)
         plan.runs += extra
     assert [[(p.model, p.scenario.name, p.settling, p.retake) for p in extra]
-            for extra in taken] == [[("select", "fast", 1, 0), ("asyncio", "fast", 1, 0)],
+            for extra in taken] == [[("select", "fast", 1, 0)],
                                     [("asyncio", "cpu", 0, 1)],
-                                    [("select", "fast", 2, 0), ("asyncio", "fast", 2, 0)]]
+                                    [("select", "fast", 2, 0)]]
+    assert {p.versus for extra in taken for p in extra if p.settling} == {"asyncio"}
 
     plan.runs = plan.runs[:end + 1]
     plan.budget = 100.0  # 30 s of it kept for what is not a run
@@ -505,7 +541,7 @@ def test_the_first_settling_round_comes_before_the_retakes_the_second_after():
     room = max(round_cost, retake_cost) + 0.1  # either alone fits; not both
     assert room < round_cost + retake_cost
     first = runs_after(plan, end, records, 70.0 - room, 1.0)
-    assert [p.settling for p in first] == [1, 1]  # the round, not the retake
+    assert [p.settling for p in first] == [1]  # the round, not the retake
 
 
 def _stolen(record: dict, top: int, share: float) -> dict:

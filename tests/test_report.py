@@ -24,8 +24,8 @@ from testbed.reporting import write_report
 from testbed.reporting.data import parse
 from testbed.reporting.describe import facts
 from testbed.reporting.sentences import verdict, verdicts, winner_and_loser
-from testbed.reporting.stats import ratio_interval
 from testbed.reporting.tables import fmt
+from testbed.stats import ratio_interval
 from tests.conftest import one_line
 
 FAILURE_CLASSES = ("refused", "reset", "connect_timeout", "io_timeout", "closed_early",
@@ -889,6 +889,29 @@ def test_the_ratio_interval_is_the_rank_tests_interval():
     assert ratio_interval([1, 2, 3, 4], [0, 1, 2, 3]) is None  # a ratio needs positive values
 
 
+def test_the_paired_interval_is_the_signed_rank_tests_interval():
+    """The interval of the ratio within pairs: from the Walsh averages of the logarithms,
+    cut at the Wilcoxon signed-rank test's two-sided 5% critical values (0 for 6 pairs, 2
+    for 7, 3 for 8, 8 for 10, 29 for 16, 52 for 20, as in the test's tables); none under 6
+    pairs, where the test never goes below 0.0625. Pairs whose ratio holds steady give a
+    narrow interval even when each side's figures wander by half."""
+    from testbed.stats import paired_ratio_interval, signed_rank_critical
+
+    assert [signed_rank_critical(n, 0.025) for n in (5, 6, 7, 8, 10, 16, 20)] == [
+        None, 0, 2, 3, 8, 29, 52]
+    assert paired_ratio_interval([(1.0, 1.1)] * 5) is None
+    assert paired_ratio_interval([(1.0, 1.1)] * 6) == pytest.approx((1.1, 1.1))
+    drifting = [(speed, speed * ratio) for speed, ratio in
+                zip([10, 15, 9, 14, 11, 16, 10, 13], [1.10, 1.12, 1.09, 1.11, 1.13, 1.10, 1.12, 1.11],
+                    strict=True)]
+    low, high = paired_ratio_interval(drifting)
+    assert 1.09 <= low < high <= 1.13
+    first, second = zip(*drifting, strict=True)
+    low, high = ratio_interval(first, second)  # the same figures as two samples
+    assert low < 1 < high
+    assert paired_ratio_interval([(1.0, 2.0)] * 5 + [(0.0, 1.0)]) is None  # positive values
+
+
 def test_bench_samples_are_told_apart_by_the_interval_of_their_ratio_not_by_a_tolerance():
     """With six bench samples each, CPU per request is level when the 95% interval of the
     ratio of the samples holds 1 (a rank test cannot tell them apart) or lies within 10% of
@@ -967,10 +990,42 @@ def test_models_the_bench_runs_cannot_decide_are_named_with_the_end_they_face():
                 ("prefork", [36.0, 39.0, 44.0, 47.0, 52.0, 60.0]))]   # last; forking undecided
     results = parse(document(runs, ["fast"]))
     assert undecided(results, results.scenarios[0], results.runs_for("fast")) == [
-        "select", "asyncio", "prefork", "forking"]
+        ("select", "asyncio"), ("prefork", "forking")]
     decided = [found for found in runs if found["model"] not in ("asyncio", "prefork")]
     results = parse(document(decided, ["fast"]))
     assert undecided(results, results.scenarios[0], results.runs_for("fast")) == []
+
+
+def test_windows_measured_side_by_side_decide_the_two_models_they_pair():
+    """Two models that their bench runs taken apart leave undecided (0.87-1.94) are decided
+    by the pairs of windows a settling round took side by side: apart where each pair says
+    20% more, level where each says within 3%, from either model's record; and the
+    report rebuilt from results.json reads them back."""
+    from testbed.reporting.sentences import undecided
+
+    def runs_with(ratios: list[float]) -> list[dict[str, Any]]:
+        ends = sampled([15.0, 15.1, 15.2, 15.3, 15.4, 15.5])
+        ends["paired"] = {"asyncio": [[cpu, cpu * ratio] for cpu, ratio
+                                      in zip([15, 19, 14, 21, 16, 25, 15, 18], ratios, strict=True)]}
+        return [run("select", "fast", [step(1, 1000, 1), step(50, 4000, 20)], capacity=ends),
+                run("asyncio", "fast", [step(1, 1000, 1), step(50, 4000, 20)],
+                    capacity=sampled([13.0, 15.0, 18.5, 19.5, 22.0, 30.0])),
+                run("forking", "fast", [step(1, 1000, 1), step(50, 4000, 20)],
+                    capacity=sampled([40.0, 41.0, 42.0, 43.0, 44.0, 45.0]))]
+
+    unpaired = runs_with([1.2] * 8)
+    del unpaired[0]["capacity"]["paired"]
+    results = parse(document(unpaired, ["fast"]))
+    assert undecided(results, results.scenarios[0], results.runs_for("fast")) == [
+        ("select", "asyncio")]
+    for ratios, top in (([1.18, 1.22, 1.2, 1.19, 1.21, 1.2, 1.23, 1.17], {"select"}),
+                        ([1.01, 0.99, 1.02, 1.0, 0.98, 1.01, 1.03, 1.0], {"select", "asyncio"})):
+        results = parse(json.loads(json.dumps(document(runs_with(ratios), ["fast"]))))
+        assert undecided(results, results.scenarios[0], results.runs_for("fast")) == []
+        found = winner_and_loser(results, results.scenarios[0], results.runs_for("fast"))
+        assert found == (top, {"forking"}), ratios
+    select = results.runs_for("fast")[0]
+    assert len(select.capacity.paired["asyncio"]) == 8
 
 
 def test_the_summary_names_the_models_measured_in_settling_rounds(tmp_path):

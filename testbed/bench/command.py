@@ -14,7 +14,7 @@ from testbed.bench.plan import EXPECTS
 from testbed.bench.runner import run_bench
 from testbed.bench.scale import DEFAULT_STEPS, run_scale, scale_table
 from testbed.bench.spec import BenchSpec
-from testbed.bench.summary import bench_text
+from testbed.bench.summary import bench_text, versus_text
 from testbed.target import (
     UsageError,
     add_server_workers,
@@ -49,6 +49,14 @@ def build_parser() -> ArgumentParser:
                         help="with --target: the process whose tree's CPU is measured "
                         "(default: the process listening on the target's port, if it is ours "
                         "to see)")
+    parser.add_argument("--versus", metavar="URL",
+                        help="with --target: a second running server benched head to head "
+                        "with it, the --windows of the two alternating (one warm-up each), "
+                        "so that the machine's slow spells fall on both; reports each and "
+                        "the ratio of their CPU per request with its 95%% interval (give "
+                        "--windows 6 or more)")
+    parser.add_argument("--versus-pid", type=positive(int), metavar="PID",
+                        help="with --versus: its process, as --server-pid")
     parser.add_argument("--connections", "-c", type=int, default=10, metavar="N",
                         help="persistent connections, one request in flight on each "
                         "(default %(default)s)")
@@ -122,6 +130,7 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> BenchSpec:
     return BenchSpec(
         server_options=[] if args.target else server_options_from(args),
         target=args.target, allow_remote=args.allow_remote, server_pid=args.server_pid,
+        versus=args.versus, versus_pid=args.versus_pid,
         udp=args.udp, connections=args.connections, active=args.active,
         pipeline=args.pipeline, open_timeout=args.open_timeout,
         process_limit=args.process_limit, server_nofile=args.server_nofile,
@@ -165,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = spec_from(args, argv)
         if args.scale:
+            if spec.versus:
+                raise UsageError("--scale starts its own servers: --versus is for --target")
             return _scale(args, argv, spec)
         summary = run_bench(spec)
     except UsageError as exc:
@@ -175,5 +186,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(json.dumps(summary) if args.json else bench_text(summary))
+    text = versus_text if "versus" in summary else bench_text
+    print(json.dumps(summary) if args.json else text(summary))
     return 0 if summary["ok"] else 1

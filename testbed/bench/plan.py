@@ -38,6 +38,7 @@ class BenchPlan:
     placement: Any
     expect: str
     descriptors: dict[str, int] = field(default_factory=dict)  # this process's RLIMIT_NOFILE
+    versus: Target | None = None  # the second target of a head-to-head run (--versus)
 
 
 def check_bench(spec: BenchSpec) -> BenchPlan:
@@ -71,6 +72,11 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
             raise UsageError("--pin needs at least two CPUs (one for the server, one for "
                              "the client)")
         placement = {"server": cpus[:1], "client": cpus[1:2]}
+    if spec.versus_pid and not spec.versus:
+        raise UsageError("--versus-pid goes with --versus")
+    if spec.versus and not spec.target:
+        raise UsageError("--versus benches a second running server against --target's: "
+                         "give --target too")
     if spec.target:
         if spec.server_options or spec.server_nofile:
             raise UsageError("give either --target or server options, not both")
@@ -80,7 +86,16 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
             placement["server"] = "not started here: left where it runs"
         expect = spec.expect or (HTTP if target.scheme == "http" else "echo")
         check_framing(expect, spec)
-        return BenchPlan(spec, target, None, None, placement, expect, descriptors)
+        versus = None
+        if spec.versus:
+            versus = Target.parse(spec.versus, schemes=("tcp", "http"),
+                                  allow_remote=spec.allow_remote)
+            if versus.scheme != target.scheme:
+                raise UsageError(f"--versus {versus.url} and --target {target.url} must speak "
+                                 "the same protocol")
+            if (versus.host, versus.port) == (target.host, target.port):
+                raise UsageError(f"--versus names the --target itself ({target.url})")
+        return BenchPlan(spec, target, None, None, placement, expect, descriptors, versus)
     if spec.server_pid:
         raise UsageError("--server-pid goes with --target (a server started here is known)")
     if spec.server_nofile is not None and spec.server_nofile < 16:

@@ -34,7 +34,7 @@ from testbed.bench import server as servers
 from testbed.bench.memory import TreeHoldings, holdings
 from testbed.bench.plan import HTTP, BenchPlan, check_bench
 from testbed.bench.spec import BenchSpec
-from testbed.bench.summary import summarize_bench, summarize_windows
+from testbed.bench.summary import summarize_bench, summarize_versus, summarize_windows
 from testbed.processes import ServerProcess, cpu_affinity
 from testbed.proctree import read_tree
 from testbed.sampling import TreeSample, sample_tree
@@ -171,6 +171,8 @@ def run_checked(plan: BenchPlan) -> dict:
             host, port, url = plan.target.host, plan.target.port, plan.target.url
             plan.target.reach(connect_timeout=spec.connect_timeout)
             root = servers.target_root(spec.server_pid, port)
+            if plan.versus is not None:
+                return run_versus(plan, root)
         pid = root.pid if root is not None else (server.pid if server else None)
         client_cpus = placement["client"] if isinstance(placement, dict) else None
         with cpu_affinity(client_cpus):
@@ -191,6 +193,37 @@ def run_checked(plan: BenchPlan) -> dict:
         if server is not None:
             server.stop(grace=STOP_GRACE)
             server.cleanup()
+
+
+def run_versus(plan: BenchPlan, root: psutil.Process | None) -> dict:
+    """``--versus``: the target and the second server head to head, after a warm-up each,
+    ``windows`` windows each, alternating (target first, then the other first, and so on,
+    so that neither is always measured second): a slow spell of the machine then falls on
+    both, and the ratio of each pair of windows is steadier than either's figure
+    (:func:`testbed.bench.summary.summarize_versus`)."""
+    spec, target, versus = plan.spec, plan.target, plan.versus
+    assert target is not None and versus is not None
+    versus.reach(connect_timeout=spec.connect_timeout)
+    other = servers.target_root(spec.versus_pid, versus.port, "--versus-pid")
+    sides = [(target, root), (versus, other)]
+    client_cpus = plan.placement["client"] if isinstance(plan.placement, dict) else None
+    windows: list[list[Measured]] = [[], []]
+    with cpu_affinity(client_cpus):
+        warm = [_warmup(side.host, side.port, spec, make_payload(spec.payload_size),
+                        plan.expect) if spec.warmup > 0 else None for side, _ in sides]
+        for index in range(spec.windows):
+            for which in ((0, 1) if index % 2 == 0 else (1, 0)):
+                side, tree = sides[which]
+                windows[which].append(_measure(side.host, side.port, spec,
+                                               make_payload(spec.payload_size), plan.expect,
+                                               tree, plan.placement))
+    summaries = []
+    for (side, tree), measured, warmed in zip(sides, windows, warm, strict=True):
+        pid = tree.pid if tree is not None else None
+        each = [summarize_bench(plan, side.url, pid, warmed, window, False)
+                for window in measured]
+        summaries.append(each[0] if spec.windows == 1 else summarize_windows(each))
+    return summarize_versus(*summaries)
 
 
 def run_bench(spec: BenchSpec) -> dict:

@@ -72,9 +72,11 @@ def listening_pid(port: int) -> int | None:
     return roots.pop() if len(roots) == 1 else None
 
 
-def target_root(server_pid: int | None, port: int) -> psutil.Process | None:
-    """The process tree whose CPU a --target bench measures: ``server_pid``'s, checked, or
-    the one found listening on the port (None if it is not ours to see)."""
+def target_root(server_pid: int | None, port: int,
+                option: str = "--server-pid") -> psutil.Process | None:
+    """The process tree whose CPU a --target bench measures: ``server_pid``'s (given as
+    ``option``), checked, or the one found listening on the port (None if it is not ours
+    to see)."""
     if not server_pid:
         pid = listening_pid(port)
         try:
@@ -84,9 +86,9 @@ def target_root(server_pid: int | None, port: int) -> psutil.Process | None:
     try:
         root = psutil.Process(server_pid)
     except psutil.Error:
-        raise UsageError(f"--server-pid {server_pid}: no such process (or not ours to "
+        raise UsageError(f"{option} {server_pid}: no such process (or not ours to "
                          "see)") from None
     if not listens_on(root, port):
-        raise UsageError(f"--server-pid {server_pid}: neither it nor its children listen "
+        raise UsageError(f"{option} {server_pid}: neither it nor its children listen "
                          f"on port {port}")
     return root

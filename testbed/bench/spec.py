@@ -22,6 +22,10 @@ class BenchSpec:
     target: str | None = None
     allow_remote: bool = False
     server_pid: int | None = None
+    #: with ``target``: a second running server benched head to head with it, the windows
+    #: alternating between the two (``versus_pid``: its process, as ``server_pid``)
+    versus: str | None = None
+    versus_pid: int | None = None
     udp: bool = False  # refused: the bench is TCP only
     connections: int = 10
     active: int | None = None  # connections carrying the loop (None: all); the rest stay idle

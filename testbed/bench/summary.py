@@ -7,12 +7,14 @@ limit, and the requests/s say more about it than about the server (:func:`_limit
 
 from __future__ import annotations
 
+import statistics
 from typing import TYPE_CHECKING, Any
 
 from clients.bench import OPEN_WINDOW, Result
 from testbed.bench.memory import added_per_connection
 from testbed.bench.plan import BenchPlan
 from testbed.sampling import BUSY, limit_of, server_cpu
+from testbed.stats import paired_ratio_interval
 
 if TYPE_CHECKING:
     from testbed.bench.runner import Measured
@@ -104,6 +106,41 @@ def summarize_windows(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     chosen["ok"] = all(summary["ok"] for summary in summaries)
     chosen["windows"] = summaries
     return chosen
+
+
+def window_cpus(summary: dict[str, Any]) -> list[float | None]:
+    """The server CPU per request of each window of a run (None where one went wrong)."""
+    return [_measured_cpu(window) for window in summary.get("windows") or [summary]]
+
+
+def summarize_versus(target: dict[str, Any], versus: dict[str, Any]) -> dict[str, Any]:
+    """A head-to-head run (``--versus``): each server's summary, their windows' server CPU
+    per request paired in the order taken, and the ratio of the second's to the first's:
+    the median of the pairs' ratios and its 95% interval (:func:`paired_ratio_interval`;
+    None under 6 pairs)."""
+    pairs = [(a, b) for a, b in zip(window_cpus(target), window_cpus(versus), strict=True)
+             if a is not None and b is not None]
+    ratios = sorted(b / a for a, b in pairs if a > 0)
+    interval = paired_ratio_interval(pairs)
+    return {"ok": target["ok"] and versus["ok"], "target": target, "versus": versus,
+            "pairs": [list(pair) for pair in pairs],
+            "ratio": {"median": statistics.median(ratios) if ratios else None,
+                      "interval": list(interval) if interval else None}}
+
+
+def versus_text(summary: dict[str, Any]) -> str:
+    """Both servers' lines, then one line on the ratio of their CPU per request."""
+    target, versus, ratio = summary["target"], summary["versus"], summary["ratio"]
+    pairs = len(summary["pairs"])
+    line = f"versus   {versus['target']} against {target['target']}: "
+    if ratio["median"] is None:
+        line += "no pair of windows measured both servers' CPU per request"
+    else:
+        line += f"{ratio['median']:.2f}x the server CPU per request (median of {pairs} pairs"
+        interval = ratio["interval"]
+        line += (f", 95% interval {interval[0]:.2f}-{interval[1]:.2f})" if interval
+                 else "; 6 pairs or more give an interval: --windows)")
+    return "\n\n".join([bench_text(target), bench_text(versus), line])
 
 
 def windows_line(summary: dict[str, Any]) -> str | None:

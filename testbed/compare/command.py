@@ -98,8 +98,9 @@ def list_plan(plan: ComparisonPlan) -> None:
     settles = any(scenario.capacity is not None for scenario in plan.scenarios)
     after = []  # in the order of testbed.compare.afterwards
     if settles:
-        after.append("a settling round: one more bench run of each model the runs leave "
-                     "undecided")
+        after.append("a settling round: each model the runs leave undecided against the "
+                     "winner or the loser, benched side by side with it, their windows "
+                     "alternating")
     if any(retaken(scenario) for scenario in plan.scenarios):
         after.append("retakes: one more run of each run whose top step the host disturbed "
                      f"(took {RETAKE_STEAL:.0%} or more of the CPU time), the calmer kept")
@@ -165,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"(the host took {RETAKE_STEAL:.0%} or more of the CPU time in "
                              "their top step)")
             elif extra:
-                progress.say(f"settling round {extra[0].settling}: one more bench run of "
-                             f"{', '.join(planned.model for planned in extra)} (their "
-                             "runs could not call them level or apart)")
+                progress.say(f"settling round {extra[0].settling}: "
+                             f"{', '.join(f'{p.model} and {p.versus}' for p in extra)} "
+                             "side by side (their runs could not call them level or apart)")
             plan.runs[index + 1:index + 1] = extra
             index += 1
     except KeyboardInterrupt:

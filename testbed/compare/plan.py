@@ -38,6 +38,9 @@ class PlannedRun:
     # 1: the run again, on a fresh server, its first one disturbed by the host
     # (testbed.compare.retake)
     retake: int = 0
+    # a settling round's sample: the model and this one benched side by side, on two fresh
+    # servers, their windows alternating (testbed bench --versus)
+    versus: str = ""
 
     def planned_seconds(self, overhead: float) -> float:
         """:meth:`step_seconds` and the ``overhead`` of starting and stopping locust and the
@@ -55,6 +58,9 @@ class PlannedRun:
         bench runs), if any."""
         if self.scenario.scale is not None:  # testbed bench at each step, no locust
             return self.scenario.scale.seconds(self.scenario.steps, self.timing)
+        if self.versus:  # two servers, one bench run alternating between them
+            assert self.scenario.capacity is not None
+            return versus_run_seconds(self.scenario.capacity)
         if self.sample:  # one bench or wrk run
             return capacity_run_seconds(self.scenario)
         seconds = self.timing.seconds(len(self.scenario.steps)) + self.scenario.longest_attempt
@@ -81,6 +87,19 @@ def bench_overhead(capacity: Capacity) -> float:
 
 #: ... and a wrk run's (testbed wrk, its server and wrk itself): 1.3 s.
 WRK_OVERHEAD = 1.3
+
+
+#: ... and a server's start (testbed serve until its ready line), for the two servers of
+#: a side-by-side run, which starts them itself: 0.4 s measured on 2 cores.
+SERVER_START = 0.5
+
+
+def versus_run_seconds(capacity: Capacity) -> float:
+    """A side-by-side run's planned length: two servers, a warm-up each, and
+    ``capacity.versus_windows`` windows each (testbed bench --versus)."""
+    windows = 2 * capacity.versus_windows
+    return (2 * (SERVER_START + capacity.warmup) + BENCH_OVERHEAD
+            + windows * (capacity.window + WINDOW_OVERHEAD))
 
 
 def capacity_run_seconds(scenario: Scenario) -> float:

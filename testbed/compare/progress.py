@@ -88,7 +88,8 @@ class Progress:
         elif run.sample:
             repeat += (f" · {run.scenario.capacity_tool} sample {run.sample + 1}/"
                        f"{run.scenario.capacity_samples}")
-        return f"{run.model} · {run.scenario.name}{repeat}"
+        model = f"{run.model} and {run.versus}" if run.versus else run.model
+        return f"{model} · {run.scenario.name}{repeat}"
 
     def _draw(self) -> None:
         if not self.tty:

@@ -19,7 +19,7 @@ from typing import Any
 from testbed.bench.pipeline import depth_record
 from testbed.bench.summary import median_window
 from testbed.compare import contenders
-from testbed.compare.plan import ComparisonPlan, PlannedRun
+from testbed.compare.plan import ComparisonPlan, PlannedRun, versus_run_seconds
 from testbed.compare.retake import RETAKE_STEAL, fold_retakes
 from testbed.compare.scale import run_scale_one
 from testbed.reporting.data import FORMAT
@@ -94,13 +94,15 @@ def worth_sampling(run: PlannedRun, records: list[dict[str, Any]]) -> bool:
     """Whether a later capacity sample of ``run``'s model is worth taking: not where its run
     crashed, nor where its first capacity run got no reply at all (a listen queue the idle
     connections filled: a fresh server would only make wrk wait as long again, about 5 s,
-    to find the same)."""
+    to find the same); for a side-by-side run, neither of its two models'."""
     for record in records:
-        if (record["model"], record["scenario"], record["repeat"]) == (
-                run.model, run.scenario.name, run.repeat) and not record.get("sample"):
+        if (record["model"] in (run.model, run.versus)
+                and (record["scenario"], record["repeat"]) == (run.scenario.name, run.repeat)
+                and not record.get("sample")):
             capacity = record.get("capacity")
-            return (record["status"] == "ok" and capacity is not None
-                    and capacity.get("rps") != 0)
+            if not (record["status"] == "ok" and capacity is not None
+                    and capacity.get("rps") != 0):
+                return False
     return True
 
 
@@ -110,6 +112,8 @@ def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable
 
     if run.scenario.scale is not None:  # no locust: testbed bench at each step (scale.py)
         return run_scale_one(plan, run, out_dir / run_dir_name(run), note)
+    if run.versus:  # a settling round's two models side by side, folded by fold_samples()
+        return versus_sample(run, out_dir / run_dir_name(run), note)
     if run.sample:  # one more bench (or wrk) sample, folded into its run by fold_samples()
         started = time.monotonic()
         run_dir = out_dir / run_dir_name(run)
@@ -175,6 +179,58 @@ def http_server(plan: ComparisonPlan, run: PlannedRun) -> Iterator[tuple[str, in
         server.cleanup()
 
 
+def versus_sample(run: PlannedRun, run_dir: Path, note: Callable[[str], None]) -> dict:
+    """A settling round's sample of ``run.model`` and ``run.versus`` side by side: both
+    servers started here (on the first CPU where two are free, as a bench sample's), then
+    one ``testbed bench --target A --versus B --json`` (on the other CPU) whose windows
+    alternate between them, kept in ``versus-<B>-<round>.json``: one record holding each
+    model's windows and their pairs."""
+    from testbed.processes import cpu_affinity, start_server
+
+    capacity = run.scenario.capacity
+    assert capacity is not None
+    started = time.monotonic()
+    two = len(os.sched_getaffinity(0)) >= 2
+    servers = []
+    note(f"capacity: testbed bench, {run.model} and {run.versus} side by side")
+    try:
+        with cpu_affinity(sorted(os.sched_getaffinity(0))[:1] if two else None):
+            for model in (run.model, run.versus):
+                servers.append(start_server(
+                    run.scenario.server_options(*contenders.server_options(model))))
+        first, second = servers
+        command = [sys.executable, "-m", "testbed", "bench",
+                   "--target", first.endpoint.url, "--server-pid", str(first.pid),
+                   "--versus", second.endpoint.url, "--versus-pid", str(second.pid),
+                   *capacity.versus_options(), "--payload-size", str(run.scenario.payload_size),
+                   "--json", *(["--pin"] if two else [])]
+        taken = _capacity_run(command, versus_run_seconds(capacity), run_dir,
+                              f"versus-{run.versus}-{run.settling}")
+    except Exception as exc:  # noqa: BLE001 - a server that would not start: a failed sample
+        taken = {"ok": False, "error": _one_line(exc)}
+    finally:
+        for server in servers:
+            server.cleanup()
+    sides = [_side(taken, key) for key in ("target", "versus")]
+    return {"model": run.model, "scenario": run.scenario.name, "repeat": run.repeat,
+            "sample": run.sample, "settling": run.settling, "versus": run.versus,
+            "bench": sides[0], "versus_bench": sides[1], "pairs": taken.get("pairs") or [],
+            "status": "ok" if taken.get("ok") else "crashed", "error": taken.get("error"),
+            "duration_s": round(time.monotonic() - started, 3)}
+
+
+def _side(taken: dict[str, Any], key: str) -> dict[str, Any]:
+    """One server's summary of a side-by-side run (``target`` or ``versus``), marked as a
+    bench sample is (:func:`_capacity_run`); the run's failure where it has none."""
+    side = taken.get(key)
+    if not isinstance(side, dict):
+        return {"ok": False, "error": taken.get("error") or "no figures"}
+    side = {**side, "ok": bool(taken["ok"]), "command": taken["command"]}
+    for window in side.get("windows") or ():
+        window["ok"], window["command"] = side["ok"], side["command"]
+    return side
+
+
 def run_wrk(run: PlannedRun, run_dir: Path, sample: int = 0) -> dict[str, Any]:
     """The scenario's capacity: ``testbed wrk --json`` on a fresh server of the same options
     (pinned where two CPUs are free), kept in ``wrk.json`` (``wrk-<sample + 1>.json`` for a
@@ -238,15 +294,28 @@ def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The bench samples taken in runs of their own, and the windows of a bench or wrk run
     (``--windows``), folded into the record of their run:
     its capacity becomes the JSON of the median window (by server CPU per request) of every
-    run's, with every window's figures in ``samples`` in the order taken, and how many of
-    those runs were settling rounds' in ``settling_runs``; the pipelined figures stay."""
+    run's, with every window's figures in ``samples`` in the order taken, how many of
+    those runs were settling rounds' in ``settling_runs``, and the windows measured side by
+    side with another model (:func:`versus_sample`) as pairs of server CPU per request in
+    ``paired`` (by the model faced, this one's first); the pipelined figures stay."""
     extra: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     settled: dict[tuple[str, str, int], int] = {}
+    paired: dict[tuple[str, str, int], dict[str, list[list[float]]]] = {}
     for record in records:
-        if record.get("sample"):
-            key = (record["model"], record["scenario"], record["repeat"])
-            extra.setdefault(key, []).append(record["bench"])
-            settled[key] = settled.get(key, 0) + bool(record.get("settling"))
+        if not record.get("sample"):
+            continue
+        key = (record["model"], record["scenario"], record["repeat"])
+        sides = [(key, record["bench"])]
+        if record.get("versus"):  # both models' windows, and their pairs from each side
+            other = (record["versus"], *key[1:])
+            sides.append((other, record["versus_bench"]))
+            pairs = record.get("pairs") or []
+            paired.setdefault(key, {}).setdefault(other[0], []).extend(pairs)
+            paired.setdefault(other, {}).setdefault(key[0], []).extend(
+                [b, a] for a, b in pairs)
+        for side, bench in sides:
+            extra.setdefault(side, []).append(bench)
+            settled[side] = settled.get(side, 0) + bool(record.get("settling"))
     folded = []
     for record in records:
         if record.get("sample"):
@@ -265,6 +334,8 @@ def fold_samples(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 median["pipelines"] = capacity["pipelines"]
             if settled.get(group):  # bench runs of settling rounds (testbed.compare.settle)
                 median["settling_runs"] = settled[group]
+            if group in paired:  # {model faced: [[this one's, that one's], ...]}
+                median["paired"] = paired[group]
             record = {**record, "capacity": median}
         folded.append(record)
     return folded

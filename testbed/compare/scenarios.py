@@ -94,6 +94,8 @@ class Capacity:
     pipelines: tuple[int, ...] = (4, 16)
     pipeline_warmup: float = 0.3
     pipeline_window: float = 0.7
+    #: windows of each model in a settling round's side-by-side run (testbed.compare.settle)
+    versus_windows: int = 8
 
     def options(self, pipeline: int = 1) -> list[str]:
         """The bench options of a sample (``pipeline`` 1) or of a pipelined run."""
@@ -106,6 +108,12 @@ class Capacity:
         return ["--connections", str(self.connections), "--warmup", f"{self.pipeline_warmup:g}",
                 "--duration", f"{self.pipeline_window:g}", "--pipeline", str(pipeline),
                 "--no-memory"]
+
+    def versus_options(self) -> list[str]:
+        """The bench options of a settling round's side-by-side run (``--versus``)."""
+        return ["--connections", str(self.connections), "--warmup", f"{self.warmup:g}",
+                "--duration", f"{self.window:g}", "--no-memory",
+                "--windows", str(self.versus_windows)]
 
     def seconds_of(self, pipeline: int = 1) -> float:
         """One bench run's warm-up and windows."""

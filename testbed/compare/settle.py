@@ -1,19 +1,28 @@
-"""Settling rounds: more bench runs of the models a scenario's runs left undecided.
+"""Settling rounds: the models a scenario's runs left undecided, benched side by side.
 
 Where the server's CPU per request decides, two models are level when the interval of the
 ratio of their bench runs holds 1, and apart when it lies away from it
 (:func:`testbed.reporting.sentences.undecided`). An interval that holds 1 but reaches far
 beyond it says neither: the runs were too few to tell. Called level there, the same two
 models come out level in one comparison and apart in the next, as the machine's noise
-moves the interval's ends about 1. So once every planned run is done, the models left
-undecided against the winner or the loser (in each scenario and repeat), and that end,
-get one more bench run each, and again, up to :data:`MAX_ROUNDS` rounds and only while
-the comparison's budget allows (the first round before the retakes, the others after
-them: :mod:`testbed.compare.afterwards`). The verdict is then read over every run taken.
+moves the interval's ends about 1. So once every planned run is done, each model left
+undecided against the winner or the loser (in each scenario and repeat) is measured
+again with that end, side by side: two fresh servers, one bench whose windows alternate
+between them (``testbed bench --versus``, :func:`testbed.compare.runs.versus_sample`),
+so that a slow spell of the machine, which moves one model's windows by 10-25% from one
+half second to the next, falls on both. The ratio within each pair of windows is then
+steadier than either figure, and the interval of those ratios decides the two
+(:func:`testbed.stats.paired_ratio_interval`). In four runs of 20 pairs of select and
+reuseport on 2026-12-02, the logarithms of the pair's two windows correlated 0.1-0.7;
+the interval of the pairs' ratio left out 1 in all four (1.03-1.14, 1.05-1.22, 1.03-1.17,
+1.005-1.09), that of the same windows taken as two samples in two (0.98-1.17,
+1.03-1.24, 1.02-1.15, 1.00-1.11).
 
-Looking again at data that did not decide makes "apart" a little more likely by chance
-than its 5% (two looks instead of one); the rounds are few, and the report names the
-models that had them.
+Up to :data:`MAX_ROUNDS` rounds, the pairs of each adding to the last's, and only while
+the comparison's budget allows (the first round before the retakes, the others after
+them: :mod:`testbed.compare.afterwards`). Looking again at data that did not decide makes
+"apart" a little more likely by chance than its 5% (two looks instead of one); the rounds
+are few, and the report names the models that had them.
 """
 
 from __future__ import annotations
@@ -38,10 +47,10 @@ def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]
                   elapsed: float, overhead: float) -> list[PlannedRun]:
     """The runs to take after ``plan.runs[index]``, just done: when it is the last one so
     far, a settling round of every scenario and repeat whose records leave some models
-    undecided (each at most MAX_ROUNDS times); none otherwise. With ``plan.budget``, only
-    as many of them as fit in it after ``elapsed`` seconds (:meth:`ComparisonPlan.fitting`),
-    in order (each scenario's end before the models it faces), and none unless an end and
-    one model fit.
+    undecided (each at most MAX_ROUNDS times): one side-by-side run (``versus``) of each
+    undecided pair; none otherwise. With ``plan.budget``, only as many of them as fit in
+    it after ``elapsed`` seconds (:meth:`ComparisonPlan.fitting`), in order (the pairs
+    of the winner before those of the loser).
 
     The rounds come after every scenario, not after their own: the preset's budget is
     spent by then, and what is left of it is known, not estimated; and a bench sample is
@@ -61,11 +70,12 @@ def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]
         settling = max(run.settling for run in runs) + 1
         if settling > MAX_ROUNDS:
             continue
-        extra += [PlannedRun(model, first.scenario, first.repeat,
-                             sample=capacity.samples - 1 + settling, settling=settling)
-                  for model in undecided_models(results, first)]
-    # the ends first, then the models they face; an end and one model, or nothing
-    return plan.fitting(extra, elapsed, overhead, least=2)
+        extra += [PlannedRun(end, first.scenario, first.repeat,
+                             sample=capacity.samples - 1 + settling, settling=settling,
+                             versus=model)
+                  for end, model in undecided_pairs(results, first)]
+    # the winners' pairs first, then the losers'
+    return plan.fitting(extra, elapsed, overhead)
 
 
 def _read(plan: ComparisonPlan, records: list[dict[str, Any]]) -> Results:
@@ -77,8 +87,8 @@ def _read(plan: ComparisonPlan, records: list[dict[str, Any]]) -> Results:
                                   datetime.now().astimezone(), 0.0, False))
 
 
-def undecided_models(results: Results, run: PlannedRun) -> list[str]:
-    """The models that ``run``'s scenario and repeat leave undecided."""
+def undecided_pairs(results: Results, run: PlannedRun) -> list[tuple[str, str]]:
+    """The (end, model) pairs that ``run``'s scenario and repeat leave undecided."""
     from testbed.reporting.sentences import undecided
 
     name, repeat = _group(run)

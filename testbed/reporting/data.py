@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.reporting.scale_data import ScaleRun, scale_runs
-from testbed.reporting.stats import poisson, wilson
+from testbed.stats import poisson, wilson
 
 FORMAT = "testbed-compare/1"
 
@@ -232,6 +232,9 @@ class Capacity:
     generator: str = "bench"  # the testbed command that measured it: bench or wrk
     #: bench runs taken in settling rounds (testbed.compare.settle), over every repeat
     settling_runs: int = 0
+    #: the windows a settling round took side by side with another model, by the model
+    #: faced: pairs of server CPU per request (this one's, that one's), over every repeat
+    paired: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
     #: the median over the bench's windows of the share of the machine's CPU time the
     #: host took in each (None where not counted)
     host_steal: float | None = None
@@ -265,6 +268,7 @@ class Capacity:
             error=record.get("error"), generator=record.get("generator") or "bench",
             spread=spread, samples=max(len(record.get("samples") or ()), 1),
             cpu_samples=cpu_samples, settling_runs=int(record.get("settling_runs") or 0),
+            paired=_pairs(record.get("paired")),
             host_steal=statistics.median(stolen) if stolen else None,
             pipelines=_depths(record))
 
@@ -484,6 +488,21 @@ def merge_steps(steps: list[Step]) -> Step:
                 spread=spread, repeats=len(steps), **medians)
 
 
+def _pairs(record: Any) -> dict[str, tuple[tuple[float, float], ...]]:
+    """A capacity record's ``paired``: {model faced: [[this one's, that one's], ...]},
+    the pairs with two positive numbers kept."""
+    if not isinstance(record, dict):
+        return {}
+    found = {}
+    for model, pairs in record.items():
+        kept = tuple((a, b) for pair in pairs or () if isinstance(pair, list) and len(pair) == 2
+                     and (a := _number(pair[0])) is not None and (b := _number(pair[1])) is not None
+                     and a > 0 and b > 0)
+        if kept:
+            found[str(model)] = kept
+    return found
+
+
 def merge_capacities(found: list[Capacity]) -> Capacity | None:
     """One capacity standing for several repeats: the medians of theirs, spread over
     every repeat's samples, and the median at each pipeline depth."""
@@ -510,6 +529,10 @@ def merge_capacities(found: list[Capacity]) -> Capacity | None:
                     samples=max(capacity.samples for capacity in measured),
                     cpu_samples=tuple(v for capacity in measured for v in capacity.cpu_samples),
                     settling_runs=sum(capacity.settling_runs for capacity in measured),
+                    paired={model: tuple(pair for capacity in measured
+                                         for pair in capacity.paired.get(model, ()))
+                            for model in sorted({faced for capacity in measured
+                                                 for faced in capacity.paired})},
                     pipelines=tuple(pipelines), generator=measured[0].generator, **medians)
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from testbed.reporting.data import Results, Run, ScenarioInfo, Step
 from testbed.reporting.scale_sentences import scale_verdict
-from testbed.reporting.stats import ratio_interval
 from testbed.reporting.tables import fmt, human_ms
+from testbed.stats import paired_ratio_interval, ratio_interval
 
 #: Winner and loser closer than this (relative) are called a tie.
 CLOSE_RPS = 0.10
@@ -130,12 +130,20 @@ def _rank_key(scenario: ScenarioInfo, pair: Pair) -> tuple[bool, float, float, f
 
 
 def _cpu_interval(scenario: ScenarioInfo, a: Pair, b: Pair) -> tuple[float, float] | None:
-    """The 95% interval of how many times b's bench runs' CPU per request is a's
-    (:func:`ratio_interval`); None where the figure is not CPU per request or either has
-    too few runs for it."""
+    """The 95% interval of how many times b's bench runs' CPU per request is a's: from the
+    windows a settling round took of the two side by side, where it took enough
+    (:func:`paired_ratio_interval`: the machine's slow spells fell on both, and the
+    interval of their ratio is the narrower for it), else from every bench run of each
+    (:func:`ratio_interval`); None where the figure is not CPU per request or there are
+    too few runs for either."""
     x, y = a[0].capacity, b[0].capacity
     if scenario.metric != "cpu_us_per_request" or x is None or y is None:
         return None
+    pairs = x.paired.get(b[0].model) or [(that, this) for this, that
+                                          in y.paired.get(a[0].model, ())]
+    side_by_side = paired_ratio_interval(pairs)
+    if side_by_side is not None:  # measured side by side: the steadier interval decides
+        return side_by_side
     return ratio_interval(x.cpu_samples, y.cpu_samples)
 
 
@@ -159,22 +167,22 @@ def _interval_level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool | None:
     return None if state is None else state != "apart"
 
 
-def undecided(results: Results, scenario: ScenarioInfo, runs: list[Run]) -> list[str]:
-    """Of ``runs``, the models whose bench runs can neither call them level with the winner
-    (or the loser) nor apart from it (:func:`_interval_state`), each end first where one
-    is undecided against it: more bench runs of them would decide, and ``testbed compare``
-    takes them while its budget allows. Empty where CPU per request does not decide."""
+def undecided(results: Results, scenario: ScenarioInfo, runs: list[Run]) -> list[tuple[str, str]]:
+    """Of ``runs``, the winner (then the loser) and each model that its bench runs can
+    neither call level with it nor apart from it (:func:`_interval_state`), as pairs
+    (end, model): more bench runs of the two would decide, and ``testbed compare`` takes
+    them side by side while its budget allows. Empty where CPU per request does not
+    decide."""
     measured = _measured(results, scenario, runs)
     if scenario.metric != "cpu_us_per_request" or len(measured) < 2:
         return []
     ranked = _ranked(scenario, measured)
-    chosen: list[str] = []
+    chosen: list[tuple[str, str]] = []
     for end in (ranked[0], ranked[-1]):
-        others = [pair[0].model for pair in ranked if pair[0] is not end[0]
-                  and _level(scenario, end, pair)  # not told apart before the interval
-                  and _interval_state(scenario, end, pair) == "undecided"]
-        if others:
-            chosen += [model for model in (end[0].model, *others) if model not in chosen]
+        chosen += [(end[0].model, pair[0].model) for pair in ranked if pair[0] is not end[0]
+                   and _level(scenario, end, pair)  # not told apart before the interval
+                   and _interval_state(scenario, end, pair) == "undecided"
+                   and (pair[0].model, end[0].model) not in chosen]
     return chosen
 
 

@@ -258,15 +258,18 @@ def _retake_note(runs: list[Run], top: int, threshold: float | None) -> str | No
 
 def _settling_note(runs: list[Run]) -> str | None:
     """The models measured in settling rounds, and how many more bench runs each had."""
-    settled = [(run.model, run.capacity.settling_runs) for run in runs
-               if run.capacity is not None and run.capacity.settling_runs]
+    settled = [run for run in runs if run.capacity is not None and run.capacity.settling_runs]
     if not settled:
         return None
-    named = ", ".join(f"{model} ({count})" for model, count in settled)
+    named = ", ".join(f"{run.model} ({run.capacity.settling_runs}"
+                      + "".join(f"; beside {faced}, {len(pairs)} pairs of windows"
+                                for faced, pairs in run.capacity.paired.items())
+                      + ")" for run in settled)
     return ("settling rounds: once the bench's rounds were over, these had more bench runs "
-            f"(how many, over every repeat), as their runs could neither call them level with "
-            f"the winner or the loser nor apart from it: {named}; their figures are over "
-            "every run")
+            "(how many, over every repeat), as their runs could neither call them level with "
+            "the winner or the loser nor apart from it; a round benches the two side by side, "
+            f"their windows alternating: {named}; their figures are over every run, and "
+            "where there are pairs, the ratio within them decides the two")
 
 
 def _source_notes(scenario: ScenarioInfo, repeats: int) -> list[str]:

@@ -1,8 +1,10 @@
-"""The statistics the verdicts rest on: 95% intervals of counts, and of the ratio of two
-samples' typical values (the interval of a rank test).
+"""The statistics the verdicts rest on: 95% intervals of counts, of the ratio of two
+samples' typical values (the interval of a rank test), and of the ratio within pairs
+measured side by side (``testbed bench --versus``).
 
 Small and dependency-free on purpose: the report is rebuilt from results.json on any
-machine with the project installed.
+machine with the project installed, and the bench reports its head-to-head ratio with
+the same interval the verdicts use.
 """
 
 from __future__ import annotations
@@ -68,3 +70,51 @@ def ratio_interval(x: Sequence[float], y: Sequence[float], alpha: float = 0.05) 
         return None
     ratios = sorted(b / a for a in x for b in y)
     return ratios[critical], ratios[n * m - critical - 1]
+
+
+@cache
+def _signed_rank_counts(n: int) -> tuple[int, ...]:
+    """How many of the 2**n sign patterns of n ranks give each sum of the positive ranks
+    (the Wilcoxon signed-rank statistic's exact distribution, as counts)."""
+    counts = [1]
+    for rank in range(1, n + 1):
+        longer = counts + [0] * rank
+        for total, ways in enumerate(counts):
+            longer[total + rank] += ways
+        counts = longer
+    return tuple(counts)
+
+
+def signed_rank_critical(n: int, alpha: float) -> int | None:
+    """The largest signed-rank sum whose lower tail holds at most ``alpha`` of the 2**n
+    sign patterns of n pairs (the Wilcoxon test's critical value); None when even a sum
+    of 0 holds more."""
+    counts, total = _signed_rank_counts(n), 2 ** n
+    critical, cumulative = None, 0
+    for statistic, ways in enumerate(counts):
+        cumulative += ways
+        if cumulative > alpha * total:
+            break
+        critical = statistic
+    return critical
+
+
+def paired_ratio_interval(pairs: Sequence[tuple[float, float]],
+                          alpha: float = 0.05) -> tuple[float, float] | None:
+    """The 95% interval of how many times the second of each pair is the first, from
+    pairs measured side by side (windows alternating on two servers, so that the machine's
+    drift falls on both): the distribution-free interval of the median of the logarithms
+    of their ratios (from the Walsh averages), the one the two-sided Wilcoxon signed-rank
+    test inverts.
+
+    None when a value is not positive or the pairs are too few to reach ``alpha``
+    (5 cannot: the test never goes below 0.0625; from 6 it can)."""
+    n = len(pairs)
+    if not n or min(min(pair) for pair in pairs) <= 0:
+        return None
+    critical = signed_rank_critical(n, alpha / 2)
+    if critical is None:
+        return None
+    logs = [math.log(b / a) for a, b in pairs]
+    walsh = sorted((logs[i] + logs[j]) / 2 for i in range(n) for j in range(i, n))
+    return math.exp(walsh[critical]), math.exp(walsh[len(walsh) - critical - 1])
