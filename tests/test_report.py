@@ -1026,6 +1026,9 @@ def test_windows_measured_side_by_side_decide_the_two_models_they_pair():
         assert found == (top, {"forking"}), ratios
     select = results.runs_for("fast")[0]
     assert len(select.capacity.paired["asyncio"]) == 8
+    apart = parse(document(runs_with([1.18, 1.22, 1.2, 1.19, 1.21, 1.2, 1.23, 1.17]), ["fast"]))
+    assert "interval of the ratio of their windows side by side: 18% to 22% more" in verdict(
+        apart, apart.scenarios[0]), verdict(apart, apart.scenarios[0])
 
 
 def test_the_summary_names_the_models_measured_in_settling_rounds(tmp_path):

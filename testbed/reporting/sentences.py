@@ -19,7 +19,7 @@ the p99 latency.
 
 from __future__ import annotations
 
-from testbed.reporting.data import Results, Run, ScenarioInfo, Step
+from testbed.reporting.data import Capacity, Results, Run, ScenarioInfo, Step
 from testbed.reporting.scale_sentences import scale_verdict
 from testbed.reporting.tables import fmt, human_ms
 from testbed.stats import paired_ratio_interval, ratio_interval
@@ -129,6 +129,12 @@ def _rank_key(scenario: ScenarioInfo, pair: Pair) -> tuple[bool, float, float, f
             step.rps or 0.0, -p99)
 
 
+def _side_by_side(x: Capacity, y: Capacity, a: str, b: str) -> list[tuple[float, float]]:
+    """The pairs of windows settling rounds took of models a and b side by side (a's
+    first), from a's record or else from b's."""
+    return list(x.paired.get(b, ())) or [(that, this) for this, that in y.paired.get(a, ())]
+
+
 def _cpu_interval(scenario: ScenarioInfo, a: Pair, b: Pair) -> tuple[float, float] | None:
     """The 95% interval of how many times b's bench runs' CPU per request is a's: from the
     windows a settling round took of the two side by side, where it took enough
@@ -139,9 +145,7 @@ def _cpu_interval(scenario: ScenarioInfo, a: Pair, b: Pair) -> tuple[float, floa
     x, y = a[0].capacity, b[0].capacity
     if scenario.metric != "cpu_us_per_request" or x is None or y is None:
         return None
-    pairs = x.paired.get(b[0].model) or [(that, this) for this, that
-                                          in y.paired.get(a[0].model, ())]
-    side_by_side = paired_ratio_interval(pairs)
+    side_by_side = paired_ratio_interval(_side_by_side(x, y, a[0].model, b[0].model))
     if side_by_side is not None:  # measured side by side: the steadier interval decides
         return side_by_side
     return ratio_interval(x.cpu_samples, y.cpu_samples)
@@ -351,8 +355,11 @@ def _next_apart(scenario: ScenarioInfo, ranked: list[Pair]) -> str:
             or not best.cpu_us_per_request or not second.cpu_us_per_request:
         return ""
     gap = second.cpu_us_per_request / best.cpu_us_per_request - 1
+    paired = paired_ratio_interval(_side_by_side(best, second, ranked[0][0].model,
+                                                 ranked[1][0].model)) is not None
+    source = "windows side by side" if paired else "runs"
     return (f"; next came {ranked[1][0].model}, {gap:.0%} more CPU per request (95% "
-            f"interval of the ratio of their runs: {interval[0] - 1:.0%} to "
+            f"interval of the ratio of their {source}: {interval[0] - 1:.0%} to "
             f"{interval[1] - 1:.0%} more)")
 
 
