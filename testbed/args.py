@@ -14,8 +14,8 @@ from loadtests.common import parse_steps
 from servers.cli import ArgumentParser, number
 from servers.cli import non_negative_float as non_negative
 
-__all__ = ["ArgumentParser", "add_target_options", "duration", "name_list", "non_negative",
-           "positive", "user_counts"]
+__all__ = ["ArgumentParser", "add_target_options", "add_versus_options", "duration",
+           "name_list", "non_negative", "positive", "user_counts"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
@@ -64,3 +64,16 @@ def add_target_options(parser: argparse.ArgumentParser, verb: str, schemes: str)
                         "(loopback only unless --allow-remote)")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow a --target that is not a loopback address")
+
+
+def add_versus_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``--versus`` and ``--versus-pid``: a second running server ``verb`` head to head
+    with ``--target``'s (testbed bench, testbed wrk)."""
+    parser.add_argument("--versus", metavar="URL",
+                        help=f"with --target: a second running server {verb} head to head "
+                        "with it, the --windows of the two alternating (one warm-up each), "
+                        "so that the machine's slow spells fall on both; reports each and "
+                        "the ratio of their CPU per request with its 95%% interval (give "
+                        "--windows 6 or more)")
+    parser.add_argument("--versus-pid", type=positive(int), metavar="PID",
+                        help="with --versus: its process, as --server-pid")

@@ -60,24 +60,34 @@ class Target:
     @classmethod
     def parse(cls, text: str, *, default_scheme: str = "tcp",
               schemes: Sequence[str] = ("tcp", "udp", "http"),
-              allow_remote: bool = False) -> Target:
+              allow_remote: bool = False, option: str = "--target") -> Target:
         """``tcp://HOST:PORT`` (or ``HOST:PORT`` in ``default_scheme``) checked: a scheme in
-        ``schemes``, a loopback host unless ``allow_remote``, a port. UsageError otherwise."""
+        ``schemes``, a loopback host unless ``allow_remote``, a port. UsageError otherwise,
+        naming ``option``."""
         try:
             scheme, host, port = parse_endpoint(text, default_scheme, port_required=False)
         except ValueError as exc:
-            raise UsageError(f"--target: {exc}") from None
+            raise UsageError(f"{option}: {exc}") from None
         if scheme not in schemes:
             only = " or ".join(f"{s}://HOST:PORT" for s in schemes)
             raise UsageError(f"{'TCP' if schemes == ('tcp',) else 'this command'} only: "
-                             f"--target must be {only}")
+                             f"{option} must be {only}")
         try:
             ensure_loopback(host, allow_remote=allow_remote)
         except UnsafeTarget as exc:
             raise UsageError(str(exc)) from None
         if not port:
-            raise UsageError(f"--target needs a port: {scheme}://{format_host(host)}:PORT")
+            raise UsageError(f"{option} needs a port: {scheme}://{format_host(host)}:PORT")
         return cls(scheme, host, port)
+
+    def versus(self, text: str, *, allow_remote: bool = False) -> Target:
+        """``--versus``: the second server of a head-to-head run against this one, in the
+        same scheme and not this one; UsageError otherwise."""
+        other = Target.parse(text, default_scheme=self.scheme, schemes=(self.scheme,),
+                             allow_remote=allow_remote, option="--versus")
+        if (other.host, other.port) == (self.host, self.port):
+            raise UsageError(f"--versus names the --target itself ({self.url})")
+        return other
 
     def reach(self, *, connect_timeout: float = 5.0, io_timeout: float = 2.0,
               expect: str = "echo") -> None:

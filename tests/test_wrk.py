@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
+
+import pytest
 
 from testbed.wrk.output import parse
 from tests.conftest import one_line, require_tool
@@ -58,6 +61,55 @@ def test_windows_are_measured_runs_in_a_row_each_read_on_its_own():
                "--connections", "2")
     assert text.returncode == 0, text.stderr
     assert "windows  2 of 1 s in a row, server CPU per request" in text.stdout
+
+
+def test_versus_alternates_wrk_windows_on_two_servers_and_sees_their_ratio(serve: Any) -> None:
+    """--versus: one warm-up each, then wrk's windows alternate between the two running
+    servers; each server's windows read its own process, paired in the order taken, and
+    the ratio of their CPU per request sees that a handler burning 1 ms costs far more
+    than a plain GET /."""
+    require_tool("wrk")
+    plain = serve("select", "http", "--quiet")
+    burning = serve("select", "http", "--work-ms", "1", "--quiet")
+    pids = ["--server-pid", str(plain.pid), "--versus-pid", str(burning.pid)]
+    result = wrk("--target", f"http://127.0.0.1:{plain.port}", "--versus",
+                 f"http://127.0.0.1:{burning.port}", *pids, "--duration", "1", "--warmup", "0",
+                 "--windows", "6", "--connections", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    target, versus = summary["target"], summary["versus"]
+    assert (target["server"]["pid"], versus["server"]["pid"]) == (plain.pid, burning.pid)
+    assert len(target["windows"]) == len(versus["windows"]) == len(summary["pairs"]) == 6
+    assert all(window["requests"] > 0 and window["error_count"] == 0
+               for side in (target, versus) for window in side["windows"])
+    assert [pair[1] for pair in summary["pairs"]] == [
+        window["server"]["cpu_us_per_request"] for window in versus["windows"]]
+    low, high = summary["ratio"]["interval"]
+    assert 3 < low <= summary["ratio"]["median"] <= high, summary["ratio"]
+    text = wrk("--target", f"http://127.0.0.1:{plain.port}", "--versus",
+               f"http://127.0.0.1:{burning.port}", *pids, "--duration", "1", "--warmup", "0",
+               "--windows", "1", "--connections", "2")
+    assert text.returncode == 0, text.stderr
+    last = text.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"versus   http://127.0.0.1:{burning.port} against ")
+    assert "6 pairs or more give an interval" in last
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--versus", "http://127.0.0.1:9"], "give --target too"),
+    (["--target", "http://127.0.0.1:9", "--versus-pid", "1"], "--versus-pid goes with --versus"),
+    (["--target", "http://127.0.0.1:9", "--versus", "http://127.0.0.1:10"],
+     "give --server-pid and --versus-pid"),
+    (["--target", "http://127.0.0.1:9", "--versus", "http://127.0.0.1:9", "--server-pid", "1",
+      "--versus-pid", "1"], "names the --target itself"),
+    (["--target", "http://127.0.0.1:9", "--versus", "http://192.0.2.1:80", "--server-pid", "1",
+      "--versus-pid", "1"], "not a loopback address"),
+])
+def test_versus_bad_input_is_one_line(args: list[str], words: str) -> None:
+    require_tool("wrk")
+    result = wrk(*args)
+    assert result.returncode == 2, result.stderr
+    assert words in one_line(result.stderr) and result.stdout == ""
 
 
 def test_bad_statuses_are_counted():

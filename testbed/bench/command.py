@@ -9,7 +9,14 @@ import sys
 from typing import NoReturn
 
 from clients.bench import OPEN_WINDOW
-from testbed.args import ArgumentParser, add_target_options, duration, positive, user_counts
+from testbed.args import (
+    ArgumentParser,
+    add_target_options,
+    add_versus_options,
+    duration,
+    positive,
+    user_counts,
+)
 from testbed.bench.plan import EXPECTS
 from testbed.bench.runner import run_bench
 from testbed.bench.scale import DEFAULT_STEPS, run_scale, scale_table
@@ -49,14 +56,7 @@ def build_parser() -> ArgumentParser:
                         help="with --target: the process whose tree's CPU is measured "
                         "(default: the process listening on the target's port, if it is ours "
                         "to see)")
-    parser.add_argument("--versus", metavar="URL",
-                        help="with --target: a second running server benched head to head "
-                        "with it, the --windows of the two alternating (one warm-up each), "
-                        "so that the machine's slow spells fall on both; reports each and "
-                        "the ratio of their CPU per request with its 95%% interval (give "
-                        "--windows 6 or more)")
-    parser.add_argument("--versus-pid", type=positive(int), metavar="PID",
-                        help="with --versus: its process, as --server-pid")
+    add_versus_options(parser, "benched")
     parser.add_argument("--connections", "-c", type=int, default=10, metavar="N",
                         help="persistent connections, one request in flight on each "
                         "(default %(default)s)")

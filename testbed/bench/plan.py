@@ -86,15 +86,8 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
             placement["server"] = "not started here: left where it runs"
         expect = spec.expect or (HTTP if target.scheme == "http" else "echo")
         check_framing(expect, spec)
-        versus = None
-        if spec.versus:
-            versus = Target.parse(spec.versus, schemes=("tcp", "http"),
-                                  allow_remote=spec.allow_remote)
-            if versus.scheme != target.scheme:
-                raise UsageError(f"--versus {versus.url} and --target {target.url} must speak "
-                                 "the same protocol")
-            if (versus.host, versus.port) == (target.host, target.port):
-                raise UsageError(f"--versus names the --target itself ({target.url})")
+        versus = (target.versus(spec.versus, allow_remote=spec.allow_remote) if spec.versus
+                  else None)
         return BenchPlan(spec, target, None, None, placement, expect, descriptors, versus)
     if spec.server_pid:
         raise UsageError("--server-pid goes with --target (a server started here is known)")

@@ -8,6 +8,7 @@ limit, and the requests/s say more about it than about the server (:func:`_limit
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from clients.bench import OPEN_WINDOW, Result
@@ -128,8 +129,10 @@ def summarize_versus(target: dict[str, Any], versus: dict[str, Any]) -> dict[str
                       "interval": list(interval) if interval else None}}
 
 
-def versus_text(summary: dict[str, Any]) -> str:
-    """Both servers' lines, then one line on the ratio of their CPU per request."""
+def versus_text(summary: dict[str, Any],
+                text: Callable[[dict[str, Any]], str] | None = None) -> str:
+    """Both servers' lines (``text``: bench's, or wrk's), then one line on the ratio of
+    their CPU per request."""
     target, versus, ratio = summary["target"], summary["versus"], summary["ratio"]
     pairs = len(summary["pairs"])
     line = f"versus   {versus['target']} against {target['target']}: "
@@ -140,7 +143,8 @@ def versus_text(summary: dict[str, Any]) -> str:
         interval = ratio["interval"]
         line += (f", 95% interval {interval[0]:.2f}-{interval[1]:.2f})" if interval
                  else "; 6 pairs or more give an interval: --windows)")
-    return "\n\n".join([bench_text(target), bench_text(versus), line])
+    text = text or bench_text
+    return "\n\n".join([text(target), text(versus), line])
 
 
 def windows_line(summary: dict[str, Any]) -> str | None:

@@ -10,8 +10,11 @@ and the server's whole process tree is read around it (:func:`testbed.sampling.s
 for its CPU per request. ``--windows K`` takes K measured runs in a row on the same server,
 each read on its own: the summary is the median window's, every window's in ``windows``
 (as ``testbed bench --windows`` does), samples for a comparison's rank test; a window
-without a reply ends them. ``--pin`` puts the server on the first CPU and wrk on the second
-(the affinity is inherited at start, so gunicorn's workers and every thread follow).
+without a reply ends them. ``--versus`` (with ``--target``) measures a second running server
+head to head with the first, their windows alternating, and reports the ratio of their CPU
+per request with its interval, as ``testbed bench --versus`` does. ``--pin`` puts the
+server on the first CPU and wrk on the second (the affinity is inherited at start, so
+gunicorn's workers and every thread follow).
 
 Scenarios: keep-alive (the default), ``--close`` (``Connection: close``: a new connection
 per request; wrk reconnects after each answer), ``--pipeline K`` (wrk's pipeline script,
@@ -42,8 +45,8 @@ from clients.harness import format_host
 from clients.safety import UnsafeTarget, ensure_loopback
 from servers import registry
 from servers.apps.launch import CONTENDERS
-from testbed.args import ArgumentParser, add_target_options, duration, positive
-from testbed.bench.summary import summarize_windows, windows_line
+from testbed.args import ArgumentParser, add_target_options, add_versus_options, duration, positive
+from testbed.bench.summary import summarize_versus, summarize_windows, versus_text, windows_line
 from testbed.processes import ServerProcess, StartError, cpu_affinity, start_server
 from testbed.sampling import TreeSample, limit_of, sample_tree, server_cpu
 from testbed.target import (
@@ -91,6 +94,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--server-pid", type=positive(int), metavar="PID",
                         help="with --target: the process whose tree's CPU is measured "
                         "(default: not measured)")
+    add_versus_options(parser, "measured")
     parser.add_argument("--connections", "-c", type=positive(int), default=10, metavar="N",
                         help="open connections (default %(default)s)")
     parser.add_argument("--threads", type=positive(int), default=1, metavar="N",
@@ -151,7 +155,13 @@ def check(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         if len(cpus) < 2:
             raise WrkError("--pin needs at least two CPUs (one for the server, one for wrk)")
         placement = {"server": cpus[:1], "client": cpus[1:2]}
-    plan: dict[str, Any] = {"wrk": binary, "placement": placement, "target": None}
+    plan: dict[str, Any] = {"wrk": binary, "placement": placement, "target": None,
+                            "versus": None}
+    if args.versus_pid and not args.versus:
+        raise WrkError("--versus-pid goes with --versus")
+    if args.versus and not args.target:
+        raise WrkError("--versus measures a second running server against --target's: "
+                       "give --target too")
     if args.target:
         given = server_options_given(argv)
         if given:
@@ -166,6 +176,13 @@ def check(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             placement["server"] = "not started here: left where it runs"
         plan.update(target=f"http://{format_host(target.host)}:{target.port}",
                     host=target.host, port=target.port)
+        if args.versus:
+            if not (args.server_pid and args.versus_pid):
+                raise WrkError("--versus sets the two servers' CPU per request side by side: "
+                               "give --server-pid and --versus-pid")
+            versus = target.versus(args.versus, allow_remote=args.allow_remote)
+            plan.update(versus=f"http://{format_host(versus.host)}:{versus.port}",
+                        versus_port=versus.port)
     elif args.server_pid:
         raise WrkError("--server-pid goes with --target (a server started here is known)")
     return plan
@@ -272,6 +289,8 @@ def _root(args: argparse.Namespace, server: ServerProcess | None) -> psutil.Proc
 
 def run(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
     """Start (or find) the server, warm it up, run wrk once measured; the summary."""
+    if plan["versus"]:
+        return run_versus(args, plan)
     server: ServerProcess | None = None
     try:
         if plan["target"] is None:
@@ -312,6 +331,52 @@ def run(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
     finally:
         if server is not None:
             server.cleanup()
+
+
+def run_versus(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
+    """``--versus``: the target and the second server head to head, after a warm-up each,
+    ``--windows`` windows each, alternating (the target first, then the other first, and so
+    on), as ``testbed bench --versus`` does; a window without a reply ends them once its
+    pair is done. Each side's summary, their pairs and the ratio
+    (:func:`testbed.bench.summary.summarize_versus`)."""
+    from testbed.bench.server import target_root
+
+    sides = [(plan["target"], target_root(args.server_pid, plan["port"])),
+             (plan["versus"], target_root(args.versus_pid, plan["versus_port"], "--versus-pid"))]
+    placement = plan["placement"]
+    client = placement["client"] if isinstance(placement, dict) else None
+    held: list[tuple[list[socket.socket], dict[str, int] | None]] = []
+    measured: list[list[Window]] = [[], []]
+    try:
+        for url, _ in sides:
+            parts = urlsplit(url)
+            held.append(open_idle(parts.hostname or "127.0.0.1", parts.port or 80, args.idle)
+                        if args.idle else ([], None))
+        with resources.as_file(resources.files("testbed.wrk") / "pipeline.lua") as lua:
+            script = lua if args.pipeline > 1 else None
+            if args.warmup:
+                for url, _ in sides:
+                    run_wrk(wrk_argv(args, plan, url, args.warmup, script), args.warmup, client)
+            argvs = [wrk_argv(args, plan, url, args.duration, script) for url, _ in sides]
+            for index in range(args.windows):
+                for which in ((0, 1) if index % 2 == 0 else (1, 0)):
+                    measured[which].append(_measure(argvs[which], args.duration, client,
+                                                    sides[which][1]))
+                if not all(windows[-1].figures["requests"] for windows in measured):
+                    break  # as in run(): the next would see the same, after seconds
+    finally:
+        for sockets, _ in held:
+            for sock in sockets:
+                sock.close()
+    summaries = []
+    for (url, root), argv, windows, (_, idle_counts) in zip(sides, argvs, measured, held,
+                                                            strict=True):
+        each = [summarize(args, plan, url, argv, figures, root, before, after, False, wrk_cpu)
+                for figures, before, after, wrk_cpu in windows]
+        summary = each[0] if len(each) == 1 else summarize_windows(each)
+        summary["idle"] = idle_counts
+        summaries.append(summary)
+    return summarize_versus(*summaries)
 
 
 class Window(NamedTuple):
@@ -438,11 +503,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(args, plan)
     except WrkError as exc:
         fail(str(exc), exc.status)
+    sides = [summary["target"], summary["versus"]] if plan["versus"] else [summary]
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(text(summary))
-    clean = not summary["server_died"] and not any(
+        print(versus_text(summary, text) if plan["versus"] else text(summary))
+    clean = not any(side["server_died"] for side in sides) and not any(
         window["error_count"] or window["non_2xx_3xx"]
-        for window in summary.get("windows") or [summary])
+        for side in sides for window in side.get("windows") or [side])
     return 0 if clean else 1
