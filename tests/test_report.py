@@ -327,6 +327,26 @@ def test_a_loser_is_set_against_the_figure_the_verdict_quotes_for_the_top():
     assert f"against {best:.0f}" in sentence, sentence
 
 
+def test_a_last_model_level_with_the_first_is_not_named_last_too():
+    """A model whose windows could not be told from the winner's (their interval holds 1)
+    is named in the group at the top; when it has the highest figure too, the verdict says
+    that none came clearly last rather than naming it at both ends (an HTTP run said
+    "reuseport, select and threadpool were level at the top ...; threadpool came last")."""
+    doc = document([
+        run("select", "fast", [step(1, 1000, 1), step(50, 4000, 30)],
+            capacity=sampled([10.0, 10.1, 10.2, 10.3, 10.1, 10.2])),
+        run("reuseport", "fast", [step(1, 990, 1), step(50, 4100, 10)],
+            capacity=sampled([10.1, 10.2, 10.3, 10.2, 10.0, 10.4])),
+        run("threadpool", "fast", [step(1, 900, 1), step(50, 3000, 25)],
+            capacity=sampled([8.0, 9.0, 30.0, 40.0, 12.5, 13.0]))], ["fast"])
+    results = parse(doc)
+    sentence = verdict(results, results.scenarios[0])
+    assert "threadpool were level at the top" in sentence, sentence
+    assert "came last" not in sentence, sentence
+    assert ("none came clearly last: threadpool, with 12.5 µs of server CPU per request"
+            in sentence), sentence
+
+
 def test_agreement_sets_capacity_figures_against_the_best_model_of_each_run(tmp_path):
     """--agree: a machine 30% faster in one run moves every bench figure by 30%; set
     against the first run's best model in the same run, the ratios that held are counted

@@ -466,7 +466,12 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
             lead += (f"; {run.model} pushed more ({fmt('rps', step.rps)} req/s) but left "
                      f"clients waiting: {step.failed} attempts failed as {_failures(step)}")
     outran = [step for _, step in ranked if (step.rps or 0) < (loser[1].rps or 0)]
-    if scenario.metric == "rps" and not _clean(scenario, loser) and outran:
+    if any(run is loser[0] for run, _ in level):
+        # the last is level with the first (their interval held 1, reaching beyond 10%,
+        # after every settling round): naming it last too would say both of one model
+        last = (f"none came clearly last: {loser[0].model}, with {_figure(scenario, loser)}, "
+                f"could not be told from {ranked[0][0].model}")
+    elif scenario.metric == "rps" and not _clean(scenario, loser) and outran:
         last = (f"{loser[0].model} came last{also} despite {_figure(scenario, loser)}, as it "
                 f"left clients waiting: {_why_loser(scenario, results, loser, winner, ranked[0])}")
     else:
