@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from servers.apps.launch import CONTENDERS
+from testbed.compare.command import build_parser as compare_parser
+from testbed.compare.plan import make_plan
 from testbed.compare.scenarios import HTTP_QUICK, QUICK, scenario_names
 from tests.conftest import MODELS, no_traceback, one_line, require_module, require_tool
 
@@ -110,3 +112,59 @@ def test_a_server_whose_queue_the_idle_connections_fill_is_measured_not_crashed(
     assert step["served"] == 0 and sum(step["failures"].values()) > 0
     # one connection accepted, the other 199 idle ones and the users wait in its listen queue
     assert step["server"]["peak_threads"] == 1 and step["server"]["peak_fds"] < 20
+
+
+def test_an_http_settling_round_measures_two_servers_side_by_side_under_wrk(tmp_path):
+    """In the HTTP comparison, where wrk's server CPU per request decides, a settling
+    round's run starts both servers, runs testbed wrk --versus on them, stops both, and
+    keeps each side's windows and their pairs, as the bench's round does."""
+    from dataclasses import replace
+
+    import psutil
+
+    from testbed.compare.plan import PlannedRun
+    from testbed.compare.runs import run_one
+
+    require_tool("wrk")
+    plan = make_plan(compare_parser().parse_args(["--service", "http", "--models",
+                                                  "select,threading", "--scenarios",
+                                                  "plaintext", "--repeat", "1"]))
+    scenario = plan.runs[0].scenario
+    scenario = replace(scenario, wrk=replace(scenario.wrk, warmup=0, versus_windows=3))
+    paired = PlannedRun("select", scenario, sample=2, settling=1, versus="threading")
+    record = run_one(plan, paired, tmp_path, lambda message: None)
+    assert record["status"] == "ok", record["error"]
+    pids = {record[key]["server"]["pid"] for key in ("bench", "versus_bench")}
+    assert len(pids) == 2 and not any(psutil.pid_exists(pid) for pid in pids)  # both reaped
+    assert (tmp_path / "plaintext-select" / "versus-threading-1.json").is_file()
+    assert record["bench"]["generator"] == "wrk" and len(record["pairs"]) == 3
+    assert [pair[0] for pair in record["pairs"]] == [
+        window["server"]["cpu_us_per_request"] for window in record["bench"]["windows"]]
+
+
+def test_wrk_decided_scenarios_take_settling_rounds_too():
+    """The HTTP comparison's scenarios that wrk's CPU per request decides take settling
+    rounds as the bench's do (a wrk run side by side for each undecided pair), within its
+    own budget, which leaves room for them after its one repeat."""
+    from testbed.compare.settle import settling_runs
+    from tests.test_report import run as crafted_run
+    from tests.test_report import sampled, step
+
+    plan = make_plan(compare_parser().parse_args(["--service", "http", "--models",
+                                                  "select,asyncio,forking", "--scenarios",
+                                                  "plaintext"]))
+    cpus = {"select": [15.0, 15.1, 15.2, 15.3],
+            "asyncio": [14.0, 16.0, 19.5, 30.0],  # undecided against select
+            "forking": [40.0, 41.0, 42.0, 43.0]}
+    records = [crafted_run(model, "plaintext", [step(1, 1000, 1), step(50, 4000, 20)],
+                           capacity=sampled(values)) for model, values in cpus.items()]
+    extra = settling_runs(plan, len(plan.runs) - 1, records, plan.estimate(), 1.0)
+    assert [(planned.model, planned.versus, planned.settling) for planned in extra] == [
+        ("select", "asyncio", 1)]
+    assert extra[0].sample == extra[0].scenario.capacity_samples == 2
+    assert 15 < extra[0].planned_seconds(1.0) < 40  # two servers, 2 x 8 windows of 1 s
+    require_module("uvicorn")
+    require_module("gunicorn")
+    everything = make_plan(compare_parser().parse_args(["--service", "http"]))
+    assert everything.repeats == 1 and everything.budget is not None
+    assert everything.budget - everything.estimate() > 90  # room for rounds after the runs

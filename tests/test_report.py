@@ -1059,6 +1059,6 @@ def test_the_summary_names_the_models_measured_in_settling_rounds(tmp_path):
             run("asyncio", "fast", [step(1, 1000, 1), step(50, 4000, 25)], capacity=settled)]
     text = write_report(write(tmp_path, document(runs, ["fast"]))).markdown.read_text(
         encoding="utf-8")
-    assert ("settling rounds: once the bench's rounds were over, these had more bench runs"
+    assert ("settling rounds: once the planned runs were over, these had more capacity runs"
             in text), text
     assert ": asyncio (1); their figures are over every run" in text, text

@@ -55,8 +55,9 @@ def build_parser() -> ArgumentParser:
                         "between repeats; tables show medians and spreads (default: as many "
                         "as --budget allows in the quick preset, up to 3; 3 in the full one)")
     parser.add_argument("--budget", type=duration, metavar="T",
-                        help="the time the quick preset's repeats may take, estimated before "
-                        "it starts (default 6m); --repeat overrides it")
+                        help="the time the quick preset may take: its repeats, estimated "
+                        "before it starts, then settling rounds and retakes in what is left "
+                        "(default 6m; 18m with --service http); --repeat overrides it")
     parser.add_argument("--run-time", type=duration, metavar="S",
                         help="measured window of every step (default: each scenario's own, "
                         "0.5-1.5 s in the quick preset, 6-10 s in the full one)")
@@ -95,11 +96,12 @@ def list_plan(plan: ComparisonPlan) -> None:
     why = " (as many as the budget allows)" if plan.repeats_from_budget else ""
     print(f"repeats: {plan.repeats}{why}")
     print(f"about {clock(plan.estimate())} for {len(plan.runs)} runs")
-    settles = any(scenario.capacity is not None for scenario in plan.scenarios)
+    settles = any(scenario.capacity_tool is not None and scenario.metric == "cpu_us_per_request"
+                  for scenario in plan.scenarios)
     after = []  # in the order of testbed.compare.afterwards
     if settles:
         after.append("a settling round: each model the runs leave undecided against the "
-                     "winner or the loser, benched side by side with it, their windows "
+                     "winner or the loser, measured side by side with it, their windows "
                      "alternating")
     if any(retaken(scenario) for scenario in plan.scenarios):
         after.append("retakes: one more run of each run whose top step the host disturbed "

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.compare import contenders
-from testbed.compare.scenarios import QUICK_BUDGET, Capacity, Preset, Scenario, Timing, preset
+from testbed.compare.scenarios import Capacity, Preset, Scenario, Timing, preset
 
 #: First guess of a run's fixed cost (server and locust start and stop), seconds;
 #: replaced by the measured mean as soon as one run has finished.
@@ -58,9 +58,8 @@ class PlannedRun:
         bench runs), if any."""
         if self.scenario.scale is not None:  # testbed bench at each step, no locust
             return self.scenario.scale.seconds(self.scenario.steps, self.timing)
-        if self.versus:  # two servers, one bench run alternating between them
-            assert self.scenario.capacity is not None
-            return versus_run_seconds(self.scenario.capacity)
+        if self.versus:  # two servers, one bench or wrk run alternating between them
+            return versus_run_seconds(self.scenario)
         if self.sample:  # one bench or wrk run
             return capacity_run_seconds(self.scenario)
         seconds = self.timing.seconds(len(self.scenario.steps)) + self.scenario.longest_attempt
@@ -87,6 +86,9 @@ def bench_overhead(capacity: Capacity) -> float:
 
 #: ... and a wrk run's (testbed wrk, its server and wrk itself): 1.3 s.
 WRK_OVERHEAD = 1.3
+#: ... and each wrk window after a run's first (wrk's start, the server's tree read around
+#: it): 0.1 s measured on 2 cores.
+WRK_WINDOW_OVERHEAD = 0.1
 
 
 #: ... and a server's start (testbed serve until its ready line), for the two servers of
@@ -94,9 +96,15 @@ WRK_OVERHEAD = 1.3
 SERVER_START = 0.5
 
 
-def versus_run_seconds(capacity: Capacity) -> float:
-    """A side-by-side run's planned length: two servers, a warm-up each, and
-    ``capacity.versus_windows`` windows each (testbed bench --versus)."""
+def versus_run_seconds(scenario: Scenario) -> float:
+    """A side-by-side run's planned length: two servers, a warm-up each, and the
+    scenario's ``versus_windows`` windows each (testbed bench or wrk --versus)."""
+    if scenario.wrk is not None:
+        wrk = scenario.wrk
+        return (2 * (SERVER_START + wrk.warmup) + WRK_OVERHEAD
+                + 2 * wrk.versus_windows * (wrk.window + WRK_WINDOW_OVERHEAD))
+    capacity = scenario.capacity
+    assert capacity is not None
     windows = 2 * capacity.versus_windows
     return (2 * (SERVER_START + capacity.warmup) + BENCH_OVERHEAD
             + windows * (capacity.window + WINDOW_OVERHEAD))
@@ -217,7 +225,7 @@ def make_plan(args: argparse.Namespace) -> ComparisonPlan:
 
         once = cost([scenario for scenario in scenarios if scenario.scale])  # never repeated
         each = cost([scenario for scenario in scenarios if not scenario.scale])
-        budget = getattr(args, "budget", None) or QUICK_BUDGET
+        budget = getattr(args, "budget", None) or chosen.budget
         repeats = max(1, min(MAX_BUDGET_REPEATS, int((budget - once) // max(each, 1e-9))))
         plan.repeats_from_budget = True
         plan.budget = budget

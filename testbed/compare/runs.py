@@ -182,29 +182,29 @@ def http_server(plan: ComparisonPlan, run: PlannedRun) -> Iterator[tuple[str, in
 def versus_sample(run: PlannedRun, run_dir: Path, note: Callable[[str], None]) -> dict:
     """A settling round's sample of ``run.model`` and ``run.versus`` side by side: both
     servers started here (on the first CPU where two are free, as a bench sample's), then
-    one ``testbed bench --target A --versus B --json`` (on the other CPU) whose windows
-    alternate between them, kept in ``versus-<B>-<round>.json``: one record holding each
-    model's windows and their pairs."""
+    one ``testbed bench`` (or ``testbed wrk``) ``--target A --versus B --json`` (on the
+    other CPU) whose windows alternate between them, kept in ``versus-<B>-<round>.json``:
+    one record holding each model's windows and their pairs."""
     from testbed.processes import cpu_affinity, start_server
 
-    capacity = run.scenario.capacity
-    assert capacity is not None
+    tool = run.scenario.capacity_tool
+    assert tool is not None
     started = time.monotonic()
     two = len(os.sched_getaffinity(0)) >= 2
     servers = []
-    note(f"capacity: testbed bench, {run.model} and {run.versus} side by side")
+    note(f"capacity: testbed {tool}, {run.model} and {run.versus} side by side")
     try:
         with cpu_affinity(sorted(os.sched_getaffinity(0))[:1] if two else None):
             for model in (run.model, run.versus):
                 servers.append(start_server(
                     run.scenario.server_options(*contenders.server_options(model))))
         first, second = servers
-        command = [sys.executable, "-m", "testbed", "bench",
+        # tcp://HOST:PORT: testbed wrk takes it for http:// too
+        command = [sys.executable, "-m", "testbed", tool,
                    "--target", first.endpoint.url, "--server-pid", str(first.pid),
                    "--versus", second.endpoint.url, "--versus-pid", str(second.pid),
-                   *capacity.versus_options(), "--payload-size", str(run.scenario.payload_size),
-                   "--json", *(["--pin"] if two else [])]
-        taken = _capacity_run(command, versus_run_seconds(capacity), run_dir,
+                   *run.scenario.versus_options(), "--json", *(["--pin"] if two else [])]
+        taken = _capacity_run(command, versus_run_seconds(run.scenario), run_dir,
                               f"versus-{run.versus}-{run.settling}")
     except Exception as exc:  # noqa: BLE001 - a server that would not start: a failed sample
         taken = {"ok": False, "error": _one_line(exc)}

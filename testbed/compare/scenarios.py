@@ -155,12 +155,16 @@ class WrkRun:
     pipeline: int = 1
     close: bool = False
     idle: int = 0
+    #: windows of each model in a settling round's side-by-side run (testbed.compare.settle)
+    versus_windows: int = 8
 
-    def options(self) -> list[str]:
+    def options(self, windows: int | None = None) -> list[str]:
+        """The wrk options of a sample, or with ``windows`` (a side-by-side run's)."""
+        windows = windows or self.windows
         options = ["--connections", str(self.connections), "--warmup", f"{self.warmup:g}",
                    "--duration", f"{self.window:g}"]
-        if self.windows > 1:
-            options += ["--windows", str(self.windows)]
+        if windows > 1:
+            options += ["--windows", str(windows)]
         if self.pipeline > 1:
             options += ["--pipeline", str(self.pipeline)]
         if self.close:
@@ -291,6 +295,14 @@ class Scenario:
             return "wrk"
         return "bench" if self.capacity is not None else None
 
+    def versus_options(self) -> list[str]:
+        """The options of a settling round's side-by-side run (``testbed bench --versus`` or
+        ``testbed wrk --versus``) beside its two servers'."""
+        if self.wrk is not None:
+            return self.wrk.options(self.wrk.versus_windows)
+        assert self.capacity is not None
+        return [*self.capacity.versus_options(), "--payload-size", str(self.payload_size)]
+
     @property
     def capacity_samples(self) -> int:
         """Capacity runs (testbed bench or wrk) per model and repeat, each on a fresh server."""
@@ -331,6 +343,9 @@ class Preset:
     scenarios: tuple[Scenario, ...]
     repeats: int | None = None  # None: as many as the budget allows
     on_request: tuple[str, ...] = ()
+    #: with ``repeats`` None: the seconds it may take (``--budget``), its repeats as many
+    #: as fit (at least one), then settling rounds and retakes while room is left
+    budget: float = 6 * 60.0
 
     def names(self) -> list[str]:
         return [scenario.name for scenario in self.scenarios]
@@ -433,7 +448,7 @@ QUICK = Preset("quick", Timing(warmup=0.2, window=1.0, first_warmup=1.0), _scena
 ))
 
 #: Seconds the quick preset may take; its repeats are as many as fit (at least one).
-QUICK_BUDGET = 6 * 60.0
+QUICK_BUDGET = QUICK.budget
 
 #: ``--full``: longer windows and more steps, for numbers worth quoting.
 FULL = Preset("full", Timing(warmup=2.0, window=8.0), _scenarios(
@@ -496,6 +511,12 @@ def _http_scenarios(keepalive: Budget, slow: Budget, wrk: WrkRun) -> tuple[Scena
     )
 
 
+#: Seconds ``testbed compare --service http`` may take: its one repeat (about 15 minutes
+#: with every model and contender on 2 cores), then the settling rounds of the models wrk's
+#: windows left undecided (a side-by-side wrk run of about 20 s for each pair) and the
+#: retakes, in what is left.
+HTTP_QUICK_BUDGET = 18 * 60.0
+
 #: ``testbed compare --service http``: every model and contender on 2 cores in minutes.
 HTTP_QUICK = Preset("http-quick", Timing(warmup=0.2, window=1.0, first_warmup=1.0), _http_scenarios(
     keepalive=Budget((1, 10, 50), warmup=0.2, window=0.8, io_timeout=0.5, first_warmup=1.0),
@@ -508,7 +529,7 @@ HTTP_QUICK = Preset("http-quick", Timing(warmup=0.2, window=1.0, first_warmup=1.
     # 8.1-8.6, 10.4-10.8 and 11.8-13.4 µs in three comparisons), and four windows of one
     # server made the rank test sure of a gap that the next comparison did not see
     wrk=WrkRun(connections=10, warmup=1.0, window=1.0, windows=2, samples=2),
-))
+), budget=HTTP_QUICK_BUDGET)
 
 #: ``testbed compare --service http --full``.
 HTTP_FULL = Preset("http-full", Timing(warmup=2.0, window=8.0), _http_scenarios(

@@ -1,16 +1,17 @@
-"""Settling rounds: the models a scenario's runs left undecided, benched side by side.
+"""Settling rounds: the models a scenario's runs left undecided, measured side by side.
 
-Where the server's CPU per request decides, two models are level when the interval of the
-ratio of their bench runs holds 1, and apart when it lies away from it
-(:func:`testbed.reporting.sentences.undecided`). An interval that holds 1 but reaches far
-beyond it says neither: the runs were too few to tell. Called level there, the same two
-models come out level in one comparison and apart in the next, as the machine's noise
-moves the interval's ends about 1. So once every planned run is done, each model left
-undecided against the winner or the loser (in each scenario and repeat) is measured
-again with that end, side by side: two fresh servers, one bench whose windows alternate
-between them (``testbed bench --versus``, :func:`testbed.compare.runs.versus_sample`),
-so that a slow spell of the machine, which moves one model's windows by 10-25% from one
-half second to the next, falls on both. The ratio within each pair of windows is then
+Where the server's CPU per request decides (under testbed bench, or wrk in the HTTP
+comparison), two models are level when the interval of the ratio of their windows holds
+1, and apart when it lies away from it (:func:`testbed.reporting.sentences.undecided`).
+An interval that holds 1 but reaches far beyond it says neither: the runs were too few to
+tell. Called level there, the same two models come out level in one comparison and apart
+in the next, as the machine's noise moves the interval's ends about 1. So once every
+planned run is done, each model left undecided against the winner or the loser (in each
+scenario and repeat) is measured again with that end, side by side: two fresh servers,
+one bench (or wrk) run whose windows alternate between them (``testbed bench --versus``,
+``testbed wrk --versus``, :func:`testbed.compare.runs.versus_sample`), so that a slow
+spell of the machine, which moves one model's windows by 10-25% from one half second to
+the next, falls on both. The ratio within each pair of windows is then
 steadier than either figure, and the interval of those ratios decides the two
 (:func:`testbed.stats.paired_ratio_interval`). In four runs of 20 pairs of select and
 reuseport on 2026-12-02, the logarithms of the pair's two windows correlated 0.1-0.7;
@@ -64,15 +65,15 @@ def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]
     results = _read(plan, records)
     for runs in groups.values():
         first = runs[0]
-        capacity = first.scenario.capacity
-        if capacity is None or first.scenario.metric != "cpu_us_per_request":
+        if (first.scenario.capacity_tool is None
+                or first.scenario.metric != "cpu_us_per_request"):
             continue
         settling = max(run.settling for run in runs) + 1
         if settling > MAX_ROUNDS:
             continue
         extra += [PlannedRun(end, first.scenario, first.repeat,
-                             sample=capacity.samples - 1 + settling, settling=settling,
-                             versus=model)
+                             sample=first.scenario.capacity_samples - 1 + settling,
+                             settling=settling, versus=model)
                   for end, model in undecided_pairs(results, first)]
     # the winners' pairs first, then the losers'
     return plan.fitting(extra, elapsed, overhead)

@@ -257,7 +257,8 @@ def _retake_note(runs: list[Run], top: int, threshold: float | None) -> str | No
 
 
 def _settling_note(runs: list[Run]) -> str | None:
-    """The models measured in settling rounds, and how many more bench runs each had."""
+    """The models measured in settling rounds, and how many more capacity runs (testbed
+    bench's or wrk's) each had."""
     settled = [run for run in runs if run.capacity is not None and run.capacity.settling_runs]
     if not settled:
         return None
@@ -265,9 +266,9 @@ def _settling_note(runs: list[Run]) -> str | None:
                       + "".join(f"; beside {faced}, {len(pairs)} pairs of windows"
                                 for faced, pairs in run.capacity.paired.items())
                       + ")" for run in settled)
-    return ("settling rounds: once the bench's rounds were over, these had more bench runs "
+    return ("settling rounds: once the planned runs were over, these had more capacity runs "
             "(how many, over every repeat), as their runs could neither call them level with "
-            "the winner or the loser nor apart from it; a round benches the two side by side, "
+            "the winner or the loser nor apart from it; a round measures the two side by side, "
             f"their windows alternating: {named}; their figures are over every run, and "
             "where there are pairs, the ratio within them decides the two")
 
