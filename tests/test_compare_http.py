@@ -168,3 +168,34 @@ def test_wrk_decided_scenarios_take_settling_rounds_too():
     everything = make_plan(compare_parser().parse_args(["--service", "http"]))
     assert everything.repeats == 1 and everything.budget is not None
     assert everything.budget - everything.estimate() > 90  # room for rounds after the runs
+
+
+def test_last_samples_not_worth_taking_are_dropped_before_the_settling_round():
+    """The HTTP comparison ends with idle's second wrk samples, and a server the idle
+    connections block (sequential) gets none. They are dropped as soon as its first run
+    shows it, so that the last run taken is the plan's last and the settling round still
+    follows it: dropped only when reached, they ended a comparison with 14 pairs left
+    undecided and no round taken (2026-12-03 10:43)."""
+    from testbed.compare.runs import drop_unneeded_samples
+    from testbed.compare.settle import settling_runs
+    from tests.test_report import bench, sampled, step
+    from tests.test_report import run as crafted_run
+
+    plan = make_plan(compare_parser().parse_args(["--service", "http", "--models",
+                                                  "sequential,select,asyncio", "--scenarios",
+                                                  "idle", "--repeat", "1"]))
+    assert [(planned.model, planned.sample) for planned in plan.runs] == [
+        ("sequential", 0), ("select", 0), ("asyncio", 0),
+        ("select", 1), ("asyncio", 1), ("sequential", 1)]
+    steps = [step(1, 1000, 1), step(50, 4000, 20)]
+    records = [crafted_run("sequential", "idle", steps, capacity=bench(50.0, 0.0, served=0)),
+               crafted_run("select", "idle", steps, capacity=sampled([15.0, 15.1, 15.2, 15.3])),
+               crafted_run("asyncio", "idle", steps,
+                           capacity=sampled([14.0, 16.0, 19.5, 30.0]))]  # undecided
+    for index in range(3):
+        drop_unneeded_samples(plan, index, records[:index + 1])
+    assert [(planned.model, planned.sample) for planned in plan.runs][3:] == [
+        ("select", 1), ("asyncio", 1)]
+    assert settling_runs(plan, 3, records, 0.0, 1.0) == []  # not the last yet
+    extra = settling_runs(plan, 4, records, 0.0, 1.0)
+    assert [(planned.model, planned.versus) for planned in extra] == [("select", "asyncio")]

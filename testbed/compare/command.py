@@ -14,11 +14,11 @@ from testbed.compare.plan import ComparisonPlan, make_plan
 from testbed.compare.progress import Progress, clock
 from testbed.compare.retake import RETAKE_STEAL, retaken
 from testbed.compare.runs import (
+    drop_unneeded_samples,
     fold_records,
     make_out_dir,
     results_document,
     run_one,
-    worth_sampling,
     write_json,
 )
 from testbed.compare.scenarios import QUICK, SERVICES, scenario_names
@@ -96,8 +96,7 @@ def list_plan(plan: ComparisonPlan) -> None:
     why = " (as many as the budget allows)" if plan.repeats_from_budget else ""
     print(f"repeats: {plan.repeats}{why}")
     print(f"about {clock(plan.estimate())} for {len(plan.runs)} runs")
-    settles = any(scenario.capacity_tool is not None and scenario.metric == "cpu_us_per_request"
-                  for scenario in plan.scenarios)
+    settles = any(scenario.settles for scenario in plan.scenarios)
     after = []  # in the order of testbed.compare.afterwards
     if settles:
         after.append("a settling round: each model the runs leave undecided against the "
@@ -149,9 +148,6 @@ def main(argv: list[str] | None = None) -> int:
         index = 0
         while index < len(plan.runs):  # retakes and settling rounds add runs
             run = plan.runs[index]
-            if run.sample and not worth_sampling(run, records):
-                del plan.runs[index]
-                continue
             progress.begin(index)
             before = steal.read()
             # Absolute: testbed load runs locust from inside the run's directory.
@@ -160,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             records.append(record)
             progress.end(index, record["duration_s"],
                          record["error"] if record["status"] != "ok" else None)
+            drop_unneeded_samples(plan, index, records)  # before: the last run may change
             elapsed = time.monotonic() - clock_start
             extra = runs_after(plan, index, records, elapsed, progress.overhead)
             if extra and extra[0].retake:

@@ -106,6 +106,17 @@ def worth_sampling(run: PlannedRun, records: list[dict[str, Any]]) -> bool:
     return True
 
 
+def drop_unneeded_samples(plan: ComparisonPlan, index: int, records: list[dict[str, Any]]) -> None:
+    """Once ``plan.runs[index]`` is done, drop the later samples no longer worth taking
+    (:func:`worth_sampling`), so that the last run taken is the plan's last, and what
+    follows the runs (settling rounds, retakes: :func:`testbed.compare.afterwards.runs_after`)
+    follows it. (Dropped only when reached, a last sample not worth taking ended the
+    comparison with neither: the HTTP comparison's last runs are idle's second wrk
+    samples, which the servers the idle connections block do not get.)"""
+    plan.runs[index + 1:] = [later for later in plan.runs[index + 1:]
+                             if not later.sample or worth_sampling(later, records)]
+
+
 def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable[[str], None]) -> dict:
     """One record for results.json; a crash or an error becomes a 'crashed' record."""
     from testbed.load import run_load

@@ -295,6 +295,12 @@ class Scenario:
             return "wrk"
         return "bench" if self.capacity is not None else None
 
+    @property
+    def settles(self) -> bool:
+        """Whether settling rounds apply (testbed.compare.settle): the capacity tool's server
+        CPU per request decides."""
+        return self.capacity_tool is not None and self.metric == "cpu_us_per_request"
+
     def versus_options(self) -> list[str]:
         """The options of a settling round's side-by-side run (``testbed bench --versus`` or
         ``testbed wrk --versus``) beside its two servers'."""

@@ -65,8 +65,7 @@ def settling_runs(plan: ComparisonPlan, index: int, records: list[dict[str, Any]
     results = _read(plan, records)
     for runs in groups.values():
         first = runs[0]
-        if (first.scenario.capacity_tool is None
-                or first.scenario.metric != "cpu_us_per_request"):
+        if not first.scenario.settles:
             continue
         settling = max(run.settling for run in runs) + 1
         if settling > MAX_ROUNDS:
