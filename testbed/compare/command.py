@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                              "their top step)")
             elif extra:
                 progress.say(f"settling round {extra[0].settling}: "
-                             f"{', '.join(f'{p.model} and {p.versus}' for p in extra)} "
+                             f"{', '.join(f'{p.scenario.name} {p.model} and {p.versus}' for p in extra)} "
                              "side by side (their runs could not call them level or apart)")
             plan.runs[index + 1:index + 1] = extra
             index += 1
