@@ -22,7 +22,7 @@ import pytest
 from testbed.args import duration
 from testbed.compare import contenders
 from testbed.compare.command import build_parser as compare_parser
-from testbed.compare.plan import check_keeps_time, make_plan
+from testbed.compare.plan import ComparisonPlan, PlannedRun, check_keeps_time, make_plan
 from testbed.compare.progress import Progress
 from testbed.compare.scenarios import (
     FULL,
@@ -428,16 +428,29 @@ def test_a_run_that_cannot_run_becomes_a_crashed_record(tmp_path):
     assert (record["model"], record["scenario"]) == ("select", "fast")
 
 
+def side_by_side(plan: ComparisonPlan, paired: PlannedRun, tmp_path: Path) -> dict:
+    """Run a settling round's side-by-side run (select against threading) and check what
+    every such run must do: both servers measured, both reaped, its file kept."""
+    import psutil
+
+    from testbed.compare.runs import run_one
+
+    record = run_one(plan, paired, tmp_path, lambda message: None)
+    assert record["status"] == "ok", record["error"]
+    pids = {record[key]["server"]["pid"] for key in ("bench", "versus_bench")}
+    assert len(pids) == 2 and not any(psutil.pid_exists(pid) for pid in pids)  # both reaped
+    assert (tmp_path / f"{paired.scenario.name}-select" / "versus-threading-1.json").is_file()
+    return record
+
+
 def test_a_settling_round_benches_two_models_side_by_side(tmp_path):
     """A settling round's run starts both models' servers, benches them in one run whose
     windows alternate, stops both, and folds each side's windows into its own model's
     figures, with the pairs in each model's record."""
     from dataclasses import replace
 
-    import psutil
-
     from testbed.compare.plan import PlannedRun
-    from testbed.compare.runs import fold_samples, run_one
+    from testbed.compare.runs import fold_samples
 
     plan = make_plan(compare_parser().parse_args(["--models", "select,threading",
                                                   "--scenarios", "fast", "--repeat", "1"]))
@@ -445,11 +458,7 @@ def test_a_settling_round_benches_two_models_side_by_side(tmp_path):
     scenario = replace(scenario, capacity=replace(scenario.capacity, warmup=0.1, window=0.2,
                                                   versus_windows=6))
     paired = PlannedRun("select", scenario, sample=3, settling=1, versus="threading")
-    record = run_one(plan, paired, tmp_path, lambda message: None)
-    assert record["status"] == "ok", record["error"]
-    pids = {record[key]["server"]["pid"] for key in ("bench", "versus_bench")}
-    assert len(pids) == 2 and not any(psutil.pid_exists(pid) for pid in pids)  # both reaped
-    assert (tmp_path / "fast-select" / "versus-threading-1.json").is_file()
+    record = side_by_side(plan, paired, tmp_path)
     assert len(record["pairs"]) == 6
     assert [pair[1] for pair in record["pairs"]] == [
         window["server"]["cpu_us_per_request"] for window in record["versus_bench"]["windows"]]

@@ -120,10 +120,8 @@ def test_an_http_settling_round_measures_two_servers_side_by_side_under_wrk(tmp_
     keeps each side's windows and their pairs, as the bench's round does."""
     from dataclasses import replace
 
-    import psutil
-
     from testbed.compare.plan import PlannedRun
-    from testbed.compare.runs import run_one
+    from tests.test_compare import side_by_side
 
     require_tool("wrk")
     plan = make_plan(compare_parser().parse_args(["--service", "http", "--models",
@@ -132,11 +130,7 @@ def test_an_http_settling_round_measures_two_servers_side_by_side_under_wrk(tmp_
     scenario = plan.runs[0].scenario
     scenario = replace(scenario, wrk=replace(scenario.wrk, warmup=0, versus_windows=3))
     paired = PlannedRun("select", scenario, sample=2, settling=1, versus="threading")
-    record = run_one(plan, paired, tmp_path, lambda message: None)
-    assert record["status"] == "ok", record["error"]
-    pids = {record[key]["server"]["pid"] for key in ("bench", "versus_bench")}
-    assert len(pids) == 2 and not any(psutil.pid_exists(pid) for pid in pids)  # both reaped
-    assert (tmp_path / "plaintext-select" / "versus-threading-1.json").is_file()
+    record = side_by_side(plan, paired, tmp_path)
     assert record["bench"]["generator"] == "wrk" and len(record["pairs"]) == 3
     assert [pair[0] for pair in record["pairs"]] == [
         window["server"]["cpu_us_per_request"] for window in record["bench"]["windows"]]
