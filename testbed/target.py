@@ -80,6 +80,16 @@ class Target:
             raise UsageError(f"{option} needs a port: {scheme}://{format_host(host)}:PORT")
         return cls(scheme, host, port)
 
+    @staticmethod
+    def check_versus(versus: str | None, versus_pid: int | None, target: str | None) -> None:
+        """The ``--versus`` options' own rules, before any target is parsed: --versus-pid
+        goes with --versus, and --versus with --target (testbed bench, testbed wrk)."""
+        if versus_pid and not versus:
+            raise UsageError("--versus-pid goes with --versus")
+        if versus and not target:
+            raise UsageError("--versus measures a second running server head to head with "
+                             "--target's: give --target too")
+
     def versus(self, text: str, *, allow_remote: bool = False) -> Target:
         """``--versus``: the second server of a head-to-head run against this one, in the
         same scheme and not this one; UsageError otherwise."""

@@ -72,11 +72,7 @@ def check_bench(spec: BenchSpec) -> BenchPlan:
             raise UsageError("--pin needs at least two CPUs (one for the server, one for "
                              "the client)")
         placement = {"server": cpus[:1], "client": cpus[1:2]}
-    if spec.versus_pid and not spec.versus:
-        raise UsageError("--versus-pid goes with --versus")
-    if spec.versus and not spec.target:
-        raise UsageError("--versus benches a second running server against --target's: "
-                         "give --target too")
+    Target.check_versus(spec.versus, spec.versus_pid, spec.target)
     if spec.target:
         if spec.server_options or spec.server_nofile:
             raise UsageError("give either --target or server options, not both")

@@ -34,7 +34,12 @@ from testbed.bench import server as servers
 from testbed.bench.memory import TreeHoldings, holdings
 from testbed.bench.plan import HTTP, BenchPlan, check_bench
 from testbed.bench.spec import BenchSpec
-from testbed.bench.summary import summarize_bench, summarize_versus, summarize_windows
+from testbed.bench.summary import (
+    alternating,
+    summarize_bench,
+    summarize_versus,
+    summarize_windows,
+)
 from testbed.processes import ServerProcess, cpu_affinity
 from testbed.proctree import read_tree
 from testbed.sampling import TreeSample, sample_tree
@@ -212,7 +217,7 @@ def run_versus(plan: BenchPlan, root: psutil.Process | None) -> dict:
         warm = [_warmup(side.host, side.port, spec, make_payload(spec.payload_size),
                         plan.expect) if spec.warmup > 0 else None for side, _ in sides]
         for index in range(spec.windows):
-            for which in ((0, 1) if index % 2 == 0 else (1, 0)):
+            for which in alternating(index, len(sides)):
                 side, tree = sides[which]
                 windows[which].append(_measure(side.host, side.port, spec,
                                                make_payload(spec.payload_size), plan.expect,

@@ -114,6 +114,13 @@ def window_cpus(summary: dict[str, Any]) -> list[float | None]:
     return [_measured_cpu(window) for window in summary.get("windows") or [summary]]
 
 
+def alternating(index: int, sides: int) -> range:
+    """The order in which a head-to-head run measures its sides at window ``index``: the
+    first side first, then the last first, and so on (AB, BA, AB, ...), so that neither is
+    always measured second; one side alone, just it."""
+    return range(sides) if index % 2 == 0 else range(sides - 1, -1, -1)
+
+
 def summarize_versus(target: dict[str, Any], versus: dict[str, Any]) -> dict[str, Any]:
     """A head-to-head run (``--versus``): each server's summary, their windows' server CPU
     per request paired in the order taken, and the ratio of the second's to the first's:

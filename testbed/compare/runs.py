@@ -113,8 +113,11 @@ def drop_unneeded_samples(plan: ComparisonPlan, index: int, records: list[dict[s
     follows it. (Dropped only when reached, a last sample not worth taking ended the
     comparison with neither: the HTTP comparison's last runs are idle's second wrk
     samples, which the servers the idle connections block do not get.)"""
+    done = records[-1]
+    if done.get("sample"):  # only a model's own run says whether its samples are worth it
+        return
     plan.runs[index + 1:] = [later for later in plan.runs[index + 1:]
-                             if not later.sample or worth_sampling(later, records)]
+                             if not later.sample or worth_sampling(later, [done])]
 
 
 def run_one(plan: ComparisonPlan, run: PlannedRun, out_dir: Path, note: Callable[[str], None]) -> dict:

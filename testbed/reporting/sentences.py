@@ -440,10 +440,8 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
                 f"({_figure(scenario, loser)} for {loser[0].model} to "
                 f"{_figure(scenario, winner)} for {winner[0].model})"
                 f"{_p99_range(ranked)}.{_crash_clause(crashed)}")
-    level = [pair for pair in ranked if _level(scenario, pair, winner)]
-    # level with both ends (the ends themselves are not): named at the top only
-    trailers = [run for run, step in ranked[::-1] if _level(scenario, (run, step), loser)
-                and (run is loser[0] or (run, step) not in level)]
+    level, trailing = _ends(scenario, ranked)
+    trailers = [run for run, _ in trailing]
     if len(level) > 1:
         # Level on the scenario's figure: the lowest p99 among them leads.
         winner = min(level, key=lambda pair: (pair[1].p99_ms is None, pair[1].p99_ms or 0.0))
@@ -466,9 +464,7 @@ def verdict(results: Results, scenario: ScenarioInfo) -> str:
             lead += (f"; {run.model} pushed more ({fmt('rps', step.rps)} req/s) but left "
                      f"clients waiting: {step.failed} attempts failed as {_failures(step)}")
     outran = [step for _, step in ranked if (step.rps or 0) < (loser[1].rps or 0)]
-    if any(run is loser[0] for run, _ in level):
-        # the last is level with the first (their interval held 1, reaching beyond 10%,
-        # after every settling round): naming it last too would say both of one model
+    if not trailing:
         last = (f"none came clearly last: {loser[0].model}, with {_figure(scenario, loser)}, "
                 f"could not be told from {ranked[0][0].model}")
     elif scenario.metric == "rps" and not _clean(scenario, loser) and outran:
@@ -486,11 +482,22 @@ def winner_and_loser(results: Results, scenario: ScenarioInfo,
     measured = _measured(results, scenario, runs)
     if len(measured) < 2:
         return None
-    ranked = _ranked(scenario, measured)
-    top = {run.model for run, step in ranked if _level(scenario, (run, step), ranked[0])}
-    bottom = {run.model for run, step in ranked if _level(scenario, (run, step), ranked[-1])
-              and (run is ranked[-1][0] or run.model not in top)}
-    return top, bottom
+    top, bottom = _ends(scenario, _ranked(scenario, measured))
+    return {run.model for run, _ in top}, {run.model for run, _ in bottom}
+
+
+def _ends(scenario: ScenarioInfo, ranked: list[Pair]) -> tuple[list[Pair], list[Pair]]:
+    """The models a verdict puts first (the first of ``ranked`` and those level with it)
+    and last (the last, then those level with it but not with the first; a model level
+    with both ends is named at the top only). None last where the last itself is level
+    with the first (their interval held 1, reaching beyond 10%, after every settling
+    round): naming it at both ends would say both of one model."""
+    first, last = ranked[0], ranked[-1]
+    top = [pair for pair in ranked if _level(scenario, pair, first)]
+    if any(run is last[0] for run, _ in top):
+        return top, []
+    return top, [pair for pair in ranked[::-1] if _level(scenario, pair, last)
+                 and (pair[0] is last[0] or pair not in top)]
 
 
 def stability(results: Results, scenario: ScenarioInfo) -> str | None:
@@ -514,6 +521,9 @@ def stability(results: Results, scenario: ScenarioInfo) -> str | None:
         lost += bool(found[1] & overall[1])
     n = len(repeats)
     first = _names_of(sorted(overall[0]))
+    if not overall[1]:
+        return (f"{scenario.name}: over {n} repeats, the winner ({first}) was first in {won} "
+                f"of {n}; none was clearly last.")
     last = _names_of(sorted(overall[1]))
     return (f"{scenario.name}: over {n} repeats, the winner ({first}) was first in {won} of "
             f"{n} and the loser ({last}) last in {lost} of {n}.")

@@ -46,7 +46,13 @@ from clients.safety import UnsafeTarget, ensure_loopback
 from servers import registry
 from servers.apps.launch import CONTENDERS
 from testbed.args import ArgumentParser, add_target_options, add_versus_options, duration, positive
-from testbed.bench.summary import summarize_versus, summarize_windows, versus_text, windows_line
+from testbed.bench.summary import (
+    alternating,
+    summarize_versus,
+    summarize_windows,
+    versus_text,
+    windows_line,
+)
 from testbed.processes import ServerProcess, StartError, cpu_affinity, start_server
 from testbed.sampling import TreeSample, limit_of, sample_tree, server_cpu
 from testbed.target import (
@@ -157,11 +163,7 @@ def check(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         placement = {"server": cpus[:1], "client": cpus[1:2]}
     plan: dict[str, Any] = {"wrk": binary, "placement": placement, "target": None,
                             "versus": None}
-    if args.versus_pid and not args.versus:
-        raise WrkError("--versus-pid goes with --versus")
-    if args.versus and not args.target:
-        raise WrkError("--versus measures a second running server against --target's: "
-                       "give --target too")
+    Target.check_versus(args.versus, args.versus_pid, args.target)
     if args.target:
         given = server_options_given(argv)
         if given:
@@ -181,8 +183,7 @@ def check(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                 raise WrkError("--versus sets the two servers' CPU per request side by side: "
                                "give --server-pid and --versus-pid")
             versus = target.versus(args.versus, allow_remote=args.allow_remote)
-            plan.update(versus=f"http://{format_host(versus.host)}:{versus.port}",
-                        versus_port=versus.port)
+            plan["versus"] = f"http://{format_host(versus.host)}:{versus.port}"
     elif args.server_pid:
         raise WrkError("--server-pid goes with --target (a server started here is known)")
     return plan
@@ -303,31 +304,9 @@ def run(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
         else:
             url = plan["target"]
         root = _root(args, server)
-        parts = urlsplit(url)
-        idle, idle_counts = open_idle(parts.hostname or "127.0.0.1", parts.port or 80,
-                                      args.idle) if args.idle else ([], None)
-        placement = plan["placement"]
-        client = placement["client"] if isinstance(placement, dict) else None
-        with resources.as_file(resources.files("testbed.wrk") / "pipeline.lua") as lua:
-            script = lua if args.pipeline > 1 else None
-            if args.warmup:
-                run_wrk(wrk_argv(args, plan, url, args.warmup, script), args.warmup, client)
-            argv = wrk_argv(args, plan, url, args.duration, script)
-            measured: list[Window] = []
-            while len(measured) < args.windows:
-                measured.append(_measure(argv, args.duration, client, root))
-                if not measured[-1].figures["requests"]:
-                    # no reply in a window (a server stuck on a connection it holds): the
-                    # next would see the same, and wrk takes seconds to give up each time
-                    break
-        for sock in idle:
-            sock.close()
+        [(argv, windows, idle_counts)] = _measure_sides(args, plan, [(url, root)])
         died = server is not None and not server.running
-        summaries = [summarize(args, plan, url, argv, figures, root, before, after, died, wrk_cpu)
-                     for figures, before, after, wrk_cpu in measured]
-        summary = summaries[0] if len(summaries) == 1 else summarize_windows(summaries)
-        summary["idle"] = idle_counts
-        return summary
+        return _summary(args, plan, url, argv, windows, root, died, idle_counts)
     finally:
         if server is not None:
             server.cleanup()
@@ -335,18 +314,35 @@ def run(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
 
 def run_versus(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
     """``--versus``: the target and the second server head to head, after a warm-up each,
-    ``--windows`` windows each, alternating (the target first, then the other first, and so
-    on), as ``testbed bench --versus`` does; a window without a reply ends them once its
-    pair is done. Each side's summary, their pairs and the ratio
+    ``--windows`` windows each, alternating as ``testbed bench --versus`` does
+    (:func:`_measure_sides`). Each side's summary, their pairs and the ratio
     (:func:`testbed.bench.summary.summarize_versus`)."""
     from testbed.bench.server import target_root
 
     sides = [(plan["target"], target_root(args.server_pid, plan["port"])),
-             (plan["versus"], target_root(args.versus_pid, plan["versus_port"], "--versus-pid"))]
+             (plan["versus"], target_root(args.versus_pid, urlsplit(plan["versus"]).port or 80,
+                                          "--versus-pid"))]
+    measured = _measure_sides(args, plan, sides)
+    return summarize_versus(*(_summary(args, plan, url, argv, windows, root, False, idle_counts)
+                              for (url, root), (argv, windows, idle_counts)
+                              in zip(sides, measured, strict=True)))
+
+
+def _measure_sides(args: argparse.Namespace, plan: dict[str, Any],
+                   sides: list[tuple[str, psutil.Process | None]],
+                   ) -> list[tuple[list[str], list[Window], dict[str, int] | None]]:
+    """Each side's server (its URL, its process tree) warmed up, then ``--windows`` measured
+    wrk runs each, alternating between the sides where there are two
+    (:func:`testbed.bench.summary.alternating`), with ``--idle`` connections held on each
+    throughout: for each side, its wrk command line, its windows and its idle counts.
+
+    A window without a reply ends them once every side has had its turn at that index (a
+    server stuck on a connection it holds: the next would see the same, and wrk takes
+    seconds to give up each time)."""
     placement = plan["placement"]
     client = placement["client"] if isinstance(placement, dict) else None
     held: list[tuple[list[socket.socket], dict[str, int] | None]] = []
-    measured: list[list[Window]] = [[], []]
+    measured: list[list[Window]] = [[] for _ in sides]
     try:
         for url, _ in sides:
             parts = urlsplit(url)
@@ -359,24 +355,29 @@ def run_versus(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]
                     run_wrk(wrk_argv(args, plan, url, args.warmup, script), args.warmup, client)
             argvs = [wrk_argv(args, plan, url, args.duration, script) for url, _ in sides]
             for index in range(args.windows):
-                for which in ((0, 1) if index % 2 == 0 else (1, 0)):
+                for which in alternating(index, len(sides)):
                     measured[which].append(_measure(argvs[which], args.duration, client,
                                                     sides[which][1]))
                 if not all(windows[-1].figures["requests"] for windows in measured):
-                    break  # as in run(): the next would see the same, after seconds
+                    break
     finally:
         for sockets, _ in held:
             for sock in sockets:
                 sock.close()
-    summaries = []
-    for (url, root), argv, windows, (_, idle_counts) in zip(sides, argvs, measured, held,
-                                                            strict=True):
-        each = [summarize(args, plan, url, argv, figures, root, before, after, False, wrk_cpu)
-                for figures, before, after, wrk_cpu in windows]
-        summary = each[0] if len(each) == 1 else summarize_windows(each)
-        summary["idle"] = idle_counts
-        summaries.append(summary)
-    return summarize_versus(*summaries)
+    return [(argv, windows, counts)
+            for argv, windows, (_, counts) in zip(argvs, measured, held, strict=True)]
+
+
+def _summary(args: argparse.Namespace, plan: dict[str, Any], url: str, argv: list[str],
+             windows: list[Window], root: psutil.Process | None, died: bool,
+             idle_counts: dict[str, int] | None) -> dict[str, Any]:
+    """One server's summary: its one window's, or the median window's with every window's
+    (:func:`testbed.bench.summary.summarize_windows`), and its idle counts."""
+    each = [summarize(args, plan, url, argv, figures, root, before, after, died, wrk_cpu)
+            for figures, before, after, wrk_cpu in windows]
+    summary = each[0] if len(each) == 1 else summarize_windows(each)
+    summary["idle"] = idle_counts
+    return summary
 
 
 class Window(NamedTuple):
