@@ -123,8 +123,9 @@ def glossary(results: Results, generator_marker: str) -> list[str]:
             "the spreads of the repeats' medians), as are models within 10% of throughput, "
             "2 points of share served or 20% of CPU per request. CPU per request from 4 "
             "bench runs or more per model (over every repeat) is level unless a two-sided "
-            "Mann-Whitney test of the runs tells the models apart at 5%, and always within "
-            "10%.",
+            "Mann-Whitney test of the runs tells the models apart at 5%; two models it "
+            "cannot tell apart whose interval reaches more than 10% from even are measured "
+            "again side by side while the budget allows.",
             "served %: the share of attempts that got the right reply; the others are counted "
             "by failure class (refused, reset, connect_timeout, io_timeout, closed_early, "
             "mismatch, unreachable, other).",

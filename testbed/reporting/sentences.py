@@ -37,13 +37,15 @@ CLOSE_SHARE_POINTS = 2.0
 LEVEL_RPS, LEVEL_SHARE_POINTS, LEVEL_CPU = 0.10, 2.0, 0.20
 #: With 4 bench runs or more each, two models' CPU per request are compared through the 95%
 #: interval of the ratio of their runs (:func:`ratio_interval`, the interval of a two-sided
-#: Mann-Whitney test): level when it holds 1 (the runs cannot tell them apart), or when it
-#: lies within LEVEL_CPU_CLOSE of 1 (the runs show that they differ by less than a design
-#: should be chosen by); apart otherwise. How far apart two models must be follows from how
-#: much their own runs strayed, not from a fixed tolerance; and "within 10%" has to be shown
-#: by the runs, not read off two medians: a gap whose medians say 8% and whose interval says
-#: 2-15% is not level, or the same two models would be level in one comparison and not the
-#: next as their medians wander about the line.
+#: Mann-Whitney test): apart when it leaves out 1 (the runs tell them apart), however close
+#: to 1 it lies; level when it holds 1. How far apart two models must be follows from how
+#: much their own runs strayed, not from a fixed tolerance. An interval that holds 1 within
+#: LEVEL_CPU_CLOSE of it shows them close (level, decided); one that holds 1 but reaches
+#: beyond is undecided (level, until more runs say otherwise: the settling rounds). Until
+#: 2026-12-03 an interval that left out 1 but lay within 10% of it was level too: a gap
+#: near 10% (select and reuseport, 4-13% that day) then came out level in one comparison
+#: and apart in the next, as its interval fell on one side of the line or the other,
+#: where every one of those intervals said the same model used less CPU.
 LEVEL_CPU_CLOSE = 0.10
 
 Pair = tuple[Run, Step]
@@ -153,16 +155,19 @@ def _cpu_interval(scenario: ScenarioInfo, a: Pair, b: Pair) -> tuple[float, floa
 
 def _interval_state(scenario: ScenarioInfo, a: Pair, b: Pair) -> str | None:
     """What the interval of the ratio of their bench runs says (see LEVEL_CPU_CLOSE):
-    "close" (within it: level), "apart" (it does not hold 1, nor lie within it), or
-    "undecided" (it holds 1 but reaches beyond: the runs cannot tell them apart, nor show
-    them close; level, until more runs say otherwise); None where there is no interval."""
+    "apart" (it leaves out 1), "close" (it holds 1 and lies within LEVEL_CPU_CLOSE of it:
+    level), or "undecided" (it holds 1 but reaches beyond: the runs cannot tell them apart,
+    nor show them close; level, until more runs say otherwise); None where there is no
+    interval."""
     interval = _cpu_interval(scenario, a, b)
     if interval is None:
         return None
     low, high = interval
+    if not low <= 1 <= high:
+        return "apart"
     if 1 / (1 + LEVEL_CPU_CLOSE) <= low and high <= 1 + LEVEL_CPU_CLOSE:
         return "close"
-    return "undecided" if low <= 1 <= high else "apart"
+    return "undecided"
 
 
 def _interval_level(scenario: ScenarioInfo, a: Pair, b: Pair) -> bool | None:
