@@ -169,6 +169,31 @@ def test_every_attempt_is_bounded(preset):
                                       + run.scenario.longest_attempt)
 
 
+@pytest.mark.parametrize("preset", [QUICK, FULL, HTTP_QUICK, HTTP_FULL],
+                         ids=["quick", "full", "http-quick", "http-full"])
+def test_users_of_a_delay_scenario_begin_spread_over_one_delay(preset, tmp_path):
+    """Where the server waits a delay per request, the users' first requests are spread
+    over that delay (``--start-jitter``), within every warm-up, so that users started
+    together do not run in step; elsewhere (no delay, or open-loop arrivals) they start
+    at once."""
+    from testbed.compare.runs import load_spec
+
+    plan = make_plan(compare_parser().parse_args(["--models", "select", "--repeat", "1"]))
+    for name in preset.names():
+        scenario = preset.get(name)
+        spread = scenario.delay if scenario.delay and scenario.mode != "arrivals" else 0.0
+        assert scenario.start_jitter == spread, name
+    checked = 0
+    for run in plan.runs:
+        if run.sample or run.scenario.scale is not None:
+            continue
+        spec = load_spec(plan, run, tmp_path)
+        assert spec.start_jitter == min(run.scenario.start_jitter, run.timing.warmup,
+                                        run.timing.first), run.scenario.name
+        checked += spec.start_jitter > 0
+    assert checked >= 1  # slow-io
+
+
 @pytest.mark.parametrize("preset", [QUICK, FULL], ids=["quick", "full"])
 def test_one_repeat_of_either_preset_lets_the_rank_test_decide(preset):
     """Where the bench's CPU per request decides, one repeat (``--repeat 1``) gives each

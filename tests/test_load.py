@@ -257,6 +257,28 @@ def test_offered_arrival_rate_is_achieved(tmp_path: Path) -> None:
     assert summary["generator"]["matches_locust"]
 
 
+def test_users_started_together_are_spread_by_the_start_jitter(tmp_path: Path) -> None:
+    """Against a server that makes every request wait 0.1 s, 20 users started at once
+    would keep one phase, each making as many requests in the window as the others; with
+    --start-jitter 0.1 their first requests are spread over one cycle, so that in a 0.75 s
+    window (7.4 cycles) some make 7 and some 8, and the window counts what their pace
+    gives, not the users times 7 or times 8. A jitter longer than the warm-up is refused:
+    the window would open on users that had not begun."""
+    summary = run_load(spec(tmp_path, "--model", "threading", "--service", "echo",
+                            "--delay", "0.1", steps=[20], step_time=0.75, warmup=0.3,
+                            start_jitter=0.1))
+    assert summary["complete"], summary["error"]
+    step = summary["steps"][0]
+    assert sum(step["failures"].values()) == 0, step["failures"]
+    clients = step["clients"]
+    assert clients["served_any"] == 20, clients
+    assert clients["replies_min"] < clients["replies_max"], clients  # not in step
+    with pytest.raises(LoadError, match="longer than the warm-up"):
+        run_load(spec(tmp_path, "--model", "select", start_jitter=0.5, warmup=0.3))
+    result = run_cli("--model", "select", "--start-jitter", "-1")
+    assert result.returncode == 2 and "zero or more" in one_line(result.stderr), result.stderr
+
+
 @pytest.mark.parametrize(("model", "fair"), [("threading", True), ("sequential", False)])
 def test_clients_served_and_fairness(model: str, fair: bool, tmp_path: Path) -> None:
     """Five persistent users: a thread each shares the replies evenly (Jain's index 1.0 on

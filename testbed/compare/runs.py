@@ -79,6 +79,8 @@ def load_spec(plan: ComparisonPlan, run: PlannedRun, out_dir: Path,
         first_warmup=run.timing.first,
         spawn_rate=None, mode=scenario.mode, payload_size=scenario.payload_size, udp=False,
         expect=scenario.service, think_time=scenario.think_time,
+        # within every warm-up, so that each window opens on users that have all begun
+        start_jitter=min(scenario.start_jitter, run.timing.warmup, run.timing.first),
         connect_timeout=scenario.connect_timeout, io_timeout=scenario.io_timeout,
         workers=plan.workers, pin=plan.pin, out_dir=out_dir,
         run_id=run_dir_name(run), lab=plan.lab and plan.lab["lab"],

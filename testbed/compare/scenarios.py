@@ -242,6 +242,15 @@ class Scenario:
         return "conn/s" if self.mode == "arrivals" else "users"
 
     @property
+    def start_jitter(self) -> float:
+        """How long the users' first requests are spread over (``testbed load
+        --start-jitter``): one delay where the server waits one per request, so that users
+        started together, whose cycles are all as long, do not run in step (their window
+        then counted 350 or 400 replies at 50 users, as its edges fell about their common
+        phase, where their pace gives 395)."""
+        return self.delay if self.mode != "arrivals" else 0.0
+
+    @property
     def longest_attempt(self) -> float:
         """How long one attempt can take before it counts as failed (seconds)."""
         return self.connect_timeout + self.io_timeout

@@ -75,6 +75,10 @@ def build_parser() -> ArgumentParser:
                         help="the answer to check replies against (default: the --service)")
     parser.add_argument("--think-time", type=non_negative, default=0.0, metavar="S",
                         help="seconds each user waits between requests (default 0)")
+    parser.add_argument("--start-jitter", type=non_negative, default=0.0, metavar="S",
+                        help="each user waits a random 0-S seconds before its first request, "
+                        "so that users started together do not run in step (default 0; "
+                        "give it the server's --delay)")
     parser.add_argument("--connect-timeout", type=positive(float), default=5.0, metavar="S")
     parser.add_argument("--io-timeout", type=positive(float), default=5.0, metavar="S")
     parser.add_argument("--workers", "-w", type=positive(int), default=default_workers(),
@@ -119,7 +123,7 @@ def spec_from(args: argparse.Namespace, argv: list[str]) -> LoadSpec:
         target=args.target, allow_remote=args.allow_remote, steps=steps,
         step_time=args.run_time, warmup=args.warmup, spawn_rate=args.spawn_rate,
         mode=args.mode, payload_size=args.payload_size, udp=args.udp,
-        expect=args.expect, think_time=args.think_time,
+        expect=args.expect, think_time=args.think_time, start_jitter=args.start_jitter,
         connect_timeout=args.connect_timeout, io_timeout=args.io_timeout,
         workers=args.workers, pin=args.pin, out_dir=args.out, web=args.web,
         web_port=args.web_port, lab=args.lab)

@@ -47,6 +47,12 @@ def check_spec(spec: LoadSpec) -> Plan:
         raise LoadError("the measured window (run time) must be longer than 0 s")
     if spec.warmup < 0 or spec.first_step_warmup < 0 or spec.think_time < 0:
         raise LoadError("warm-up and think time can't be negative")
+    if spec.start_jitter < 0:
+        raise LoadError("the start jitter can't be negative")
+    if spec.start_jitter > min(spec.warmup, spec.first_step_warmup):
+        raise LoadError(f"--start-jitter {spec.start_jitter:g} s is longer than the warm-up "
+                        f"({min(spec.warmup, spec.first_step_warmup):g} s): a window would "
+                        "open before some of its users had sent a request")
     if spec.mode != "arrivals":  # arrivals keep their own time
         try:
             spec.schedule.check_keeps_time()

@@ -61,6 +61,7 @@ def locust_options(plan: Plan, run_dir: Path, host_url: str, stop_file: Path) ->
         "--host", host_url,
         "--payload-size", str(spec.payload_size), "--mode", spec.mode, "--expect", plan.expect,
         "--think-time", _seconds(spec.think_time),
+        "--start-jitter", _seconds(spec.start_jitter),
         "--connect-timeout", _seconds(spec.connect_timeout),
         "--io-timeout", _seconds(spec.io_timeout),
         "--steps", ",".join(str(n) for n in spec.steps), "--step-time", _seconds(spec.step_time),
