@@ -52,18 +52,26 @@ _user_ids = itertools.count(1)
 _random = random.Random()
 
 
-def stagger(options: Any, mode: str) -> None:
-    """Before a closed-loop user's first request, wait a random part of ``--start-jitter``.
+#: The golden ratio's fraction: the offsets k * GOLDEN mod 1 of users 1, 2, 3... spread
+#: evenly over the cycle whatever their number (a low-discrepancy sequence).
+GOLDEN = 0.6180339887498949
+
+
+def stagger(options: Any, mode: str, uid: int) -> None:
+    """Before closed-loop user ``uid``'s first request, wait its part of ``--start-jitter``.
 
     Users started together, against a server that makes every request wait the same
     delay, keep the phase they started with: in step, each makes as many requests in a
     window as the others, and the window's count is the users times 7 or times 8
     (350 or 400 replies at 50 users in 0.8 s with a 0.1 s delay), as the window's edges
     fall about their common phase. Spread over one cycle, their phases make the count
-    what their pace gives. Open-loop arrivals have no phase to spread."""
+    what their pace gives. The offsets are fixed, not random (user k waits k * GOLDEN mod
+    1 of the jitter): random ones spread many users as well, but gave one user a new
+    phase in every run, so that a 0.8 s window held 7 of its requests in one run and 8
+    in the next. Open-loop arrivals have no phase to spread."""
     jitter = float(getattr(options, "start_jitter", 0.0) or 0.0)
     if jitter > 0 and mode != "arrivals":
-        gevent.sleep(_random.uniform(0.0, jitter))
+        gevent.sleep((uid * GOLDEN) % 1.0 * jitter)
 
 
 def safety_error(host: str | None, options: Any) -> str | None:
@@ -104,7 +112,7 @@ class SocketUser(User):
         self.uid = next(_user_ids)
         self._ticket: stepstats.Ticket | None = None
         stepstats.STATE.users.add(self.uid)
-        stagger(options, self.mode)
+        stagger(options, self.mode, self.uid)
 
     def wait_time(self) -> float:
         return self.think
@@ -259,7 +267,7 @@ class HTTPUser(FastHttpUser):
         pool.client_args.update(connection_timeout=float(options.connect_timeout),
                                 network_timeout=float(options.io_timeout))
         stepstats.STATE.users.add(self.uid)
-        stagger(options, self.mode)
+        stagger(options, self.mode, self.uid)
 
     def wait_time(self) -> float:
         return self.think

@@ -278,6 +278,8 @@ class Scenario:
                     f"connect/I-O timeouts {self.connect_timeout:g}/{self.io_timeout:g} s")
         steps = ", ".join(map(str, self.steps))
         think = f", think time {self.think_time:g} s" if self.think_time else ""
+        if self.start_jitter:
+            think += f", the users' first requests spread over {self.start_jitter:g} s"
         what = ("new connections at offered rates (Poisson arrivals)" if self.mode == "arrivals"
                 else f"{self.mode} connections")
         capacity = ""
@@ -291,7 +293,7 @@ class Scenario:
         if self.capacity:
             capacity = f"; {self.capacity.describe()}"
         if self.service == "http":
-            return (f"GET / over {what} (locust's FastHttpUser), connect/I-O timeouts "
+            return (f"GET / over {what} (locust's FastHttpUser){think}, connect/I-O timeouts "
                     f"{self.connect_timeout:g}/{self.io_timeout:g} s, {self.unit} {steps}{capacity}")
         return (f"{what}, {self.payload_size}-byte requests{think}, "
                 f"connect/I-O timeouts {self.connect_timeout:g}/{self.io_timeout:g} s, "
