@@ -51,8 +51,9 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--think-time", type=float, default=0.0, metavar="S",
                        help="seconds a user waits between requests (default 0)")
     group.add_argument("--start-jitter", type=float, default=0.0, metavar="S",
-                       help="each user waits a random 0-S seconds before its first request, "
-                       "so that users started together do not run in step (default 0)")
+                       help="spread the users' first requests over S seconds (user k waits "
+                       "k * 0.618 mod 1 of S), so that users started together do not run "
+                       "in step (default 0)")
     group.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
                        help="seconds to wait for a TCP handshake (default 5)")
     group.add_argument("--io-timeout", type=float, default=5.0, metavar="S",

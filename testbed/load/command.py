@@ -76,9 +76,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--think-time", type=non_negative, default=0.0, metavar="S",
                         help="seconds each user waits between requests (default 0)")
     parser.add_argument("--start-jitter", type=non_negative, default=0.0, metavar="S",
-                        help="each user waits a random 0-S seconds before its first request, "
-                        "so that users started together do not run in step (default 0; "
-                        "give it the server's --delay)")
+                        help="spread the users' first requests over S seconds (user k waits "
+                        "k * 0.618 mod 1 of S), so that users started together do not run "
+                        "in step (default 0; give it the server's --delay)")
     parser.add_argument("--connect-timeout", type=positive(float), default=5.0, metavar="S")
     parser.add_argument("--io-timeout", type=positive(float), default=5.0, metavar="S")
     parser.add_argument("--workers", "-w", type=positive(int), default=default_workers(),

@@ -40,8 +40,8 @@ class LoadSpec:
     udp: bool = False
     expect: str | None = None  # the reply to check for; None: the server's service (echo for a target)
     think_time: float = 0.0
-    # each closed-loop user waits a random 0-start_jitter s before its first request, so
-    # that users started together do not run in step (loadtests.users.stagger)
+    # the closed-loop users' first requests spread over this many seconds, so that users
+    # started together do not run in step (loadtests.users.stagger)
     start_jitter: float = 0.0
     connect_timeout: float = 5.0
     io_timeout: float = 5.0
