@@ -106,6 +106,12 @@ class Schedule:
             return self.first_warmup
         return self.warmup
 
+    @property
+    def shortest_warmup(self) -> float:
+        """The shortest warm-up of any step: what a user started in a step may spend before
+        its first request, if the step's window is to open on every user begun."""
+        return min(self.warmup_of(index) for index in range(len(self.steps)))
+
     def step_start(self, index: int) -> float:
         """When step ``index`` (its warm-up) starts, in seconds from the start."""
         if index == 0:

@@ -88,6 +88,10 @@ def test_schedule_with_a_longer_first_warmup() -> None:
     assert schedule.phase_at(11.99) == stepstats_phase(2, 50, True)
     assert schedule.phase_at(12.0) is None
     assert schedule.next_change(0.0) == 5.0 and schedule.next_change(5.0) == 8.5
+    # the most a user may wait before its first request: a later step's 0.5 s, but with
+    # one step only its own 2 s (--start-jitter's bound)
+    assert schedule.shortest_warmup == 0.5
+    assert Schedule((10,), window=3.0, warmup=0.5, first_warmup=2.0).shortest_warmup == 2.0
     options = SimpleNamespace(steps="1,10,50", step_time=3.0, warmup=0.5, first_warmup=2.0)
     assert Schedule.from_options(options) == schedule
     options.first_warmup = -1.0  # the option's default: the same as --warmup

@@ -277,9 +277,9 @@ class Scenario:
             return (f"{self.scale.describe(self.steps)}; {self.payload_size}-byte requests, "
                     f"connect/I-O timeouts {self.connect_timeout:g}/{self.io_timeout:g} s")
         steps = ", ".join(map(str, self.steps))
-        think = f", think time {self.think_time:g} s" if self.think_time else ""
+        pace = f", think time {self.think_time:g} s" if self.think_time else ""
         if self.start_jitter:
-            think += f", the users' first requests spread over {self.start_jitter:g} s"
+            pace += f", the users' first requests spread over {self.start_jitter:g} s"
         what = ("new connections at offered rates (Poisson arrivals)" if self.mode == "arrivals"
                 else f"{self.mode} connections")
         capacity = ""
@@ -293,9 +293,9 @@ class Scenario:
         if self.capacity:
             capacity = f"; {self.capacity.describe()}"
         if self.service == "http":
-            return (f"GET / over {what} (locust's FastHttpUser){think}, connect/I-O timeouts "
+            return (f"GET / over {what} (locust's FastHttpUser){pace}, connect/I-O timeouts "
                     f"{self.connect_timeout:g}/{self.io_timeout:g} s, {self.unit} {steps}{capacity}")
-        return (f"{what}, {self.payload_size}-byte requests{think}, "
+        return (f"{what}, {self.payload_size}-byte requests{pace}, "
                 f"connect/I-O timeouts {self.connect_timeout:g}/{self.io_timeout:g} s, "
                 f"{self.unit} {steps}{capacity}")
 

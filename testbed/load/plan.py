@@ -49,10 +49,10 @@ def check_spec(spec: LoadSpec) -> Plan:
         raise LoadError("warm-up and think time can't be negative")
     if spec.start_jitter < 0:
         raise LoadError("the start jitter can't be negative")
-    if spec.start_jitter > min(spec.warmup, spec.first_step_warmup):
+    if spec.start_jitter > (shortest := spec.schedule.shortest_warmup):
         raise LoadError(f"--start-jitter {spec.start_jitter:g} s is longer than the warm-up "
-                        f"({min(spec.warmup, spec.first_step_warmup):g} s): a window would "
-                        "open before some of its users had sent a request")
+                        f"({shortest:g} s): a window would open before some of its users "
+                        "had sent a request")
     if spec.mode != "arrivals":  # arrivals keep their own time
         try:
             spec.schedule.check_keeps_time()
